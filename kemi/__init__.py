@@ -1,0 +1,1 @@
+"""KEMI Python routing script for Kamailio (app_python3); standard library only."""

@@ -1,0 +1,336 @@
+"""File-system spool, laid out and flagged exactly as SEMS msg_storage does.
+
+``<root>/<domain>/<user>/<ts>+<sender>.wav`` holds a message; it is new while its atime
+equals its mtime (whole seconds) and read once atime = mtime + 1. Greetings live at
+``<root>/<domain>-prompts/<user>/<typ>.wav``. Dot files are never messages (SEMS skips
+them; our temporary files start with a dot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+import uuid
+from asyncio import to_thread
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import unquote, urlsplit
+
+from storage.base import Storage
+from storage.errors import (
+    BackendUnavailable,
+    BadIdentity,
+    MailboxNotFound,
+    MessageNotFound,
+    StorageError,
+    StorageFull,
+)
+from storage.identity import PROMPTS_SUFFIX, check_message_name
+from storage.model import Counts, Message, MessageInfo, estimated_duration, wav_duration
+from storage.names import message_name, parse_message_name
+
+log = logging.getLogger("voicemail.storage.fs")
+
+SUFFIX = ".wav"
+NS = 1_000_000_000
+DIR_MODE = 0o775
+FILE_MODE = 0o664
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """Turn OSErrors other than 'not found' into the storage error hierarchy."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"{what}: {exc.strerror}") from exc
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.ENOTDIR):
+            raise BackendUnavailable(f"{what}: {exc}") from exc
+        raise StorageError(f"{what}: {exc}") from exc
+
+
+def _is_new(st: os.stat_result) -> bool:
+    return st.st_atime_ns // NS == st.st_mtime_ns // NS
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(directory: Path, data: bytes, times_ns: tuple[int, int] | None) -> Path:
+    """Write ``data`` durably to a new dot file in ``directory`` and return its path."""
+    tmp = directory / f".tmp-{uuid.uuid4().hex}{SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if times_ns is not None:
+            os.utime(fd, ns=times_ns)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+class FsStorage(Storage):
+    """SEMS-compatible spool directory; the default backend."""
+
+    backend: ClassVar[str] = "fs"
+    #: Open messages with O_NOATIME so that reading never flips the new flag.
+    use_noatime: ClassVar[bool] = bool(_O_NOATIME)
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        parts = urlsplit(url)
+        if parts.scheme != "fs" or parts.netloc not in ("", "localhost"):
+            raise ValueError(f"fs storage URL must look like fs:///abs/path, got {url!r}")
+        path = unquote(parts.path)
+        if not path.startswith("/"):
+            raise ValueError(f"fs storage URL needs an absolute path, got {url!r}")
+        self.root = Path(os.path.normpath(path))
+
+    # ----- paths (identities are validated before they get here) -----
+
+    def _box(self, domain: str, user: str) -> Path:
+        return self.root / domain / user
+
+    def _message_path(self, domain: str, user: str, name: str) -> Path:
+        return self._box(domain, user) / f"{name}{SUFFIX}"
+
+    def _greeting_path(self, domain: str, user: str, typ: str) -> Path:
+        return self.root / f"{domain}{PROMPTS_SUFFIX}" / user / f"{typ}{SUFFIX}"
+
+    def _not_found(self, domain: str, user: str, name: str) -> MessageNotFound:
+        if self._box(domain, user).is_dir():
+            return MessageNotFound(domain, user, name)
+        return MailboxNotFound(domain, user, name)
+
+    # ----- life cycle -----
+
+    async def _open(self) -> None:
+        await to_thread(self._make_root)
+
+    async def _close(self) -> None:
+        return None
+
+    async def _init(self) -> None:
+        await to_thread(self._make_root)
+
+    def _make_root(self) -> None:
+        with _os_errors(f"spool root {self.root}"):
+            self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+                raise BackendUnavailable(f"spool root {self.root} is not writable")
+
+    # ----- messages -----
+
+    async def _put_message(
+        self, domain: str, user: str, audio: bytes, sender: str, received_at: int
+    ) -> str:
+        return await to_thread(self._put_message_sync, domain, user, audio, sender, received_at)
+
+    def _put_message_sync(
+        self, domain: str, user: str, audio: bytes, sender: str, received_at: int
+    ) -> str:
+        box = self._box(domain, user)
+        with _os_errors(f"storing a message in {box}"):
+            box.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # races are harmless
+            # atime == mtime: the message is new.
+            tmp = _write_temp(box, audio, (received_at * NS, received_at * NS))
+            try:
+                seq = 0
+                while True:
+                    name = message_name(received_at, sender, seq)
+                    try:
+                        # link() never replaces an existing file, unlike rename().
+                        os.link(tmp, box / f"{name}{SUFFIX}")
+                        break
+                    except FileExistsError:
+                        seq += 1
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(box)
+        return name
+
+    async def _get_message(self, domain: str, user: str, name: str) -> Message:
+        return await to_thread(self._get_message_sync, domain, user, name)
+
+    def _get_message_sync(self, domain: str, user: str, name: str) -> Message:
+        path = self._message_path(domain, user, name)
+        try:
+            with _os_errors(f"reading {path}"):
+                audio, st = self._read_keeping_atime(path)
+        except FileNotFoundError:
+            raise self._not_found(domain, user, name) from None
+        if not audio:
+            raise MessageNotFound(domain, user, name)
+        return Message(self._info(name, st, wav_duration(audio)), audio)
+
+    def _read_keeping_atime(self, path: Path) -> tuple[bytes, os.stat_result]:
+        """Read a file without touching its atime (which carries the new/read flag)."""
+        if self.use_noatime:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+            except PermissionError:
+                pass  # O_NOATIME needs file ownership: fall back to restoring the times
+            else:
+                with os.fdopen(fd, "rb") as fh:
+                    return fh.read(), os.fstat(fh.fileno())
+        before = os.stat(path)
+        with open(path, "rb") as fh:
+            audio = fh.read()
+        after = os.stat(path)
+        if after.st_atime_ns != before.st_atime_ns and after.st_mtime_ns == before.st_mtime_ns:
+            try:
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+            except OSError as exc:
+                log.warning("cannot restore the read flag of %s: %s", path, exc)
+        return audio, before
+
+    async def _mark_read(self, domain: str, user: str, name: str) -> bool:
+        return await to_thread(self._mark_read_sync, domain, user, name)
+
+    def _mark_read_sync(self, domain: str, user: str, name: str) -> bool:
+        path = self._message_path(domain, user, name)
+        try:
+            with _os_errors(f"marking {path} read"):
+                st = os.stat(path)
+                if st.st_size == 0:
+                    raise MessageNotFound(domain, user, name)
+                if not _is_new(st):
+                    return False
+                mtime = st.st_mtime_ns // NS
+                os.utime(path, ns=((mtime + 1) * NS, mtime * NS))
+                return True
+        except FileNotFoundError:
+            raise self._not_found(domain, user, name) from None
+
+    async def _delete_message(self, domain: str, user: str, name: str) -> None:
+        await to_thread(self._delete_message_sync, domain, user, name)
+
+    def _delete_message_sync(self, domain: str, user: str, name: str) -> None:
+        path = self._message_path(domain, user, name)
+        try:
+            with _os_errors(f"deleting {path}"):
+                path.unlink()
+                _fsync_dir(path.parent)
+        except FileNotFoundError:
+            raise self._not_found(domain, user, name) from None
+
+    # ----- listing -----
+
+    def _entries(self, domain: str, user: str) -> Iterator[tuple[str, os.stat_result]]:
+        """(message name, stat) of every non-empty message file of a mailbox."""
+        box = self._box(domain, user)
+        try:
+            with _os_errors(f"listing {box}"):
+                scan = os.scandir(box)
+        except FileNotFoundError:
+            return
+        with scan:
+            for entry in scan:
+                fname = entry.name
+                if fname.startswith(".") or not fname.endswith(SUFFIX):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted while we listed
+                if st.st_size == 0 or not stat.S_ISREG(st.st_mode):
+                    continue
+                yield fname[: -len(SUFFIX)], st
+
+    def _info(self, name: str, st: os.stat_result, duration: float | None) -> MessageInfo:
+        parsed = parse_message_name(name)
+        return MessageInfo(
+            name=name,
+            new=_is_new(st),
+            size=st.st_size,
+            received_at=parsed.received_at if parsed else st.st_mtime_ns // NS,
+            sender=parsed.sender if parsed else "",
+            duration=duration,
+        )
+
+    async def _list_mailbox(self, domain: str, user: str) -> list[MessageInfo]:
+        return await to_thread(self._list_sync, domain, user)
+
+    def _list_sync(self, domain: str, user: str) -> list[MessageInfo]:
+        items = []
+        for name, st in self._entries(domain, user):
+            try:
+                check_message_name(name)
+            except BadIdentity as exc:
+                log.warning("mailbox %s@%s: skipping unusable file name: %s", user, domain, exc)
+                continue
+            items.append(self._info(name, st, estimated_duration(st.st_size)))
+        items.sort(key=lambda info: (info.received_at, info.name))
+        return items
+
+    async def _count(self, domain: str, user: str) -> Counts:
+        return await to_thread(self._count_sync, domain, user)
+
+    def _count_sync(self, domain: str, user: str) -> Counts:
+        new = saved = 0
+        for _name, st in self._entries(domain, user):
+            if _is_new(st):
+                new += 1
+            else:
+                saved += 1
+        return Counts(new=new, saved=saved)
+
+    # ----- greetings -----
+
+    async def _put_greeting(self, domain: str, user: str, typ: str, audio: bytes) -> None:
+        await to_thread(self._put_greeting_sync, domain, user, typ, audio)
+
+    def _put_greeting_sync(self, domain: str, user: str, typ: str, audio: bytes) -> None:
+        path = self._greeting_path(domain, user, typ)
+        with _os_errors(f"storing greeting {path}"):
+            path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            tmp = _write_temp(path.parent, audio, None)
+            try:
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+
+    async def _get_greeting(self, domain: str, user: str, typ: str) -> bytes | None:
+        return await to_thread(self._get_greeting_sync, domain, user, typ)
+
+    def _get_greeting_sync(self, domain: str, user: str, typ: str) -> bytes | None:
+        path = self._greeting_path(domain, user, typ)
+        try:
+            with _os_errors(f"reading greeting {path}"):
+                audio = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return audio or None
+
+    async def _delete_greeting(self, domain: str, user: str, typ: str) -> bool:
+        return await to_thread(self._delete_greeting_sync, domain, user, typ)
+
+    def _delete_greeting_sync(self, domain: str, user: str, typ: str) -> bool:
+        path = self._greeting_path(domain, user, typ)
+        try:
+            with _os_errors(f"deleting greeting {path}"):
+                path.unlink()
+                _fsync_dir(path.parent)
+        except FileNotFoundError:
+            return False
+        return True

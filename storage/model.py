@@ -1,0 +1,78 @@
+"""Values the storage API returns and the change events it publishes."""
+
+from __future__ import annotations
+
+import enum
+import io
+import wave
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """One message as a mailbox listing shows it (no audio)."""
+
+    name: str
+    new: bool
+    size: int  # bytes of the stored audio file
+    received_at: int  # unix seconds (the call's answer time)
+    sender: str
+    duration: float | None  # seconds; None when it cannot be told without reading the audio
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message with its audio (normally a WAV file)."""
+
+    info: MessageInfo
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Message counts of a mailbox; empty (0-byte) messages are never counted."""
+
+    new: int
+    saved: int
+
+    @property
+    def total(self) -> int:
+        return self.new + self.saved
+
+
+class ChangeKind(enum.Enum):
+    NEW = "new"
+    READ = "read"
+    DELETED = "deleted"
+    GREETING = "greeting"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """A change to a mailbox; ``name`` is the message name or, for GREETING, the type."""
+
+    kind: ChangeKind
+    domain: str
+    user: str
+    name: str
+
+
+def wav_duration(audio: bytes) -> float | None:
+    """Duration of a WAV file in seconds, or None if ``audio`` is not a readable WAV."""
+    try:
+        with wave.open(io.BytesIO(audio), "rb") as wav:
+            rate = wav.getframerate()
+            return wav.getnframes() / rate if rate else None
+    except (wave.Error, EOFError, ValueError):
+        return None
+
+
+# Size of the canonical 44-byte WAV header and the data rate of the 8 kHz 16-bit mono PCM
+# files the worker writes; used to tell a message's length from its size alone.
+WAV_HEADER_BYTES = 44
+PCM16_8K_BYTES_PER_S = 16000
+
+
+def estimated_duration(size: int) -> float:
+    """Duration of an 8 kHz 16-bit mono WAV of ``size`` bytes, without reading it."""
+    return max(size - WAV_HEADER_BYTES, 0) / PCM16_8K_BYTES_PER_S

@@ -1,0 +1,85 @@
+"""The postgres backend against a real PostgreSQL server: the storage contract and schema."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from storage import BackendUnavailable, open_storage
+from storage.testing import DOMAIN, TS, USER, StorageContract
+from tests.support.postgres import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+TABLES = ("vm_mailbox", "vm_message", "vm_greeting")
+
+
+class TestPostgresContract(StorageContract):
+    @pytest.fixture
+    def storage_url(self, postgres_server: PostgresServer, postgres_storage_url: str) -> str:
+        postgres_server.psql(f"TRUNCATE {', '.join(TABLES)} CASCADE", "voicemail_test")
+        return postgres_storage_url
+
+    @pytest.fixture
+    def footprint(self, postgres_server: PostgresServer) -> Callable[[], set[str]]:
+        def rows() -> set[str]:
+            found: set[str] = set()
+            for table in TABLES:
+                out = postgres_server.psql(f"SELECT * FROM {table}", "voicemail_test")
+                found.update(f"{table}: {line}" for line in out.splitlines())
+            return found
+
+        return rows
+
+
+async def test_read_flag_is_a_column(
+    postgres_server: PostgresServer, postgres_storage_url: str
+) -> None:
+    postgres_server.psql("TRUNCATE vm_mailbox CASCADE", "voicemail_test")
+    async with open_storage(postgres_storage_url) as store:
+        name = await store.put_message(DOMAIN, USER, b"abc", sender="a", received_at=TS)
+        await store.mark_read(DOMAIN, USER, name)
+    row = postgres_server.psql(
+        "SELECT b.domain, b.username, m.name, m.is_read, m.size, m.received_at"
+        " FROM vm_message m JOIN vm_mailbox b ON b.id = m.mailbox_id",
+        "voicemail_test",
+    )
+    assert row == f"{DOMAIN}|{USER}|{name}|t|3|{TS}"
+
+
+async def test_init_is_idempotent_and_versioned(postgres_storage_url: str) -> None:
+    store = open_storage(postgres_storage_url)
+    await store.init()
+    await store.init()
+    async with store:
+        assert await store.count(DOMAIN, "nobody") is not None
+
+
+async def test_uninitialised_database_says_what_to_do(postgres_server: PostgresServer) -> None:
+    postgres_server.psql("CREATE DATABASE voicemail_empty")
+    store = open_storage(postgres_server.url("voicemail_empty"))
+    with pytest.raises(BackendUnavailable, match="voicemail storage init"):
+        await store.count(DOMAIN, USER)
+
+
+async def test_unreachable_server_is_backend_unavailable(postgres_server: PostgresServer) -> None:
+    from tests.support.procs import free_port
+
+    store = open_storage(f"postgresql://voicemail@127.0.0.1:{free_port()}/voicemail_test")
+    with pytest.raises(BackendUnavailable, match="connecting"):
+        await store.count(DOMAIN, USER)
+
+
+def test_password_is_not_logged() -> None:
+    store = open_storage("postgresql://vm:secret@db.example:5433/vm?pool_size=4")
+    assert "secret" not in store.describe()
+    assert "secret" not in repr(store)
+    assert store.describe() == "postgresql://vm@db.example:5433/vm"
+
+
+def test_server_helper_runs_psql(postgres_server: PostgresServer) -> None:
+    assert postgres_server.psql("SELECT 6 * 7") == "42"
+    with pytest.raises(subprocess.CalledProcessError):
+        postgres_server.psql("SELECT * FROM no_such_table")
