@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import operator
 import os
 import stat
 import uuid
@@ -23,23 +24,24 @@ from urllib.parse import unquote, urlsplit
 from storage.base import Storage
 from storage.errors import (
     BackendUnavailable,
-    BadIdentity,
     MailboxNotFound,
     MessageNotFound,
     StorageError,
     StorageFull,
 )
-from storage.identity import PROMPTS_SUFFIX, check_message_name
+from storage.identity import FORBIDDEN_CHARS, PROMPTS_SUFFIX
 from storage.model import Counts, Message, MessageInfo, estimated_duration, wav_duration
-from storage.names import message_name, parse_message_name
+from storage.names import message_name, split_message_name
 
 log = logging.getLogger("voicemail.storage.fs")
 
 SUFFIX = ".wav"
+_SUFFIX_LEN = len(SUFFIX)
 NS = 1_000_000_000
 DIR_MODE = 0o775
 FILE_MODE = 0o664
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
+_BY_TIME_THEN_NAME = operator.itemgetter(3, 0)  # MessageInfo (received_at, name)
 
 
 @contextlib.contextmanager
@@ -235,64 +237,64 @@ class FsStorage(Storage):
 
     # ----- listing -----
 
-    def _entries(self, domain: str, user: str) -> Iterator[tuple[str, os.stat_result]]:
-        """(message name, stat) of every non-empty message file of a mailbox."""
+    def _scan(self, domain: str, user: str) -> list[tuple[str, os.stat_result]]:
+        """(message name, stat) of every non-empty message file of a mailbox.
+
+        The stat calls dominate listing a large mailbox, so this loop stays tight.
+        """
         box = self._box(domain, user)
+        found: list[tuple[str, os.stat_result]] = []
         try:
             with _os_errors(f"listing {box}"):
-                scan = os.scandir(box)
-        except FileNotFoundError:
-            return
-        with scan:
-            for entry in scan:
-                fname = entry.name
-                if fname.startswith(".") or not fname.endswith(SUFFIX):
-                    continue
+                # Scanning through a directory fd makes each stat a one-component lookup.
+                fd = os.open(box, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue  # deleted while we listed
-                if st.st_size == 0 or not stat.S_ISREG(st.st_mode):
-                    continue
-                yield fname[: -len(SUFFIX)], st
+                    with os.scandir(fd) as scan:
+                        for entry in scan:
+                            fname = entry.name
+                            if fname[0] == "." or not fname.endswith(SUFFIX):
+                                continue
+                            try:
+                                st = entry.stat()
+                            except FileNotFoundError:
+                                continue  # deleted while we listed
+                            if st.st_size and stat.S_ISREG(st.st_mode):
+                                found.append((fname[:-_SUFFIX_LEN], st))
+                finally:
+                    os.close(fd)
+        except FileNotFoundError:
+            pass  # a mailbox nobody has written to yet is empty
+        return found
 
     def _info(self, name: str, st: os.stat_result, duration: float | None) -> MessageInfo:
-        parsed = parse_message_name(name)
+        mtime = st.st_mtime_ns // NS
+        received_at, sender = split_message_name(name) or (mtime, "")
         return MessageInfo(
-            name=name,
-            new=_is_new(st),
-            size=st.st_size,
-            received_at=parsed.received_at if parsed else st.st_mtime_ns // NS,
-            sender=parsed.sender if parsed else "",
-            duration=duration,
+            name, st.st_atime_ns // NS == mtime, st.st_size, received_at, sender, duration
         )
 
     async def _list_mailbox(self, domain: str, user: str) -> list[MessageInfo]:
         return await to_thread(self._list_sync, domain, user)
 
     def _list_sync(self, domain: str, user: str) -> list[MessageInfo]:
+        info = self._info
         items = []
-        for name, st in self._entries(domain, user):
-            try:
-                check_message_name(name)
-            except BadIdentity as exc:
-                log.warning("mailbox %s@%s: skipping unusable file name: %s", user, domain, exc)
+        for name, st in self._scan(domain, user):
+            if FORBIDDEN_CHARS.search(name):
+                # The API could not address it; SEMS never writes such names.
+                log.warning("mailbox %s@%s: skipping unusable file name %r", user, domain, name)
                 continue
-            items.append(self._info(name, st, estimated_duration(st.st_size)))
-        items.sort(key=lambda info: (info.received_at, info.name))
+            items.append(info(name, st, estimated_duration(st.st_size)))
+        items.sort(key=_BY_TIME_THEN_NAME)
         return items
 
     async def _count(self, domain: str, user: str) -> Counts:
         return await to_thread(self._count_sync, domain, user)
 
     def _count_sync(self, domain: str, user: str) -> Counts:
-        new = saved = 0
-        for _name, st in self._entries(domain, user):
-            if _is_new(st):
-                new += 1
-            else:
-                saved += 1
-        return Counts(new=new, saved=saved)
+        entries = self._scan(domain, user)
+        new = sum(1 for _, st in entries if st.st_atime_ns // NS == st.st_mtime_ns // NS)
+        return Counts(new=new, saved=len(entries) - new)
 
     # ----- greetings -----
 

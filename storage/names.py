@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 SAFE_CHARS = string.ascii_letters + string.digits + "@._+=:,-~"
 # Leave room for the timestamp, a collision counter and the ".wav" a file system adds.
 MAX_SENDER_CHARS = 200
 
-_NAME_RE = re.compile(r"(?P<ts>[0-9]{1,12})(?:-(?P<seq>[0-9]{1,6}))?\+(?P<sender>.*)", re.DOTALL)
-_ENCODED_RE = re.compile(r"(?:[A-Za-z0-9@._+=:,~-]|%[0-9A-Fa-f]{2})*")
+# A sender as we write it holds only safe characters and well-formed %XX escapes.
+_NOT_ENCODED = re.compile(r"[^A-Za-z0-9@._+=:,~%-]|%(?![0-9A-Fa-f]{2})")
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedName:
+class ParsedName(NamedTuple):
     received_at: int
     sender: str
 
@@ -47,11 +46,27 @@ def message_name(received_at: int, sender: str, seq: int = 0) -> str:
     return f"{stamp}+{encode_sender(sender)}"
 
 
+def _is_number(text: str, max_digits: int) -> bool:
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+def split_message_name(name: str) -> tuple[int, str] | None:
+    """(received_at, sender) of a message name, or None if it is not ``<ts>+...``.
+
+    Plain string operations rather than one regex: this runs once per listed message.
+    """
+    stamp, plus, sender = name.partition("+")
+    if not plus:
+        return None
+    ts, dash, seq = stamp.partition("-")
+    if not _is_number(ts, 19) or (dash and not _is_number(seq, 6)):
+        return None
+    if "%" in sender and _NOT_ENCODED.search(sender) is None:
+        sender = unquote(sender, errors="replace")
+    return int(ts), sender
+
+
 def parse_message_name(name: str) -> ParsedName | None:
     """Split a message name into time and sender; None if it is not a ``<ts>+...`` name."""
-    match = _NAME_RE.fullmatch(name)
-    if match is None:
-        return None
-    raw = match["sender"]
-    sender = unquote(raw, errors="replace") if _ENCODED_RE.fullmatch(raw) else raw
-    return ParsedName(int(match["ts"]), sender)
+    parts = split_message_name(name)
+    return None if parts is None else ParsedName(*parts)
