@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from storage import MessageNotFound, Storage, open_storage
+from storage import BackendUnavailable, MessageNotFound, Storage, StorageFull, open_storage
 from storage.fs import FsStorage
 from storage.testing import DOMAIN, TS, USER, StorageContract, make_wav
 
@@ -159,3 +160,30 @@ async def test_store_is_a_context_manager(tmp_path: Path) -> None:
     async with open_storage(f"fs://{tmp_path}/root") as store:
         assert isinstance(store, Storage)
         assert (tmp_path / "root").is_dir()
+
+
+async def test_full_disk_is_storage_full_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_storage(f"fs://{tmp_path}")
+    await store.put_message(DOMAIN, USER, b"first", sender="a", received_at=TS)
+    real_write = os.write
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StorageFull, match="No space left"):
+        await store.put_message(DOMAIN, USER, b"second", sender="a", received_at=TS + 1)
+    monkeypatch.setattr(os, "write", real_write)
+    # The failed write left no temporary file, and the mailbox is as it was.
+    assert sorted(p.name for p in (tmp_path / DOMAIN / USER).iterdir()) == [f"{TS}+a.wav"]
+    assert (await store.count(DOMAIN, USER)).total == 1
+
+
+async def test_unusable_root_is_backend_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    store = open_storage(f"fs://{blocker}/spool")
+    with pytest.raises(BackendUnavailable, match="spool root"):
+        await store.count(DOMAIN, USER)
