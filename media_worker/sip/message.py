@@ -1,0 +1,299 @@
+"""SIP requests and responses: parse bytes into messages and serialize them back.
+
+``parse_message`` never raises anything but :class:`SipParseError`; where the start line and
+the headers a response needs (Via, From, To, Call-ID, CSeq) were readable, the error carries
+the partial request so that the caller can answer 400 instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from media_worker.sip.errors import RemoteProtocolError
+from media_worker.sip.headers import Headers
+
+SIP_VERSION = "SIP/2.0"
+# Larger than any sane SIP message; a UDP datagram cannot exceed 65,507 bytes anyway.
+MAX_MESSAGE_BYTES = 65_535
+MAX_HEADER_FIELDS = 200
+RESPONSE_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
+
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+_HEADER_NAME = _TOKEN
+_CSEQ = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)\s*")
+
+REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    415: "Unsupported Media Type",
+    420: "Bad Extension",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+
+
+class SipParseError(RemoteProtocolError):
+    """Bytes that are not a SIP message we accept; ``request`` is what could be read."""
+
+    def __init__(self, message: str, request: Request | None = None, status: int = 400) -> None:
+        super().__init__(message, status)
+        self.request = request
+
+
+@dataclass(eq=True)
+class Request:
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq"))
+
+
+@dataclass(eq=True)
+class Response:
+    status: int
+    reason: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq"))
+
+
+Message = Request | Response
+
+
+def parse_cseq(value: str | None) -> tuple[int, str]:
+    """(sequence number, method) of a CSeq value."""
+    match = _CSEQ.fullmatch(value or "")
+    if match is None:
+        raise RemoteProtocolError(f"malformed CSeq {value!r}")
+    return int(match[1]), match[2].upper()
+
+
+def serialize(message: Message) -> bytes:
+    """Wire form; Content-Length is always written and always matches the body."""
+    if isinstance(message, Request):
+        start = f"{message.method} {message.uri} {SIP_VERSION}"
+    else:
+        start = f"{SIP_VERSION} {message.status} {message.reason}"
+    lines = [start]
+    lines.extend(f"{name}: {value}" for name, value in message.headers if name != "Content-Length")
+    lines.append(f"Content-Length: {len(message.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + message.body
+
+
+def _split_head(data: bytes) -> tuple[str, bytes]:
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        end = data.find(sep)
+        if end != -1:
+            head = data[:end]
+            body = data[end + len(sep) :]
+            break
+    else:
+        head, body = data, b""
+    try:
+        return head.decode("utf-8"), body
+    except UnicodeDecodeError:
+        raise SipParseError("header section is not UTF-8") from None
+
+
+def _header_lines(head: str) -> list[str]:
+    """Lines of the head with folded continuation lines joined (RFC 3261 7.3.1)."""
+    lines: list[str] = []
+    for raw in head.replace("\r\n", "\n").split("\n"):
+        if raw[:1] in (" ", "\t") and lines:
+            lines[-1] += " " + raw.strip()
+        else:
+            lines.append(raw)
+    return lines
+
+
+def _parse_start_line(line: str) -> Request | Response:
+    if line.startswith("SIP/"):
+        version, _, rest = line.partition(" ")
+        if version != SIP_VERSION:
+            raise SipParseError(f"unsupported SIP version {version!r}", status=505)
+        code, _, reason = rest.strip().partition(" ")
+        if not (len(code) == 3 and code.isdigit() and 100 <= int(code) <= 699):
+            raise SipParseError(f"malformed status code {code!r}")
+        return Response(int(code), reason.strip())
+    parts = line.split()
+    if len(parts) != 3:
+        raise SipParseError(f"malformed request line {line[:80]!r}")
+    method, uri, version = parts
+    if not _TOKEN.fullmatch(method):
+        raise SipParseError(f"malformed method {method[:32]!r}")
+    if version.upper() != SIP_VERSION:
+        raise SipParseError(f"unsupported SIP version {version[:16]!r}", status=505)
+    if ":" not in uri:
+        raise SipParseError(f"malformed Request-URI {uri[:80]!r}")
+    return Request(method.upper(), uri)
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> Message:
+    """Parse one whole message (a UDP datagram, or one framed by :class:`StreamParser`).
+
+    Over a stream (``stream=True``) Content-Length is required; in a datagram it may be
+    missing (the body is the rest) but never larger than what arrived.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError(f"message of {len(data)} bytes is too large", status=513)
+    data = data.lstrip(b"\r\n")  # RFC 3261 7.5: ignore CRLFs before the start line
+    if not data:
+        raise SipParseError("empty message")
+    head, body = _split_head(data)
+    lines = _header_lines(head)
+    message = _parse_start_line(lines[0])
+    headers = message.headers
+    problem: str | None = None
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            problem = problem or f"malformed header line {line[:80]!r}"
+            continue
+        headers.add(name, value.strip())
+        if len(headers) > MAX_HEADER_FIELDS:
+            raise SipParseError(f"more than {MAX_HEADER_FIELDS} header fields")
+    request = message if isinstance(message, Request) else None
+    for name in RESPONSE_HEADERS:
+        if not headers.get(name):
+            raise SipParseError(f"missing {name} header", request if name != "Via" else None)
+    try:
+        _, cseq_method = parse_cseq(headers.get("CSeq"))
+    except RemoteProtocolError as exc:
+        raise SipParseError(str(exc), request) from None
+    if request is not None and cseq_method != request.method and request.method != "ACK":
+        problem = problem or f"CSeq method {cseq_method} does not match {request.method}"
+    length_value = headers.get("Content-Length")
+    if length_value is None:
+        if stream:
+            raise SipParseError("missing Content-Length over a stream transport", request)
+        message.body = body
+    else:
+        if not length_value.isdigit():
+            raise SipParseError(f"malformed Content-Length {length_value!r}", request)
+        length = int(length_value)
+        if length > len(body):
+            raise SipParseError(
+                f"Content-Length {length} exceeds the {len(body)} body bytes received", request
+            )
+        message.body = body[:length]
+    headers.remove("Content-Length")  # derived from the body when serialized
+    if problem is not None:
+        raise SipParseError(problem, request)
+    return message
+
+
+class StreamParser:
+    """Frames SIP messages out of a byte stream (TCP) by Content-Length.
+
+    ``feed`` returns complete messages (or SipParseError instances, after which the caller
+    should answer if it can and close the connection) and keep-alive pings.
+    """
+
+    PING = b"\r\n\r\n"
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Message | SipParseError | bytes]:
+        self._buffer += data
+        out: list[Message | SipParseError | bytes] = []
+        while True:
+            if bytes(self._buffer[:1]) in (b"\r", b"\n"):
+                # RFC 5626 keep-alive: a double CRLF between messages is a ping.
+                if self._buffer.startswith(self.PING):
+                    del self._buffer[:4]
+                    out.append(self.PING)
+                    continue
+                if self.PING.startswith(bytes(self._buffer[:4])):
+                    break  # perhaps a ping still arriving
+                del self._buffer[:1]  # a stray line break (a pong, or RFC 3261 7.5)
+                continue
+            end = self._buffer.find(b"\r\n\r\n")
+            if end == -1:
+                if len(self._buffer) > MAX_MESSAGE_BYTES:
+                    self._buffer.clear()
+                    out.append(SipParseError("header section too large", status=513))
+                break
+            head = bytes(self._buffer[:end])
+            length = _content_length(head)
+            if length is None:
+                message_end = end + 4
+            else:
+                message_end = end + 4 + length
+                if message_end > MAX_MESSAGE_BYTES:
+                    self._buffer.clear()
+                    out.append(SipParseError("message too large", status=513))
+                    break
+                if len(self._buffer) < message_end:
+                    break
+            chunk = bytes(self._buffer[:message_end])
+            del self._buffer[:message_end]
+            try:
+                out.append(parse_message(chunk, stream=True))
+            except SipParseError as exc:
+                out.append(exc)
+        return out
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            value = value.strip()
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def response_to(
+    request: Request, status: int, reason: str | None = None, *, to_tag: str | None = None
+) -> Response:
+    """A response to ``request`` with the headers RFC 3261 8.2.6.2 copies over."""
+    headers = Headers()
+    for via in request.headers.get_all("Via"):
+        headers.add("Via", via)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = request.headers.get(name)
+        if value is not None:
+            if name == "To" and to_tag and ";tag=" not in value.lower().replace(" ", ""):
+                value = f"{value};tag={to_tag}"
+            headers.add(name, value)
+    timestamp = request.headers.get("Timestamp")
+    if status == 100 and timestamp:
+        headers.add("Timestamp", timestamp)
+    return Response(status, reason or REASONS.get(status, "Unknown"), headers)
