@@ -1,0 +1,131 @@
+"""The media session API the apps use: play with marks, record, stop; events out.
+
+Events arrive on one queue in the order they happened: PlaybackStarted/PlaybackDone for
+each marked item, Dtmf for each key press, RecordingStopped, and Hangup when the caller
+is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from media_worker.media import PlayItem, RtpEndpoint
+
+RATE_BYTES = 16000  # bytes of 8 kHz 16-bit PCM per second
+
+
+@dataclass(frozen=True)
+class PlaybackStarted:
+    mark: str
+
+
+@dataclass(frozen=True)
+class PlaybackDone:
+    mark: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+
+class StopReason(enum.Enum):
+    MAX_DURATION = "max-duration"
+    STOPPED = "stopped"
+    HANGUP = "hangup"
+
+
+@dataclass(frozen=True)
+class RecordingStopped:
+    reason: StopReason
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Hangup:
+    reason: str  # "bye", "cancel", "ack-timeout", "hangup"
+
+
+MediaEvent = PlaybackStarted | PlaybackDone | Dtmf | RecordingStopped | Hangup
+Sink = Callable[[bytes], None]
+
+
+class MediaSession:
+    """What an app holds for one call."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
+        self.endpoint: RtpEndpoint | None = None
+        self._sink: Sink | None = None
+        self._recorded = 0
+        self._max_bytes = 0
+        self.ended = False
+
+    # ----- wiring (the worker) -----
+
+    def attach(self, endpoint: RtpEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def on_audio(self, pcm: bytes) -> None:
+        if self._sink is None:
+            return
+        room = self._max_bytes - self._recorded
+        chunk = pcm[:room]
+        self._sink(chunk)
+        self._recorded += len(chunk)
+        if self._recorded >= self._max_bytes:
+            self._finish_recording(StopReason.MAX_DURATION)
+
+    def on_digit(self, digit: str) -> None:
+        self.events.put_nowait(Dtmf(digit))
+
+    def on_play_event(self, kind: str, mark: str, interrupted: bool) -> None:
+        if kind == "start":
+            self.events.put_nowait(PlaybackStarted(mark))
+        else:
+            self.events.put_nowait(PlaybackDone(mark, interrupted))
+
+    def hangup(self, reason: str) -> None:
+        """The call is over: stop recording and tell the app."""
+        if self.ended:
+            return
+        self.ended = True
+        if self._sink is not None:
+            self._finish_recording(StopReason.HANGUP)
+        self.events.put_nowait(Hangup(reason))
+
+    # ----- for the apps -----
+
+    def play(self, items: list[PlayItem]) -> None:
+        """Queue items behind whatever is playing."""
+        if self.endpoint is not None:
+            self.endpoint.player.enqueue(items)
+
+    def stop_playback(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.player.stop()
+
+    def record(self, sink: Sink, max_seconds: float) -> None:
+        """Send the caller's audio to ``sink`` until stopped or ``max_seconds`` of it."""
+        self._sink = sink
+        self._recorded = 0
+        self._max_bytes = int(max_seconds * RATE_BYTES) // 2 * 2
+
+    def stop_recording(self) -> None:
+        if self._sink is not None:
+            self._finish_recording(StopReason.STOPPED)
+
+    def _finish_recording(self, reason: StopReason) -> None:
+        self._sink = None
+        self.events.put_nowait(RecordingStopped(reason, self._recorded / RATE_BYTES))
+
+    async def next_event(self, within: float | None = None) -> MediaEvent | None:
+        """The next event, or None after ``within`` seconds without one."""
+        try:
+            return await asyncio.wait_for(self.events.get(), within)
+        except TimeoutError:
+            return None

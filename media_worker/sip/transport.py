@@ -1,0 +1,203 @@
+"""SIP over UDP and TCP on one port, IPv4 or IPv6: the I/O under the sans-IO core.
+
+Incoming bytes become parsed messages handed to ``on_message`` with their Source; a
+malformed request gets 400 (or the parser's status) where a response is possible and is
+otherwise dropped with one log line. Outgoing messages go to a Destination: over UDP by
+sendto, over TCP on the connection they belong to, or on a new connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+from media_worker.sip.core import Source
+from media_worker.sip.dialog import Destination
+from media_worker.sip.message import (
+    MAX_MESSAGE_BYTES,
+    Message,
+    Request,
+    Response,
+    SipParseError,
+    StreamParser,
+    parse_message,
+    response_to,
+    serialize,
+)
+
+log = logging.getLogger("voicemail.sip")
+
+MessageHandler = Callable[[Message, Source], None]
+
+
+def _short(data: bytes) -> str:
+    first = data.split(b"\r\n", 1)[0][:80]
+    return first.decode("utf-8", "replace")
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, transport: SipTransport) -> None:
+        self.owner = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        host, port = str(addr[0]), int(addr[1])
+        if data.strip(b"\r\n") == b"":
+            return  # keep-alive
+        self.owner.handle_bytes(data, Source("udp", host, port), stream=False)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+class _Tcp(asyncio.Protocol):
+    def __init__(self, owner: SipTransport, conn_id: int | None = None) -> None:
+        self.owner = owner
+        self.conn_id = conn_id if conn_id is not None else next(owner.conn_ids)
+        self.parser = StreamParser()
+        self.transport: asyncio.Transport | None = None
+        self.peer = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (str(peer[0]), int(peer[1]))
+        self.owner.connections[self.conn_id] = self
+
+    def data_received(self, data: bytes) -> None:
+        source = Source("tcp", self.peer[0], self.peer[1], self.conn_id)
+        for item in self.parser.feed(data):
+            if isinstance(item, bytes):
+                if self.transport is not None:
+                    self.transport.write(b"\r\n")  # RFC 5626 pong
+            elif isinstance(item, SipParseError):
+                self.owner.handle_error(item, source, b"")
+                if self.transport is not None:
+                    self.transport.close()  # framing is lost
+                return
+            else:
+                self.owner.deliver(item, source)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.connections.pop(self.conn_id, None)
+
+
+class SipTransport:
+    """Listens on one port for UDP and TCP; sends what the core asks to send."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        on_message: MessageHandler,
+        trusted: Callable[[str], bool] = lambda host: True,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.on_message = on_message
+        self.trusted = trusted
+        self.conn_ids = itertools.count(1)
+        self.connections: dict[int, _Tcp] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self), local_addr=(self.host, self.port)
+        )
+        if self.port == 0:  # let UDP pick, then take the same number for TCP
+            self.port = int(self._udp.get_extra_info("sockname")[1])
+        self._tcp = await loop.create_server(lambda: _Tcp(self), self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+            for conn in list(self.connections.values()):
+                if conn.transport is not None:
+                    conn.transport.close()
+            await self._tcp.wait_closed()
+            self._tcp = None
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    # ----- incoming -----
+
+    def handle_bytes(self, data: bytes, source: Source, *, stream: bool) -> None:
+        if len(data) > MAX_MESSAGE_BYTES:
+            log.info("dropped a %d-byte datagram from %s:%d", len(data), source.host, source.port)
+            return
+        try:
+            message = parse_message(data, stream=stream)
+        except SipParseError as exc:
+            self.handle_error(exc, source, data)
+            return
+        self.deliver(message, source)
+
+    def deliver(self, message: Message, source: Source) -> None:
+        try:
+            self.on_message(message, source)
+        except Exception:
+            log.exception(
+                "error handling %s from %s:%d", _describe(message), source.host, source.port
+            )
+
+    def handle_error(self, exc: SipParseError, source: Source, data: bytes) -> None:
+        request = exc.request
+        if request is None or request.method == "ACK" or not self.trusted(source.host):
+            log.info(
+                "dropped a malformed message from %s:%d (%s): %r",
+                source.host, source.port, exc, _short(data),
+            )  # fmt: skip
+            return
+        log.info(
+            "answered %d to a malformed %s from %s:%d: %s",
+            exc.status, request.method, source.host, source.port, exc,
+        )  # fmt: skip
+        response = response_to(request, exc.status, str(exc)[:100])
+        self.send(response, _reply_destination(request, source))
+
+    # ----- outgoing -----
+
+    def send(self, message: Request | Response, dest: Destination) -> None:
+        data = serialize(message)
+        if dest.transport == "udp":
+            if self._udp is not None:
+                self._udp.sendto(data, (dest.host, dest.port))
+            return
+        conn = self.connections.get(dest.connection) if dest.connection else None
+        if conn is None:
+            conn = next(
+                (c for c in self.connections.values() if c.peer == (dest.host, dest.port)), None
+            )
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
+            return
+        asyncio.get_running_loop().create_task(self._connect_and_send(data, dest))
+
+    async def _connect_and_send(self, data: bytes, dest: Destination) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _Tcp(self), dest.host, dest.port), timeout=5
+            )
+        except (OSError, TimeoutError) as exc:
+            log.warning("cannot connect to %s:%d over TCP: %s", dest.host, dest.port, exc)
+            return
+        assert protocol.transport is not None
+        protocol.transport.write(data)
+
+
+def _describe(message: Message) -> str:
+    if isinstance(message, Request):
+        return f"{message.method} (Call-ID {message.call_id})"
+    return f"{message.status} response (Call-ID {message.call_id})"
+
+
+def _reply_destination(request: Request, source: Source) -> Destination:
+    if source.reliable:
+        return Destination(source.transport, source.host, source.port, source.connection)
+    return Destination("udp", source.host, source.port)

@@ -1,0 +1,348 @@
+"""The worker: SIP transport, UA core, timers and RTP endpoints around an application.
+
+An application admits or refuses each INVITE before anything is allocated, then runs one
+coroutine per answered call with a MediaSession. The call ends when that coroutine
+returns (we send BYE) or when the caller hangs up (the app sees a Hangup event and gets
+``hangup_grace`` seconds to finish, e.g. to store a recording).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from media_worker.media import PortAllocator, RtpEndpoint
+from media_worker.pacer import Pacer
+from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
+from media_worker.session import MediaSession
+from media_worker.sip.core import (
+    Action,
+    Call,
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    CallState,
+    IncomingCall,
+    ReInvite,
+    RequestDone,
+    SipCore,
+    Source,
+    Transmit,
+)
+from media_worker.sip.message import Message, Request
+from media_worker.sip.timers import DEFAULT_TIMERS, Timers
+from media_worker.sip.transport import SipTransport
+
+log = logging.getLogger("voicemail.worker")
+
+DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5080  # 0: any free port
+    advertised_host: str | None = None  # address in Via, Contact and SDP (default sip_host)
+    rtp_host: str | None = None  # default sip_host
+    rtp_ports: tuple[int, int] = (20000, 30000)
+    trusted: tuple[str, ...] = DEFAULT_TRUSTED  # CIDRs allowed to send requests
+    timers: Timers = DEFAULT_TIMERS
+    hangup_grace: float = 30.0
+    ring_time: float = 0.0  # seconds of 180 Ringing before answering (0: answer at once)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+class CallLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with the call it is about."""
+
+    def process(self, msg: str, kwargs: object) -> tuple[str, object]:  # type: ignore[override]
+        extra = self.extra or {}
+        return f"[{extra.get('call_id')}] {msg}", kwargs
+
+
+@dataclass
+class ActiveCall:
+    """What an application gets for an answered call."""
+
+    call: Call
+    media: MediaSession
+    log: CallLog
+    _worker: Worker = field(repr=False)
+
+    @property
+    def invite(self) -> Request:
+        return self.call.invite
+
+    @property
+    def call_id(self) -> str:
+        return self.call.call_id
+
+    def hangup(self) -> None:
+        self._worker.end_call(self.call)
+
+
+class Application(Protocol):
+    def admit(self, invite: Request) -> Refusal | None:
+        """Refuse the INVITE (with a status and reason) or accept it (None)."""
+
+    async def run(self, call: ActiveCall) -> None:
+        """Serve the answered call; returning ends it."""
+
+
+@dataclass(eq=False)
+class _CallState:
+    call: Call
+    session: MediaSession
+    local: LocalMedia
+    sockets: tuple[socket.socket, socket.socket]
+    endpoint: RtpEndpoint | None = None  # None until the media is negotiated (late offer)
+    task: asyncio.Task[None] | None = None
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, app: Application) -> None:
+        self.settings = settings
+        self.app = app
+        networks = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted]
+        self._trusted_nets = networks
+        host = settings.advertised_host or settings.sip_host
+        self.core = SipCore(host, settings.sip_port, trusted=self._trusted, timers=settings.timers)
+        self.transport = SipTransport(
+            settings.sip_host, settings.sip_port, self._on_message, self._trusted
+        )
+        self.ports = PortAllocator(settings.rtp_host or settings.sip_host, *settings.rtp_ports)
+        self.pacer = Pacer()
+        self._calls: dict[int, _CallState] = {}
+        self._kick = asyncio.Event()
+        self._timer_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host.strip("[]").partition("%")[0])
+        except ValueError:
+            return False
+        return any(address in net for net in self._trusted_nets)
+
+    @property
+    def port(self) -> int:
+        return self.transport.port
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.transport.start()
+        self.core.via_port = self.transport.port
+        self._timer_task = asyncio.create_task(self._timer_loop(), name="sip-timers")
+        log.info("worker listening on %s:%d (UDP, TCP)", self.settings.sip_host, self.port)
+
+    async def stop(self) -> None:
+        for state in list(self._calls.values()):
+            self.end_call(state.call)
+        tasks = [s.task for s in self._calls.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._timer_task is not None:
+            self._timer_task.cancel()
+            await asyncio.gather(self._timer_task, return_exceptions=True)
+        await self.transport.stop()
+
+    # ----- SIP plumbing -----
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _on_message(self, message: Message, source: Source) -> None:
+        self._dispatch(self.core.receive(message, source, self._now()))
+
+    def _dispatch(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Transmit):
+                self.transport.send(action.message, action.destination)
+            elif isinstance(action, IncomingCall):
+                self._incoming(action.call)
+            elif isinstance(action, CallConfirmed):
+                self._confirmed(action.call, action.ack)
+            elif isinstance(action, CallCancelled):
+                self._ended(action.call, "cancel")
+            elif isinstance(action, CallEnded):
+                self._ended(action.call, action.reason)
+            elif isinstance(action, ReInvite):
+                self._reinvite(action.call, action.request)
+            elif isinstance(action, RequestDone):
+                status = action.response.status if action.response else "timeout"
+                log.debug("%s %s: %s", action.request.method, action.request.call_id, status)
+        self._kick.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            self._kick.clear()
+            delay = None if deadline is None else max(deadline - self._now(), 0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), delay)
+            self._dispatch(self.core.on_timer(self._now()))
+
+    def _call_log(self, call: Call) -> CallLog:
+        return CallLog(log, {"call_id": call.call_id})
+
+    # ----- call life cycle -----
+
+    def _incoming(self, call: Call) -> None:
+        clog = self._call_log(call)
+        try:
+            refusal = self.app.admit(call.invite)
+        except Exception:  # noqa: BLE001 - an application bug must not take the worker down
+            clog.exception("admission failed")
+            refusal = Refusal(500, "Server Internal Error")
+        if refusal is not None:
+            clog.info("refused: %d %s", refusal.status, refusal.reason)
+            self._dispatch(
+                self.core.respond(call, refusal.status, self._now(), reason=refusal.reason)
+            )
+            return
+        advertised = self.settings.advertised_host or self.settings.sip_host
+        try:
+            sockets = self.ports.bind_pair()
+        except OSError as exc:
+            clog.error("no RTP ports: %s", exc)
+            self._dispatch(self.core.respond(call, 503, self._now(), reason="No Media Ports"))
+            return
+        local = LocalMedia(advertised, int(sockets[0].getsockname()[1]), random.getrandbits(31))
+        state = _CallState(call, MediaSession(), local, sockets)
+        try:
+            if call.invite.body:
+                answer, params = local.answer(SessionDescription.parse(call.invite.body))
+                body = answer.serialize()
+                state.endpoint = self._endpoint(params, sockets, state.session)
+            else:  # late offer: ours in the 200, the answer in the ACK
+                body = local.offer().serialize()
+        except SdpError as exc:
+            for sock in sockets:
+                sock.close()
+            clog.info("refused: %d %s", exc.status, exc)
+            self._dispatch(self.core.respond(call, exc.status, self._now(), reason=str(exc)))
+            return
+        self._calls[id(call)] = state
+        if self.settings.ring_time > 0:
+            self._dispatch(self.core.respond(call, 180, self._now()))
+            asyncio.get_running_loop().call_later(
+                self.settings.ring_time, self._answer, state, body
+            )
+        else:
+            self._answer(state, body)
+
+    def _answer(self, state: _CallState, body: bytes) -> None:
+        if state.call.state is CallState.EARLY:  # not cancelled while ringing
+            self._dispatch(self.core.respond(state.call, 200, self._now(), body=body))
+
+    def _endpoint(
+        self,
+        params: MediaParams,
+        sockets: tuple[socket.socket, socket.socket],
+        session: MediaSession,
+    ) -> RtpEndpoint:
+        endpoint = RtpEndpoint(
+            params,
+            sockets,
+            self.pacer,
+            on_audio=session.on_audio,
+            on_digit=session.on_digit,
+            on_play_event=session.on_play_event,
+        )
+        session.attach(endpoint)
+        return endpoint
+
+    def _confirmed(self, call: Call, ack: Request) -> None:
+        state = self._calls.get(id(call))
+        if state is None:
+            return
+        clog = self._call_log(call)
+        if state.endpoint is None:
+            try:
+                params, _ = negotiate(SessionDescription.parse(ack.body))
+            except SdpError as exc:
+                clog.info("ACK without a usable answer (%s): hanging up", exc)
+                self.end_call(call)
+                return
+            state.endpoint = self._endpoint(params, state.sockets, state.session)
+        state.task = asyncio.create_task(self._serve(state), name=f"call {call.call_id}")
+
+    async def _serve(self, state: _CallState) -> None:
+        assert state.endpoint is not None
+        active = ActiveCall(state.call, state.session, self._call_log(state.call), self)
+        try:
+            await state.endpoint.start()
+            await self.app.run(active)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            active.log.exception("application failed")
+        finally:
+            self.end_call(state.call)
+            self._release(state)
+
+    def end_call(self, call: Call) -> None:
+        """Hang up from our side (BYE, or a refusal if not answered yet)."""
+        self._dispatch(self.core.hangup(call, self._now()))
+
+    def _ended(self, call: Call, reason: str) -> None:
+        state = self._calls.get(id(call))
+        if state is None:
+            return
+        if state.endpoint is not None:
+            state.endpoint.stop()  # flushes the last audio into the recording first
+        state.session.hangup(reason)
+        if state.task is None:
+            self._release(state)
+        elif reason != "hangup":
+            asyncio.get_running_loop().call_later(
+                self.settings.hangup_grace, self._cancel_if_running, state
+            )
+
+    def _cancel_if_running(self, state: _CallState) -> None:
+        if state.task is not None and not state.task.done():
+            self._call_log(state.call).warning("application still running after hangup: cancelled")
+            state.task.cancel()
+
+    def _release(self, state: _CallState) -> None:
+        if self._calls.pop(id(state.call), None) is None:
+            return
+        if state.endpoint is not None:
+            state.endpoint.stop()
+        for sock in state.sockets:
+            sock.close()
+
+    def _reinvite(self, call: Call, request: Request) -> None:
+        state = self._calls.get(id(call))
+        now = self._now()
+        if state is None or state.endpoint is None:
+            self._dispatch(self.core.answer_reinvite(call, 488, now))
+            return
+        local = state.local
+        local.version += 1
+        if not request.body:  # a session refresh without an offer: offer what we have
+            self._dispatch(
+                self.core.answer_reinvite(call, 200, now, body=local.offer().serialize())
+            )
+            return
+        try:
+            answer, params = local.answer(SessionDescription.parse(request.body))
+        except SdpError as exc:
+            self._dispatch(self.core.answer_reinvite(call, exc.status, now))
+            return
+        state.endpoint.update(params)
+        self._call_log(call).info("re-INVITE: media now %s", params.direction.value)
+        self._dispatch(self.core.answer_reinvite(call, 200, now, body=answer.serialize()))

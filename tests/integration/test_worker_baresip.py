@@ -1,0 +1,103 @@
+"""A real worker answering baresip over UDP and TCP: audio both ways, DTMF, hang-ups,
+CANCEL and hold. The audio is checked by cross-correlation against its source."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from media_worker.audio import read_wav
+from media_worker.media import PlayItem
+from media_worker.session import Dtmf, Hangup, MediaEvent, PlaybackDone
+from media_worker.sip.message import Request
+from media_worker.worker import ActiveCall, Refusal
+from tests.integration.conftest import PROMPT, WorkerFactory
+from tests.support.audio_match import match, pcm_samples, read_pcm
+from tests.support.baresip import Baresip
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingApp:
+    """Plays the prompt, records the caller, collects events until hang-up.
+
+    With ``hang_up_after_prompt`` it ends the call itself once the prompt has played.
+    """
+
+    def __init__(self, hang_up_after_prompt: bool = False) -> None:
+        self.hang_up_after_prompt = hang_up_after_prompt
+        self.recorded = bytearray()
+        self.events: list[MediaEvent] = []
+        self.done = asyncio.Event()
+        self.calls: list[ActiveCall] = []
+
+    def admit(self, invite: Request) -> Refusal | None:
+        return None
+
+    async def run(self, call: ActiveCall) -> None:
+        self.calls.append(call)
+        try:
+            call.media.play([PlayItem("prompt", read_wav(PROMPT.read_bytes()).data)])
+            call.media.record(self.recorded.extend, 60)
+            while (event := await call.media.next_event(30)) is not None:
+                self.events.append(event)
+                if isinstance(event, Hangup):
+                    return
+                if isinstance(event, PlaybackDone) and self.hang_up_after_prompt:
+                    return
+        finally:
+            self.done.set()
+
+    @property
+    def digits(self) -> list[str]:
+        return [e.digit for e in self.events if isinstance(e, Dtmf)]
+
+
+async def call_and_check_audio(
+    start_worker: WorkerFactory,
+    phones: Callable[..., Baresip],
+    caller_speech: Path,
+    transport: str,
+) -> None:
+    app = RecordingApp()
+    worker = await start_worker(app)
+    phone = phones(caller_speech, transport=transport)
+    params = ";transport=tcp" if transport == "tcp" else ""
+    phone.dial(f"sip:vm@127.0.0.1:{worker.port}{params}")
+    await phone.wait_for("Call established")
+    for digit in "15#":
+        await asyncio.sleep(0.4)
+        phone.command(digit)
+    # baresip hangs up by itself when its source file ends.
+    await asyncio.wait_for(app.done.wait(), 20)
+    await phone.wait_for("terminated")
+    assert app.digits == ["1", "5", "#"]
+    assert isinstance(app.events[-1], Hangup)
+    assert app.events[-1].reason == "bye"
+
+    # What the worker recorded is what baresip played ...
+    speech = read_pcm(caller_speech)
+    lag, score = match(speech, pcm_samples(bytes(app.recorded)))
+    assert score > 0.9, (lag, score)
+    # baresip pauses its file while it sends a key's tone events: allow for that.
+    recorded_s, speech_s = len(app.recorded) / 16000, len(speech) / 8000
+    assert speech_s - 0.1 < recorded_s < speech_s + 0.3 * len(app.digits) + 0.3
+    # ... and what baresip heard is the prompt the worker played.
+    phone.stop()
+    lag, score = match(read_pcm(PROMPT)[: 8000 * 3], read_pcm(phone.dump("dec")))
+    assert score > 0.9, (lag, score)
+
+
+async def test_udp_call_audio_both_ways_and_dtmf(
+    start_worker: WorkerFactory, phones: Callable[..., Baresip], caller_speech: Path
+) -> None:
+    await call_and_check_audio(start_worker, phones, caller_speech, "udp")
+
+
+async def test_tcp_call_audio_both_ways_and_dtmf(
+    start_worker: WorkerFactory, phones: Callable[..., Baresip], caller_speech: Path
+) -> None:
+    await call_and_check_audio(start_worker, phones, caller_speech, "tcp")

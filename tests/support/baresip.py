@@ -1,0 +1,142 @@
+"""baresip (Debian's baresip-core) as a scriptable phone for integration tests.
+
+Each phone gets its own config directory, SIP port and console port. Commands go to the
+``cons`` module over UDP, exactly as keys typed at its console: "/dial URI", a digit
+during a call sends it as DTMF (RFC 4733), "b" hangs up. The ``sndfile`` module writes
+what the phone heard and what it sent to WAV files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from tests.support.procs import free_port, stop_process
+
+MODULES = ("g711.so", "aufile.so", "sndfile.so", "cons.so")
+
+
+class Baresip:
+    def __init__(
+        self,
+        source_wav: Path,
+        *,
+        user: str = "alice",
+        codecs: str = "PCMU,PCMA",
+        transport: str = "udp",
+        extra_config: str = "",
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
+        self.sip_port = free_port(kind=socket.SOCK_DGRAM)
+        self.cons_port = free_port(kind=socket.SOCK_DGRAM)
+        self.dumps = self.dir / "dumps"
+        self.dumps.mkdir()
+        rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1
+        config = [
+            "poll_method epoll",
+            f"sip_listen 127.0.0.1:{self.sip_port}",
+            "net_interface 127.0.0.1",
+            f"audio_source aufile,{source_wav}",
+            "audio_alert aufile,/dev/null",
+            "audio_srate 8000",
+            "audio_channels 1",
+            f"rtp_ports {rtp_base}-{rtp_base + 40}",
+            "module_path /usr/lib/baresip/modules",
+            *(f"module {m}" for m in MODULES),
+            "module_app account.so",
+            "module_app menu.so",
+            f"cons_listen 127.0.0.1:{self.cons_port}",
+            f"snd_path {self.dumps}",
+            extra_config,
+        ]
+        (self.dir / "config").write_text("\n".join(config) + "\n")
+        params = f";transport={transport}" if transport != "udp" else ""
+        (self.dir / "accounts").write_text(
+            f"<sip:{user}@127.0.0.1{params}>;regint=0;audio_codecs={codecs}\n"
+        )
+        self.log_path = self.dir / "baresip.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            ["baresip", "-f", str(self.dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for_log("baresip is ready", 10)
+
+    def command(self, text: str) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(
+                text.encode() + (b"\n" if text.startswith("/") else b""),
+                ("127.0.0.1", self.cons_port),
+            )
+
+    def dial(self, uri: str) -> None:
+        self.command(f"/dial {uri}")
+
+    def hangup(self) -> None:
+        self.command("b")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"baresip did not log {text!r} in {timeout} s:\n{self.log()[-3000:]}")
+
+    async def wait_for(self, text: str, within: float = 10) -> None:
+        """wait_for_log without blocking the event loop the worker runs on."""
+        await asyncio.to_thread(self.wait_for_log, text, within)
+
+    def dump(self, kind: str) -> Path:
+        """The WAV sndfile wrote: kind "dec" is what the phone heard, "enc" what it sent."""
+        found = sorted(self.dumps.glob(f"*-{kind}.wav"))
+        if not found:
+            raise AssertionError(
+                f"no sndfile dump *-{kind}.wav in {self.dumps}: {self.log()[-2000:]}"
+            )
+        return found[-1]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
