@@ -302,6 +302,7 @@ class Worker:
         state = self._calls.get(id(call))
         if state is None:
             return
+        self._call_log(call).info("call ended: %s", reason)
         if state.endpoint is not None:
             state.endpoint.stop()  # flushes the last audio into the recording first
         state.session.hangup(reason)

@@ -101,3 +101,92 @@ async def test_tcp_call_audio_both_ways_and_dtmf(
     start_worker: WorkerFactory, phones: Callable[..., Baresip], caller_speech: Path
 ) -> None:
     await call_and_check_audio(start_worker, phones, caller_speech, "tcp")
+
+
+@pytest.fixture
+def long_speech(caller_speech: Path, tmp_path: Path) -> Path:
+    """The caller's speech followed by 20 s of silence: a caller who stays on the line."""
+    import subprocess
+
+    out = tmp_path / "long.wav"
+    subprocess.run(["sox", str(caller_speech), str(out), "pad", "0", "20"], check=True)
+    return out
+
+
+async def test_worker_hangs_up_with_bye(
+    start_worker: WorkerFactory, phones: Callable[..., Baresip], long_speech: Path
+) -> None:
+    app = RecordingApp(hang_up_after_prompt=True)
+    worker = await start_worker(app)
+    phone = phones(long_speech)
+    phone.dial(f"sip:vm@127.0.0.1:{worker.port}")
+    await asyncio.wait_for(app.done.wait(), 20)
+    await phone.wait_for("terminated")
+    assert not any(isinstance(e, Hangup) for e in app.events)  # we ended it, not the caller
+    assert isinstance(app.events[-1], PlaybackDone)
+    assert worker.core.calls == {}
+
+
+async def test_cancel_before_answer(
+    start_worker: WorkerFactory,
+    phones: Callable[..., Baresip],
+    long_speech: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", "voicemail.worker")
+    app = RecordingApp()
+    worker = await start_worker(app, ring_time=10)
+    phone = phones(long_speech)
+    phone.dial(f"sip:vm@127.0.0.1:{worker.port}")
+    await phone.wait_for("180 Ringing")
+    assert len(worker._calls) == 1
+    phone.hangup()  # baresip CANCELs the unanswered INVITE
+    await _until(lambda: not worker._calls)
+    assert "call ended: cancel" in caplog.text
+    assert app.calls == []
+    assert worker.core.calls == {}
+
+
+async def test_hold_and_resume_by_reinvite(
+    start_worker: WorkerFactory, phones: Callable[..., Baresip], long_speech: Path
+) -> None:
+    app = RecordingApp()
+    worker = await start_worker(app)
+    phone = phones(long_speech)
+    phone.dial(f"sip:vm@127.0.0.1:{worker.port}")
+    await phone.wait_for("Call established")
+    await asyncio.sleep(0.3)
+    [state] = worker._calls.values()
+    assert state.endpoint is not None
+    phone.command("x")  # hold: re-INVITE with a=sendonly
+    await _until(
+        lambda: state.endpoint is not None and state.endpoint.params.direction.value == "recvonly"
+    )
+    phone.command("X")  # resume: re-INVITE with a=sendrecv
+    await _until(
+        lambda: state.endpoint is not None and state.endpoint.params.direction.value == "sendrecv"
+    )
+    phone.hangup()
+    await asyncio.wait_for(app.done.wait(), 10)
+    assert isinstance(app.events[-1], Hangup)
+
+
+async def test_untrusted_source_is_refused(
+    start_worker: WorkerFactory, phones: Callable[..., Baresip], long_speech: Path
+) -> None:
+    app = RecordingApp()
+    worker = await start_worker(app, trusted=("10.0.0.0/8",))
+    phone = phones(long_speech)
+    phone.dial(f"sip:vm@127.0.0.1:{worker.port}")
+    await phone.wait_for("403 Forbidden")
+    assert app.calls == []
+    assert worker.core.calls == {}
+
+
+async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
