@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # Debian packages the product and its tests run against.
-APT_PACKAGES := postgresql python3-venv sox espeak-ng
+APT_PACKAGES := postgresql python3-venv sox espeak-ng baresip-core sip-tester asterisk-core-sounds-en-wav
 
 .PHONY: setup system-packages venv lab test lint pytest bench clean
 
