@@ -223,3 +223,26 @@ def test_bye_before_answer_ends_the_call() -> None:
     actions = sip.hangup(event.call, 0.5)
     assert statuses(actions) == [480]
     assert sip.calls == {}
+
+
+def test_call_through_kamailio_uses_its_record_route() -> None:
+    message = parse_message((DATA / "kamailio-invite-p-app.txt").read_bytes())
+    assert isinstance(message, Request)
+    kamailio = Source("udp", "127.0.0.1", 5262)
+    sip = core()
+    actions = sip.receive(message, kamailio, 0.0)
+    [trying] = [a for a in actions if isinstance(a, Transmit)]
+    assert trying.destination == Destination("udp", "127.0.0.1", 5262)
+    assert len(trying.message.headers.get_all("Via")) == 2  # both Vias go back
+    [event] = [a for a in actions if isinstance(a, IncomingCall)]
+    [ok] = sent(sip.respond(event.call, 200, 0.0, body=b"v=0\r\n"))
+    assert ok.headers.get("Record-Route") == "<sip:127.0.0.1:5262;lr;ftag=6bb99402658f6253>"
+    ack = parse_message(
+        b"ACK sip:127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5262;branch=z9hG4bKk1\r\n"
+        b"From: <sip:alice@127.0.0.1>;tag=6bb99402658f6253\r\nTo: <sip:vm@127.0.0.1:5262>;tag=id1\r\n"
+        b"Call-ID: 386cc9f2438a9184\r\nCSeq: 20621 ACK\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert [type(a) for a in sip.receive(ack, kamailio, 0.1)] == [CallConfirmed]
+    [bye] = [a for a in sip.hangup(event.call, 1.0) if isinstance(a, Transmit)]
+    assert bye.destination == Destination("udp", "127.0.0.1", 5262)
+    assert bye.message.headers.get("Route") == "<sip:127.0.0.1:5262;lr;ftag=6bb99402658f6253>"

@@ -240,3 +240,20 @@ def test_round_trip_generated(method: str, extra: list[tuple[str, str]], body: b
     message = Request(method, "sip:b@h", headers, body)
     assert parse_message(serialize(message)) == message
     assert parse_message(serialize(message), stream=True) == message
+
+
+def test_kamailio_forwarded_invite() -> None:
+    """An INVITE as Kamailio relays it to a worker: record-routed, two Vias, P-App-*."""
+    message = parse_message(capture("kamailio-invite-p-app.txt"))
+    assert isinstance(message, Request)
+    assert message.headers.get_all("Via")[0].startswith("SIP/2.0/UDP 127.0.0.1:5262;branch=")
+    assert len(message.headers.get_all("Via")) == 2
+    assert message.headers.get_all("Record-Route") == [
+        "<sip:127.0.0.1:5262;lr;ftag=6bb99402658f6253>"
+    ]
+    assert message.headers.get("p-app-name") == "voicemail"
+    assert message.headers.get("P-App-Param") == (
+        "usr=bob;dom=lab.example;mod=both;eml=bob@lab.example;lng=en"
+    )
+    assert message.headers.get("Max-Forwards") == "69"
+    assert len(message.body) == 339
