@@ -65,8 +65,35 @@ class ReceiveStream:
         self._next_ts: int | None = None  # RTP timestamp where the next audio belongs
 
     def feed(self, packet: RtpPacket) -> Received:
-        out = Received()
         self.stats.packets += 1
+        if (
+            packet.sequence == self._next & 0xFFFF
+            and packet.timestamp == self._next_ts
+            and packet.payload_type == self.audio_pt
+            and packet.ssrc == self._ssrc
+            and not self._buffer
+        ):
+            # The next audio packet, on time, nothing held: straight through (most packets).
+            self._next += 1
+            if self._next > self._max_ext:
+                self._max_ext = self._next - 1
+            pcm = self._decode(packet.payload)
+            self._next_ts = (packet.timestamp + len(pcm) // 2) % TS_MOD
+            return Received(pcm)
+        out = Received()
+        if (
+            packet.sequence == self._next & 0xFFFF
+            and packet.ssrc == self._ssrc
+            and self._started
+            and not self._buffer
+        ):
+            # In order with nothing held (an event, a gap in time): emitted at once.
+            self._next += 1
+            self._max_ext = max(self._max_ext, self._next - 1)
+            buffer = bytearray()
+            self._emit(packet, buffer, out)
+            out.pcm = bytes(buffer)
+            return out
         if packet.ssrc != self._ssrc:
             if self._ssrc is not None:
                 self.stats.ssrc_changes += 1

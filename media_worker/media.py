@@ -12,20 +12,21 @@ import asyncio
 import logging
 import random
 import socket
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from media_worker import g711
 from media_worker.dtmf import InbandDetector
 from media_worker.jitter import ReceiveStream
-from media_worker.pacer import PERIOD, Pacer
-from media_worker.rtp import RtpPacket, is_rtcp, parse_rtp
+from media_worker.pacer import PERIOD, TICK, Pacer
+from media_worker.rtp import is_rtcp, pack_header, parse_rtp
 from media_worker.sdp import MediaParams
 
 log = logging.getLogger("voicemail.media")
 
-FRAME_BYTES = 2 * g711.FRAME_SAMPLES  # 20 ms of 16-bit PCM
+FRAME_SAMPLES = g711.FRAME_SAMPLES  # 20 ms; also the bytes of one G.711 frame
+MAX_CATCH_UP = 10  # frames sent back to back after a stall; beyond that they are skipped
 
 
 class PortRangeExhausted(OSError):
@@ -70,14 +71,41 @@ class PlayItem:
     pcm: bytes
 
 
-class Player:
-    """Queue of PCM items played frame by frame; reports when each starts and ends."""
+_ENCODED: OrderedDict[tuple[Callable[[bytes], bytes], bytes], bytes] = OrderedDict()
+ENCODED_CACHE_ITEMS = 64
 
-    def __init__(self, on_event: Callable[[str, str, bool], None]) -> None:
+
+def _encoded(encode: Callable[[bytes], bytes], pcm: bytes) -> bytes:
+    """``encode(pcm)``, shared by every call playing the same prompt (an LRU)."""
+    key = (encode, pcm)  # bytes hash once and compare by identity first: cheap lookups
+    found = _ENCODED.get(key)
+    if found is None:
+        found = _ENCODED[key] = encode(pcm)
+        if len(_ENCODED) > ENCODED_CACHE_ITEMS:
+            _ENCODED.popitem(last=False)
+    else:
+        _ENCODED.move_to_end(key)
+    return found
+
+
+class Player:
+    """Queue of PCM items played frame by frame; reports when each starts and ends.
+
+    An item is encoded whole when it starts (one C call), so the 20 ms tick only slices.
+    """
+
+    def __init__(self, on_event: Callable[[str, str, bool], None], codec: str) -> None:
         self._items: deque[PlayItem] = deque()
         self._current: PlayItem | None = None
+        self._encoded = b""
         self._offset = 0
         self._on_event = on_event  # (kind "start"|"done", mark, interrupted)
+        self.set_codec(codec)
+
+    def set_codec(self, codec: str) -> None:
+        """Encode with ``codec`` from the next item on (a re-INVITE may change it)."""
+        self._encode = g711.ENCODERS[codec]
+        self._pad = g711.SILENCE[codec][:1]
 
     @property
     def busy(self) -> bool:
@@ -95,24 +123,29 @@ class Player:
             self._on_event("done", self._items.popleft().mark, True)
 
     def next_frame(self) -> bytes | None:
-        """20 ms of PCM, or None when there is nothing to play."""
+        """20 ms of encoded audio, or None when there is nothing to play."""
+        current = self._current
+        if current is not None and self._offset + FRAME_SAMPLES < len(self._encoded):
+            self._offset += FRAME_SAMPLES  # the common case: inside an item
+            return self._encoded[self._offset - FRAME_SAMPLES : self._offset]
         frame = b""
-        while len(frame) < FRAME_BYTES:
+        while len(frame) < FRAME_SAMPLES:
             if self._current is None:
                 if not self._items:
                     break
                 self._current = self._items.popleft()
+                self._encoded = _encoded(self._encode, self._current.pcm)
                 self._offset = 0
                 self._on_event("start", self._current.mark, False)
-            need = FRAME_BYTES - len(frame)
-            frame += self._current.pcm[self._offset : self._offset + need]
+            need = FRAME_SAMPLES - len(frame)
+            frame += self._encoded[self._offset : self._offset + need]
             self._offset += need
-            if self._offset >= len(self._current.pcm):
+            if self._offset >= len(self._encoded):
                 self._on_event("done", self._current.mark, False)
                 self._current = None
         if not frame:
             return None
-        return frame + bytes(FRAME_BYTES - len(frame))
+        return frame + self._pad * (FRAME_SAMPLES - len(frame))
 
 
 class RtpEndpoint(asyncio.DatagramProtocol):
@@ -134,7 +167,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.pacer = pacer
         self.on_audio = on_audio
         self.on_digit = on_digit
-        self.player = Player(on_play_event)
+        self.player = Player(on_play_event, params.codec.name.upper())
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.BaseTransport | None = None
         self._remote = self._sdp_remote(params)
@@ -146,11 +179,15 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.due = 0.0
         self._configure(params)
         self.sent_packets = 0
+        self.send_drops = 0
 
     def _configure(self, params: MediaParams) -> None:
         codec = params.codec
-        self._encode = g711.ENCODERS[codec.name.upper()]
+        self._pt = codec.payload_type
+        self._sends = params.direction.sends
         self._silence = g711.SILENCE[codec.name.upper()]
+        if hasattr(self, "player"):
+            self.player.set_codec(codec.name.upper())
         self.receiver = ReceiveStream(
             codec.name.upper(),
             codec.payload_type,
@@ -187,6 +224,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         """New negotiated parameters (re-INVITE): direction, address, codec."""
         if params.codec != self.params.codec or params.dtmf != self.params.dtmf:
             self._configure(params)
+        self._sends = params.direction.sends
         self.params = params
         if not self._latched:
             self._remote = self._sdp_remote(params)
@@ -194,28 +232,33 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     # ----- sending (called by the pacer) -----
 
     def send_due(self, now: float) -> None:
-        while self.due <= now + 0.0005:
+        behind = int((now - self.due) / PERIOD)
+        if behind > MAX_CATCH_UP:  # the loop stalled: skip the lost time rather than burst
+            self.due += behind * PERIOD
+        while self.due <= now + TICK / 2:
             self.due += PERIOD
             self._send_frame()
-            if now - self.due > 10 * PERIOD:  # the loop stalled: resynchronise, do not burst
-                self.due = now + PERIOD
 
     def _send_frame(self) -> None:
-        pcm = self.player.next_frame()
+        payload = self.player.next_frame()
         marker = False
-        if pcm is None:
+        if payload is None:
             payload = self._silence
             self._talking = False
         else:
-            payload = self._encode(pcm)
             marker = not self._talking
             self._talking = True
-        if self._remote is not None and self.params.direction.sends and self._transport is not None:
-            packet = RtpPacket(
-                self.params.codec.payload_type, self._seq, self._ts, self._ssrc, payload, marker
-            )
-            self._transport.sendto(packet.serialize(), self._remote)
-            self.sent_packets += 1
+        if self._remote is not None and self._sends:
+            header = pack_header(self._pt, marker, self._seq, self._ts, self._ssrc)
+            try:
+                # The socket itself, not the asyncio transport: this runs 50 times a second
+                # a call, and a full send buffer is a dropped packet either way.
+                self._rtp_sock.sendto(header + payload, self._remote)
+                self.sent_packets += 1
+            except (BlockingIOError, InterruptedError):
+                self.send_drops += 1
+            except OSError as exc:  # e.g. ICMP port unreachable reported on the socket
+                log.debug("RTP send to %s failed: %s", self._remote, exc)
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + g711.FRAME_SAMPLES) & 0xFFFFFFFF
 

@@ -21,7 +21,7 @@ class Paced(Protocol):
     due: float  # monotonic time the next packet is due
 
     def send_due(self, now: float) -> None:
-        """Send the packet(s) due by ``now`` and advance ``due``."""
+        """Send the packet(s) due by ``now`` and advance ``due`` by whole periods."""
 
 
 class Pacer:
@@ -37,7 +37,12 @@ class Pacer:
         return self._count
 
     def add(self, stream: Paced) -> None:
-        """Start pacing ``stream``; its first packet goes out at ``stream.due``."""
+        """Start pacing ``stream``; its first packet goes out at the tick after ``due``.
+
+        ``due`` is moved to the middle of a tick, so that adding whole periods to it never
+        drifts across a tick boundary (and out of the stream's slot) by float rounding.
+        """
+        stream.due = (int(stream.due / TICK) + 1.5) * TICK
         slot = int(stream.due / TICK) % SLOTS
         self._slots[slot].add(stream)
         self._count += 1

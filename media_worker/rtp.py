@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 RTP_VERSION = 2
 _HEADER = struct.Struct("!BBHII")
 HEADER_SIZE = _HEADER.size
 
 
-@dataclass(frozen=True, slots=True)
-class RtpPacket:
+class RtpPacket(NamedTuple):
+    """One packet; a named tuple because the media path builds a hundred a second a call."""
+
     payload_type: int
     sequence: int
     timestamp: int
@@ -47,10 +48,17 @@ def is_rtcp(data: bytes) -> bool:
     return len(data) >= 2 and 192 <= data[1] <= 223
 
 
+def pack_header(payload_type: int, marker: bool, sequence: int, timestamp: int, ssrc: int) -> bytes:
+    """The 12-byte header of a packet without CSRCs or extension (the sending hot path)."""
+    return _HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, sequence, timestamp, ssrc)
+
+
 def parse_rtp(data: bytes) -> RtpPacket:
     if len(data) < HEADER_SIZE:
         raise ValueError(f"RTP packet of {len(data)} bytes is shorter than its header")
     first, second, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+    if first == 0x80:  # version 2 and nothing optional: the common case, kept short
+        return RtpPacket(second & 0x7F, sequence, timestamp, ssrc, data[12:], second > 0x7F)
     if first >> 6 != RTP_VERSION:
         raise ValueError(f"RTP version {first >> 6} is not 2")
     offset = HEADER_SIZE
