@@ -1,7 +1,7 @@
 # Kamailio voicemail: set-up, checks and the lab.
 #   make lab     install what is missing, then bring up the demo (see README)
 #   make test    lint gates (ruff, mypy --strict) and the whole test suite
-#   make bench   storage benchmark figures
+#   make bench   media and storage benchmark figures
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -64,6 +64,7 @@ pytest:
 test: lint pytest
 
 bench:
+	$(BIN)/python -m bench.media --calls 500 --seconds 15
 	$(BIN)/python -m bench.storage
 
 clean:

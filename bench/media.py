@@ -27,6 +27,7 @@ from typing import cast
 from media_worker import g711
 from media_worker.pacer import PERIOD, TICK, Pacer
 from media_worker.rtp import RtpPacket
+from media_worker.runtime import raise_open_file_limit
 from media_worker.sdp import SessionDescription, negotiate
 from media_worker.sip.message import Request, Response, parse_message, serialize
 
@@ -147,11 +148,26 @@ async def set_up(uac: Uac, call: BenchCall) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    raise_open_file_limit()
     profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     worker = await asyncio.create_subprocess_exec(
         sys.executable, *profile, "-m", "bench.media_worker",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    try:
+        return await drive(args, worker)
+    finally:
+        if worker.stdin is not None and not worker.stdin.is_closing():
+            worker.stdin.close()  # the worker stops when its stdin ends
+        if worker.returncode is None:
+            try:
+                await asyncio.wait_for(worker.wait(), 60)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
+
+
+async def drive(args: argparse.Namespace, worker: asyncio.subprocess.Process) -> int:
     assert worker.stdout is not None
     assert worker.stdin is not None
     port = int((await worker.stdout.readline()).decode())
@@ -187,9 +203,8 @@ async def run(args: argparse.Namespace) -> int:
         *(uac.transaction("BYE", c, 2) for c in calls), return_exceptions=True
     )
     worker.stdin.write(b"report\n")
-    report = json.loads(await asyncio.wait_for(worker.stdout.readline(), 30))
+    report = json.loads(await asyncio.wait_for(worker.stdout.readline(), 60))
     worker.stdin.close()
-    await asyncio.wait_for(worker.wait(), 30)
     for call in calls:
         if call.transport is not None:
             call.transport.close()

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from media_worker.media import PlayItem
-from media_worker.runtime import tune_for_media
+from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.session import Hangup
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall, Refusal, Worker, WorkerSettings
@@ -89,6 +89,7 @@ def _cpu_seconds() -> float:
 async def main() -> None:
     if os.environ.get("BENCH_GC") != "default":
         tune_for_media()  # as the worker command does
+    raise_open_file_limit()
     app = BenchApp()
     worker = Worker(WorkerSettings(sip_port=0, rtp_ports=(40000, 50000)), app)
     await worker.start()

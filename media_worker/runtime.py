@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import resource
 
 # Every RTP packet allocates a few small containers; the default collector threshold (700)
 # runs a young-generation pass many times a call per second and, with hundreds of calls,
@@ -15,3 +16,13 @@ def tune_for_media() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: each call holds two sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft

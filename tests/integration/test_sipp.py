@@ -148,3 +148,23 @@ async def test_unknown_dialog_bye(start_worker: WorkerFactory, tmp_path: Path) -
     sent = record_sends(worker)
     await run_sipp("unknown-dialog-bye", worker, tmp_path)
     assert statuses(sent, 481)
+
+
+class CodecApp(WaitingApp):
+    """Notes the codec each call's media settled on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codecs: list[str] = []
+
+    async def run(self, call: ActiveCall) -> None:
+        assert call.media.endpoint is not None
+        self.codecs.append(call.media.endpoint.params.codec.name)
+        await super().run(call)
+
+
+async def test_late_offer_answer_in_the_ack(start_worker: WorkerFactory, tmp_path: Path) -> None:
+    app = CodecApp()
+    worker = await start_worker(app)
+    await run_sipp("late-offer", worker, tmp_path)
+    assert app.codecs == ["PCMA"]  # settled by the answer in the ACK
