@@ -106,9 +106,11 @@ async def test_ack_withheld_2xx_retransmitted_on_schedule(
         for t, m in sent
         if isinstance(m, Response) and m.status == 200 and "INVITE" in (m.headers.get("CSeq") or "")
     ]
-    gaps = [round(b - a, 1) for a, b in itertools.pairwise(oks)]
+    gaps = [b - a for a, b in itertools.pairwise(oks)]
     # RFC 3261 13.3.1.4: T1 = 0.5 s, doubling (1, 2, 4 s...) until the ACK came at ~3.9 s.
-    assert gaps[:3] == [0.5, 1.0, 2.0], gaps
+    assert len(gaps) >= 3, gaps
+    for gap, expected in zip(gaps, (0.5, 1.0, 2.0), strict=False):
+        assert abs(gap - expected) < 0.15, gaps
     assert app.calls == 1
 
 
