@@ -60,34 +60,33 @@ class SipParseError(RemoteProtocolError):
         self.request = request
 
 
+class _HeaderAccess:
+    """What requests and responses both answer from their headers."""
+
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return self.headers.get("Call-ID") or ""
+
+    def cseq(self) -> tuple[int, str]:
+        return parse_cseq(self.headers.get("CSeq"))
+
+
 @dataclass(eq=True)
-class Request:
+class Request(_HeaderAccess):
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
 
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq"))
-
 
 @dataclass(eq=True)
-class Response:
+class Response(_HeaderAccess):
     status: int
     reason: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
-
-    @property
-    def call_id(self) -> str:
-        return self.headers.get("Call-ID") or ""
-
-    def cseq(self) -> tuple[int, str]:
-        return parse_cseq(self.headers.get("CSeq"))
 
 
 Message = Request | Response

@@ -142,6 +142,18 @@ class Transaction:
             ) from None
         return self.state
 
+    def _wait(self, now: float, duration: float) -> None:
+        """Start the wait timer (I, J or K); it is zero on reliable transports."""
+        if self.reliable:
+            self._go(I.WAIT_OVER)
+        else:
+            self._wait_until = now + duration
+
+    def _check_wait(self, now: float) -> None:
+        if self._wait_until is not None and now >= self._wait_until:
+            self._wait_until = None
+            self._go(I.WAIT_OVER)
+
     def _update_deadline(self) -> None:
         times = [t for t in (self._retransmit_at, self._timeout_at, self._wait_until) if t]
         self.deadline = min(times) if times and self.state is not S.TERMINATED else None
@@ -187,9 +199,7 @@ class InviteServerTransaction(ServerTransaction):
         state = self._go(I.ACK)
         self._retransmit_at = self._timeout_at = None
         if state is S.CONFIRMED:
-            self._wait_until = now + (0 if self.reliable else self.timers.t4)  # timer I
-            if self._wait_until <= now:
-                self._go(I.WAIT_OVER)
+            self._wait(now, self.timers.t4)  # timer I
         self._update_deadline()
         return []
 
@@ -206,9 +216,7 @@ class InviteServerTransaction(ServerTransaction):
             actions.append(Send(self.last_response))
             self._interval = min(2 * self._interval, self.timers.t2)
             self._retransmit_at = now + self._interval
-        if self._wait_until is not None and now >= self._wait_until:
-            self._wait_until = None
-            self._go(I.WAIT_OVER)
+        self._check_wait(now)
         self._update_deadline()
         return actions
 
@@ -227,17 +235,12 @@ class NonInviteServerTransaction(ServerTransaction):
         self._go(I.PROVISIONAL if status < 200 else I.SUCCESS if status < 300 else I.FAILURE)
         self.last_response = response
         if status >= 200:
-            self._wait_until = now + (0 if self.reliable else self.timers.b)  # timer J
-            if self._wait_until <= now:
-                self._wait_until = None
-                self._go(I.WAIT_OVER)
+            self._wait(now, self.timers.b)  # timer J
         self._update_deadline()
         return [Send(response)]
 
     def on_timer(self, now: float) -> list[Action]:
-        if self._wait_until is not None and now >= self._wait_until:
-            self._wait_until = None
-            self._go(I.WAIT_OVER)
+        self._check_wait(now)
         self._update_deadline()
         return []
 
@@ -267,10 +270,7 @@ class NonInviteClientTransaction(Transaction):
             return []
         self._go(I.RESPONSE_FINAL)
         self._retransmit_at = self._timeout_at = None
-        self._wait_until = now + (0 if self.reliable else self.timers.t4)  # timer K
-        if self._wait_until <= now:
-            self._wait_until = None
-            self._go(I.WAIT_OVER)
+        self._wait(now, self.timers.t4)  # timer K
         self._update_deadline()
         return [FinalResponse(response)]
 
@@ -285,8 +285,6 @@ class NonInviteClientTransaction(Transaction):
             cap = self.timers.t2
             self._interval = cap if self.state is S.PROCEEDING else min(2 * self._interval, cap)
             self._retransmit_at = now + self._interval
-        if self._wait_until is not None and now >= self._wait_until:
-            self._wait_until = None
-            self._go(I.WAIT_OVER)
+        self._check_wait(now)
         self._update_deadline()
         return actions

@@ -15,15 +15,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
-from tests.support.procs import free_port, stop_process
+from tests.support.procs import Managed, free_port, stop_process
 
 MODULES = ("g711.so", "aufile.so", "sndfile.so", "cons.so")
 
 
-class Baresip:
+class Baresip(Managed):
     def __init__(
         self,
         source_wav: Path,
@@ -124,19 +123,3 @@ class Baresip:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -15,10 +15,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
-from tests.support.procs import free_port, stop_process
+from tests.support.procs import Managed, free_port, stop_process
 
 SUPERUSER = "voicemail"
 
@@ -40,7 +39,7 @@ def server_bindir() -> Path:
     return Path(candidates[-1]).parent
 
 
-class PostgresServer:
+class PostgresServer(Managed):
     """Start with ``with PostgresServer() as pg:``; ``pg.url(db)`` gives a DSN."""
 
     def __init__(self) -> None:
@@ -150,19 +149,3 @@ class PostgresServer:
             self._log.close()
             self._log = None
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import signal
 import socket
 import subprocess
+from types import TracebackType
+from typing import Self
 
 
 def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
@@ -31,3 +34,30 @@ def stop_process(
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout)
+
+
+class Managed(abc.ABC):
+    """``with Thing() as thing:`` for a helper that starts a process: a failed start still
+    stops whatever it had started, and leaving the block always stops it."""
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
