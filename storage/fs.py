@@ -13,11 +13,11 @@ import errno
 import logging
 import operator
 import os
-import stat
 import uuid
 from asyncio import to_thread
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_ISREG
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -237,54 +237,49 @@ class FsStorage(Storage):
 
     # ----- listing -----
 
-    def _scan(self, domain: str, user: str) -> list[tuple[str, os.stat_result]]:
-        """(message name, stat) of every non-empty message file of a mailbox.
+    def _scan(self, domain: str, user: str) -> Iterator[tuple[str, os.stat_result]]:
+        """(file name, stat) of each non-empty ``*.wav`` file of a mailbox, dot files left out.
 
-        The stat calls dominate listing a large mailbox, so this loop stays tight.
+        A generator over one ``scandir`` of a directory fd (so each stat is a one-component
+        lookup): the stat calls are most of what listing a large mailbox costs.
         """
         box = self._box(domain, user)
-        found: list[tuple[str, os.stat_result]] = []
         try:
             with _os_errors(f"listing {box}"):
-                # Scanning through a directory fd makes each stat a one-component lookup.
                 fd = os.open(box, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    with os.scandir(fd) as scan:
-                        for entry in scan:
-                            fname = entry.name
-                            if fname[0] == "." or not fname.endswith(SUFFIX):
-                                continue
-                            try:
-                                st = entry.stat()
-                            except FileNotFoundError:
-                                continue  # deleted while we listed
-                            if st.st_size and stat.S_ISREG(st.st_mode):
-                                found.append((fname[:-_SUFFIX_LEN], st))
-                finally:
-                    os.close(fd)
         except FileNotFoundError:
-            pass  # a mailbox nobody has written to yet is empty
-        return found
-
-    def _info(self, name: str, st: os.stat_result, duration: float | None) -> MessageInfo:
-        mtime = st.st_mtime_ns // NS
-        received_at, sender = split_message_name(name) or (mtime, "")
-        return MessageInfo(
-            name, st.st_atime_ns // NS == mtime, st.st_size, received_at, sender, duration
-        )
+            return  # a mailbox nobody has written to yet is empty
+        try:
+            with _os_errors(f"listing {box}"), os.scandir(fd) as scan:
+                for entry in scan:
+                    fname = entry.name
+                    if fname[0] == "." or fname[-_SUFFIX_LEN:] != SUFFIX:
+                        continue
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # deleted while we listed
+                    if st.st_size and S_ISREG(st.st_mode):
+                        yield fname, st
+        finally:
+            os.close(fd)
 
     async def _list_mailbox(self, domain: str, user: str) -> list[MessageInfo]:
         return await to_thread(self._list_sync, domain, user)
 
     def _list_sync(self, domain: str, user: str) -> list[MessageInfo]:
-        info = self._info
-        items = []
-        for name, st in self._scan(domain, user):
-            if FORBIDDEN_CHARS.search(name):
+        items: list[MessageInfo] = []
+        append, forbidden, split = items.append, FORBIDDEN_CHARS.search, split_message_name
+        for fname, st in self._scan(domain, user):
+            name = fname[:-_SUFFIX_LEN]
+            if forbidden(name):
                 # The API could not address it; SEMS never writes such names.
                 log.warning("mailbox %s@%s: skipping unusable file name %r", user, domain, name)
                 continue
-            items.append(info(name, st, estimated_duration(st.st_size)))
+            size, mtime = st.st_size, st.st_mtime_ns // NS
+            received_at, sender = split(name) or (mtime, "")
+            new = st.st_atime_ns // NS == mtime
+            append(MessageInfo(name, new, size, received_at, sender, estimated_duration(size)))
         items.sort(key=_BY_TIME_THEN_NAME)
         return items
 
@@ -292,9 +287,20 @@ class FsStorage(Storage):
         return await to_thread(self._count_sync, domain, user)
 
     def _count_sync(self, domain: str, user: str) -> Counts:
-        entries = self._scan(domain, user)
-        new = sum(1 for _, st in entries if st.st_atime_ns // NS == st.st_mtime_ns // NS)
-        return Counts(new=new, saved=len(entries) - new)
+        new = saved = 0
+        for _, st in self._scan(domain, user):
+            if st.st_atime_ns // NS == st.st_mtime_ns // NS:
+                new += 1
+            else:
+                saved += 1
+        return Counts(new=new, saved=saved)
+
+    def _info(self, name: str, st: os.stat_result, duration: float | None) -> MessageInfo:
+        mtime = st.st_mtime_ns // NS
+        received_at, sender = split_message_name(name) or (mtime, "")
+        return MessageInfo(
+            name, st.st_atime_ns // NS == mtime, st.st_size, received_at, sender, duration
+        )
 
     # ----- greetings -----
 
