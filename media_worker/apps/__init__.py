@@ -1,0 +1,1 @@
+"""The applications: voicemail, voicebox and annrecorder, selected per call by P-App-Name."""

@@ -1,0 +1,222 @@
+"""The SEMS proxy contract: P-App-Name selects the app, P-App-Param carries the profile.
+
+Parsed and validated before any session exists; a problem becomes a Refusal whose reason
+phrase names it (400 bad parameters, 404 unknown application).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from media_worker.sip.address import NameAddr, SipUri
+from media_worker.sip.errors import RemoteProtocolError
+from media_worker.sip.message import Request
+from storage.errors import BadIdentity
+from storage.identity import check_greeting_type, check_mailbox
+
+AppName = Literal["voicemail", "voicebox", "annrecorder"]
+APPS: tuple[AppName, ...] = ("voicemail", "voicebox", "annrecorder")
+Mode = Literal["voicemail", "box", "both", "ann"]
+MODES: tuple[Mode, ...] = ("voicemail", "box", "both", "ann")
+
+# Short and long spellings of each key (SEMS), matched without regard to case.
+KEYS = {
+    "usr": "user",
+    "user": "user",
+    "dom": "domain",
+    "domain": "domain",
+    "uid": "uid",
+    "userid": "uid",
+    "did": "did",
+    "domainid": "did",
+    "snd": "sender",
+    "sender": "sender",
+    "eml": "email",
+    "email-address": "email",
+    "mod": "mode",
+    "mode": "mode",
+    "lng": "language",
+    "language": "language",
+    "typ": "typ",
+    "type": "typ",
+    "pin": "pin",
+}
+DEFAULT_GREETING_TYPE = "vm"
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class AppRouting:
+    """How a worker picks the app when the proxy did not say (SEMS simple_mode, mapping)."""
+
+    default_mode: Mode = "voicemail"
+    simple_mode: AppName | None = None  # every call without P-App-Name goes to this app
+    # (regex on the R-URI user, app): the first match selects the app.
+    mapping: tuple[tuple[str, AppName], ...] = ()
+
+
+@dataclass(frozen=True)
+class AppRequest:
+    """What a call asks of an app, validated."""
+
+    app: AppName
+    user: str  # the mailbox user: uid when given, else usr
+    domain: str  # the mailbox domain: did when given, else dom
+    sender: str
+    mode: Mode
+    email: str | None
+    language: str | None
+    typ: str
+    pin: str | None
+    uid: str | None = None
+    did: str | None = None
+    usr: str | None = None  # usr and dom as the proxy sent them (template variables)
+    dom: str | None = None
+    extras: dict[str, str] = field(default_factory=dict)  # unknown keys, for templates
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def parse_app_param(value: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``key=value;...`` into (known keys by canonical name, other keys as given).
+
+    Keys are case-insensitive, a value wholly in quotes is unquoted, a trailing ``;`` is
+    fine; an item without ``=`` or a key given twice is an error.
+    """
+    known: dict[str, str] = {}
+    extras: dict[str, str] = {}
+    for item in _split(value):
+        if not item.strip():
+            continue
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise RemoteProtocolError(f"P-App-Param: malformed item {item.strip()[:40]!r}")
+        canonical = KEYS.get(key.lower())
+        target, name = (known, canonical) if canonical else (extras, key.lower())
+        if name in target:
+            raise RemoteProtocolError(f"P-App-Param: {key!r} given twice")
+        target[name] = _unquote(raw)
+    return known, extras
+
+
+def _split(value: str) -> list[str]:
+    """Split at ``;`` outside quotes."""
+    items: list[str] = []
+    current: list[str] = []
+    quote = ""
+    for char in value:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == ";":
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current))
+    return items
+
+
+def select_app(invite: Request, routing: AppRouting) -> AppName | Refusal:
+    name = invite.headers.get("P-App-Name")
+    if name is not None:
+        name = _unquote(name).lower()
+        if name in APPS:
+            return name
+        return Refusal(404, f"Unknown application '{name[:40]}'")
+    try:
+        user = SipUri.parse(invite.uri).user or ""
+    except RemoteProtocolError:
+        user = ""
+    for pattern, app in routing.mapping:
+        if re.fullmatch(pattern, user):
+            return app
+    if routing.simple_mode is not None:
+        return routing.simple_mode
+    return Refusal(404, "No application selected (P-App-Name missing)")
+
+
+def app_request(invite: Request, routing: AppRouting) -> AppRequest | Refusal:
+    """The validated profile of this call, or the refusal to answer with."""
+    app = select_app(invite, routing)
+    if isinstance(app, Refusal):
+        return app
+    try:
+        known, extras = parse_app_param(invite.headers.get("P-App-Param") or "")
+        return _build(app, known, extras, invite, routing)
+    except RemoteProtocolError as exc:
+        return Refusal(exc.status, str(exc))
+    except BadIdentity as exc:
+        return Refusal(400, f"Bad {exc.kind}: {exc.reason}")
+
+
+def _build(
+    app: AppName,
+    known: dict[str, str],
+    extras: dict[str, str],
+    invite: Request,
+    routing: AppRouting,
+) -> AppRequest:
+    usr, dom = known.get("user") or None, known.get("domain") or None
+    uid, did = known.get("uid") or None, known.get("did") or None
+    user, domain = uid or usr, did or dom
+    if app == "voicemail":  # the R-URI names the mailbox when the proxy did not
+        uri = SipUri.parse(invite.uri)
+        user = user or uri.user
+        domain = domain or uri.host
+    if not user:
+        raise RemoteProtocolError("P-App-Param: no user (usr or uid)")
+    if not domain:
+        raise RemoteProtocolError("P-App-Param: no domain (dom or did)")
+    domain, user = check_mailbox(domain, user)
+    mode = (known.get("mode") or routing.default_mode).lower()
+    if mode not in MODES:
+        raise RemoteProtocolError(f"P-App-Param: unknown mode '{mode[:20]}'")
+    email = known.get("email") or None
+    if app == "voicemail" and mode in ("voicemail", "both") and (not email or "@" not in email):
+        raise RemoteProtocolError(f"P-App-Param: mode {mode} needs an email address (eml)")
+    language = known.get("language") or None
+    if language is not None and not _LANGUAGE.fullmatch(language):
+        raise RemoteProtocolError(f"P-App-Param: bad language '{language[:20]}'")
+    typ = check_greeting_type(known.get("typ") or DEFAULT_GREETING_TYPE)
+    sender = known.get("sender") or _from_without_tag(invite)
+    return AppRequest(
+        app=app,
+        user=user,
+        domain=domain,
+        sender=sender,
+        mode=mode,
+        email=email,
+        language=language,
+        typ=typ,
+        pin=known.get("pin") or None,
+        uid=uid,
+        did=did,
+        usr=usr,
+        dom=dom,
+        extras=extras,
+    )
+
+
+def _from_without_tag(invite: Request) -> str:
+    try:
+        sender = NameAddr.parse(invite.headers.get("From") or "")
+    except RemoteProtocolError:
+        return invite.headers.get("From") or ""
+    return str(NameAddr(sender.uri, sender.display))
