@@ -1,0 +1,1 @@
+"""Email for voicemail: SEMS templates, MIME messages and the durable outbox."""
