@@ -1,0 +1,243 @@
+"""The worker's YAML configuration, loaded once into frozen dataclasses.
+
+Validation happens in one place, at start-up, and every error names the key it is about
+(``rtp.ports: ...``). Unknown keys are errors too: a typo must not silently fall back to
+a default. The fully commented sample is ``media_worker/etc/voicemail.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
+
+from media_worker.apps.params import AppName, AppRouting, Mode
+from media_worker.mail.outbox import SmtpSettings
+from media_worker.worker import DEFAULT_TRUSTED
+
+SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message starts with its key."""
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    listen: str = "127.0.0.1"
+    port: int = 5080
+    advertised_address: str | None = None
+    trusted: tuple[str, ...] = DEFAULT_TRUSTED
+    ring_time: float = 0.0
+
+    def check(self, key: str) -> None:
+        _address(self.listen, f"{key}.listen")
+        _port(self.port, f"{key}.port", allow_zero=True)
+        for index, cidr in enumerate(self.trusted):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"{key}.trusted[{index}]: not an address range: {cidr!r}"
+                ) from None
+        if self.ring_time < 0:
+            raise ConfigError(f"{key}.ring_time: must not be negative")
+
+
+@dataclass(frozen=True)
+class RtpConfig:
+    address: str | None = None  # default: sip.listen
+    ports: tuple[int, int] = (20000, 30000)
+
+    def check(self, key: str) -> None:
+        if self.address is not None:
+            _address(self.address, f"{key}.address")
+        low, high = self.ports
+        _port(low, f"{key}.ports[0]")
+        _port(high, f"{key}.ports[1]")
+        if high - low < 2:
+            raise ConfigError(f"{key}.ports: {low}-{high} leaves no room for an RTP/RTCP pair")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    url: str = "fs:///var/spool/voicebox"
+
+    def check(self, key: str) -> None:
+        if not (self.url.startswith("/") or re.match(r"[a-z][a-z0-9+.-]*://", self.url)):
+            raise ConfigError(
+                f"{key}.url: expected fs:///path or postgresql://..., got {self.url!r}"
+            )
+
+
+@dataclass(frozen=True)
+class MappingRule:
+    match: str  # a regular expression on the R-URI user
+    app: AppName
+
+    def check(self, key: str) -> None:
+        try:
+            re.compile(self.match)
+        except re.error as exc:
+            raise ConfigError(f"{key}.match: bad regular expression: {exc}") from None
+
+
+@dataclass(frozen=True)
+class AppsConfig:
+    default_mode: Mode = "voicemail"
+    simple_mode: AppName | None = None
+    mapping: tuple[MappingRule, ...] = ()
+
+    def routing(self) -> AppRouting:
+        return AppRouting(
+            self.default_mode, self.simple_mode, tuple((r.match, r.app) for r in self.mapping)
+        )
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False
+    timeout: float = 30.0
+
+    def check(self, key: str) -> None:
+        _port(self.port, f"{key}.port")
+        if self.starttls and self.tls:
+            raise ConfigError(f"{key}: starttls and tls exclude each other")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError(f"{key}: username and password go together")
+
+    def settings(self) -> SmtpSettings:
+        return SmtpSettings(**dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    templates: str | None = None  # directory of *.template files; None: the shipped default
+    extra_variables: tuple[str, ...] = ()
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+
+
+@dataclass(frozen=True)
+class VoicemailConfig:
+    min_record_time: float = 1.0
+    max_record_time: float = 120.0
+
+    def check(self, key: str) -> None:
+        if not 0 <= self.min_record_time < self.max_record_time:
+            raise ConfigError(
+                f"{key}: min_record_time must be at least 0 and below max_record_time"
+            )
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox
+    sip: SipConfig = field(default_factory=SipConfig)
+    rtp: RtpConfig = field(default_factory=RtpConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    apps: AppsConfig = field(default_factory=AppsConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+
+
+def _address(value: str, key: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{key}: not an IP address: {value!r}") from None
+
+
+def _port(value: int, key: str, allow_zero: bool = False) -> None:
+    if not (0 if allow_zero else 1) <= value <= 65535:
+        raise ConfigError(f"{key}: port {value} out of range")
+
+
+def load_config(path: Path) -> WorkerConfig:
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data or {})
+
+
+def parse_config(data: object) -> WorkerConfig:
+    return _build(WorkerConfig, data, "")
+
+
+def _build(cls: type[T], data: object, key: str) -> T:
+    where = key or "the configuration"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(fields)})")
+    values = {
+        name: _convert(hints[name], value, f"{key}.{name}" if key else name)
+        for name, value in data.items()
+    }
+    instance = cls(**values)
+    check = getattr(instance, "check", None)
+    if check is not None:
+        check(key or "config")
+    return instance
+
+
+def _convert(hint: Any, value: object, key: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+        return tuple(
+            _convert(a, item, f"{key}[{i}]")
+            for i, (a, item) in enumerate(zip(args, value, strict=True))
+        )
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)  # type: ignore[arg-type]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected text, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover

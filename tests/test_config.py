@@ -1,0 +1,88 @@
+"""The worker's YAML configuration: the sample, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from media_worker.config import SAMPLE, ConfigError, WorkerConfig, load_config, parse_config
+
+
+def test_the_sample_loads_and_states_the_defaults() -> None:
+    assert load_config(SAMPLE) == WorkerConfig()
+
+
+def _keys(value: object, prefix: str = "") -> set[str]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        found = set()
+        for f in dataclasses.fields(value):
+            found |= {f"{prefix}{f.name}"} | _keys(getattr(value, f.name), f"{prefix}{f.name}.")
+        return found
+    if isinstance(value, dict):
+        found = set()
+        for name, inner in value.items():
+            found |= {f"{prefix}{name}"} | _keys(inner, f"{prefix}{name}.")
+        return found
+    return set()
+
+
+def test_the_sample_shows_every_setting() -> None:
+    assert _keys(yaml.safe_load(SAMPLE.read_text())) == _keys(WorkerConfig())
+
+
+def test_values_and_nested_sections() -> None:
+    config = parse_config(
+        {
+            "sip": {"port": 5090, "trusted": ["10.0.0.0/8"]},
+            "rtp": {"ports": [40000, 40100]},
+            "apps": {"default_mode": "both", "mapping": [{"match": "1000", "app": "voicebox"}]},
+            "email": {"smtp": {"host": "mail", "port": 587, "starttls": True}},
+        }
+    )
+    assert config.sip.port == 5090
+    assert config.rtp.ports == (40000, 40100)
+    assert config.apps.routing().mapping == (("1000", "voicebox"),)
+    assert config.email.smtp.settings().starttls is True
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"sip": {"prot": 5080}}, "sip.prot: unknown key (known: listen, port, advertised_address, trusted, ring_time)"),
+        ({"sip": {"port": "5080"}}, "sip.port: expected a whole number, got '5080'"),
+        ({"sip": {"port": 70000}}, "sip.port: port 70000 out of range"),
+        ({"sip": {"listen": "localhost"}}, "sip.listen: not an IP address: 'localhost'"),
+        ({"sip": {"trusted": ["10.0.0.0/8", "kamailio"]}}, "sip.trusted[1]: not an address range: 'kamailio'"),
+        ({"rtp": {"ports": [30000, 30001]}}, "rtp.ports: 30000-30001 leaves no room for an RTP/RTCP pair"),
+        ({"rtp": {"ports": [1, 2, 3]}}, "rtp.ports: expected 2 items, got 3"),
+        ({"apps": {"default_mode": "tape"}}, "apps.default_mode: expected one of voicemail, box, both, ann, got 'tape'"),
+        ({"apps": {"mapping": [{"match": "(", "app": "voicebox"}]}}, "apps.mapping[0].match: bad regular expression"),
+        ({"email": {"smtp": {"starttls": "yes"}}}, "email.smtp.starttls: expected true or false, got 'yes'"),
+        ({"email": {"smtp": {"starttls": True, "tls": True}}}, "email.smtp: starttls and tls exclude each other"),
+        ({"email": {"smtp": {"username": "vm"}}}, "email.smtp: username and password go together"),
+        ({"voicemail": {"min_record_time": 5, "max_record_time": 2}}, "voicemail: min_record_time must be at least 0"),
+        ({"storage": {"url": "spool"}}, "storage.url: expected fs:///path or postgresql://..., got 'spool'"),
+        ({"sip": ["port"]}, "sip: expected a mapping of keys, got list"),
+        (["sip"], "the configuration: expected a mapping of keys, got list"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key(data: object, error: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(error)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sip: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_config(empty) == WorkerConfig()
+    assert yaml.safe_load(SAMPLE.read_text())["storage"]["url"] == "fs:///var/spool/voicebox"
