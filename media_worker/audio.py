@@ -90,3 +90,21 @@ def write_wav(pcm: bytes) -> bytes:
         wav.setframerate(RATE)
         wav.writeframes(pcm)
     return buf.getvalue()
+
+
+# Quieter than this (RMS of 16-bit samples, about -50 dBFS) counts as silence.
+SILENCE_RMS = 100
+FRAME = 320  # 20 ms
+
+
+def trim_trailing_silence(pcm: bytes, threshold: int = SILENCE_RMS) -> bytes:
+    """``pcm`` without the silence at its end (a caller pausing before hanging up)."""
+    end = len(pcm) // FRAME * FRAME
+    while end > 0 and g711.rms(pcm[end - FRAME : end]) < threshold:
+        end -= FRAME
+    return pcm[:end]
+
+
+def is_silent(pcm: bytes, threshold: int = SILENCE_RMS) -> bool:
+    """No 20 ms frame of ``pcm`` rises above the silence threshold."""
+    return all(g711.rms(pcm[i : i + FRAME]) < threshold for i in range(0, len(pcm), FRAME))

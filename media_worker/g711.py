@@ -40,3 +40,8 @@ DECODERS = {"PCMU": ulaw_decode, "PCMA": alaw_decode}
 ENCODERS = {"PCMU": ulaw_encode, "PCMA": alaw_encode}
 # Encoded silence: what a stream sends while there is nothing to say.
 SILENCE = {"PCMU": b"\xff" * FRAME_SAMPLES, "PCMA": b"\xd5" * FRAME_SAMPLES}
+
+
+def rms(pcm: bytes) -> int:
+    """Root-mean-square level of 16-bit PCM (0-32767)."""
+    return int(audioop.rms(pcm, SAMPLE_WIDTH))

@@ -1,0 +1,171 @@
+"""The voicemail app end to end: baresip leaves a message that lands in the spool; a
+recording is emailed through the outbox to a real SMTP server; a crash's leftovers are
+delivered at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+import media_worker
+from media_worker.apps.journal import Journal
+from media_worker.apps.params import AppRequest, AppRouting
+from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.audio import read_wav
+from media_worker.mail.outbox import Outbox, SmtpSettings
+from media_worker.mail.template import load_templates
+from media_worker.prompts import ASTERISK_EN, PromptLibrary
+from storage import Storage, open_storage
+from tests.integration.conftest import WorkerFactory
+from tests.support.audio_match import match, pcm_samples, read_pcm
+from tests.support.baresip import Baresip
+from tests.support.procs import free_port
+from tests.test_outbox import Inbox
+
+pytestmark = pytest.mark.integration
+TEMPLATES = Path(media_worker.__file__).parent / "templates"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_storage(f"fs://{tmp_path}/spool") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def smtp_inbox() -> AsyncIterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    await asyncio.to_thread(controller.start)
+    try:
+        yield inbox, port
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+def service(
+    tmp_path: Path, store: Storage, smtp_port: int, routing: AppRouting
+) -> tuple[VoicemailService, Outbox]:
+    outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=smtp_port, timeout=5), backoff=(0.2,))
+    settings = ServiceSettings(routing=routing, journal_dir=tmp_path / "journal")
+    return VoicemailService(
+        settings, store, outbox, load_templates(TEMPLATES), PromptLibrary()
+    ), outbox
+
+
+@pytest.fixture
+def patient_caller(caller_speech: Path, tmp_path: Path) -> Path:
+    """Seven seconds of silence (the greeting and the beep), then the caller speaks."""
+    out = tmp_path / "patient.wav"
+    subprocess.run(["sox", str(caller_speech), str(out), "pad", "7", "0"], check=True)
+    return out
+
+
+async def test_baresip_leaves_a_message_in_the_box(
+    tmp_path: Path,
+    store: Storage,
+    start_worker: WorkerFactory,
+    phones: Callable[..., Baresip],
+    patient_caller: Path,
+    caller_speech: Path,
+) -> None:
+    app, _ = service(
+        tmp_path, store, free_port(), AppRouting(default_mode="box", simple_mode="voicemail")
+    )
+    worker = await start_worker(app)
+    phone = phones(patient_caller)
+    phone.dial(f"sip:bob@127.0.0.1:{worker.port}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while (await store.count("127.0.0.1", "bob")).total == 0:
+        assert loop.time() < deadline, phone.log()[-2000:]
+        await asyncio.sleep(0.2)
+    [info] = await store.list_mailbox("127.0.0.1", "bob")
+    assert (info.new, info.sender) == (True, "<sip:alice@127.0.0.1>")
+    message = await store.get_message("127.0.0.1", "bob", info.name)
+    recorded = read_wav(message.audio)
+    speech = read_pcm(caller_speech)
+    # Everything the caller said after the beep is there; the trailing silence is trimmed.
+    recorded_samples = pcm_samples(recorded.data)
+    lag, score = match(speech, recorded_samples, max_lag_s=2.0)
+    assert score > 0.9, (lag, score)
+    spoken = len(speech) / 8000 - 1.5  # caller_speech ends with 1.5 s of silence
+    assert abs(recorded.duration - lag - spoken) < 0.5, (recorded.duration, lag, spoken)
+    phone.stop()
+    # The caller heard the default greeting (Debian's Asterisk prompt).
+    heard = read_pcm(phone.dump("dec"))
+    _, greeting_score = match(read_pcm(ASTERISK_EN / "vm-intro.wav")[:16000], heard)
+    assert greeting_score > 0.9
+    assert list((tmp_path / "journal").glob("*")) == []  # the journal is gone once stored
+
+
+async def test_both_mode_stores_and_emails(
+    tmp_path: Path, store: Storage, smtp_inbox: tuple[Inbox, int], caller_speech: Path
+) -> None:
+    inbox, port = smtp_inbox
+    app, outbox = service(tmp_path, store, port, AppRouting())
+    await outbox.start()
+    try:
+        request = AppRequest(
+            app="voicemail", user="bob", domain="lab.example", sender='"Alice" <sip:alice@lab.example>',
+            mode="both", email="bob@lab.example", language=None, typ="vm", pin=None,
+        )  # fmt: skip
+        speech = read_wav(caller_speech.read_bytes()).data
+        outcome = await app.deliver(request, speech, 1_700_000_000, "call-1")
+        assert "stored as 1700000000+" in outcome
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not inbox.messages:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.1)
+    finally:
+        await outbox.stop()
+    parsed = email.message_from_bytes(inbox.messages[0], policy=default_policy)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["To"] == "bob@lab.example"
+    assert parsed["Subject"] == 'New voice message from "Alice" <sip:alice@lab.example>'
+    [attachment] = list(parsed.iter_attachments())
+    assert attachment.get_content_type() == "audio/wav"
+    attached = read_wav(attachment.get_content())
+    # caller_speech ends with 1.5 s of silence, which is trimmed.
+    assert abs(attached.duration - (len(speech) / 16000 - 1.5)) < 0.5, attached.duration
+    assert (await store.count("lab.example", "bob")).new == 1
+
+
+async def test_short_and_silent_messages_are_dropped(tmp_path: Path, store: Storage) -> None:
+    app, _ = service(tmp_path, store, free_port(), AppRouting())
+    request = AppRequest(
+        app="voicemail", user="bob", domain="lab.example", sender="x", mode="box",
+        email=None, language=None, typ="vm", pin=None,
+    )  # fmt: skip
+    assert (await app.deliver(request, b"\x10\x20" * 4000, 1, "c")).startswith("dropped: 0.5 s")
+    assert await app.deliver(request, bytes(64000), 1, "c") == "dropped: 0.0 s is shorter than 1 s"
+    assert (await store.count("lab.example", "bob")).total == 0
+
+
+async def test_recording_left_by_a_crash_is_delivered_at_start_up(
+    tmp_path: Path, store: Storage, caller_speech: Path
+) -> None:
+    app, _ = service(tmp_path, store, free_port(), AppRouting())
+    request = AppRequest(
+        app="voicemail", user="bob", domain="lab.example", sender="carol", mode="box",
+        email=None, language=None, typ="vm", pin=None,
+    )  # fmt: skip
+    journal = await Journal.create(
+        tmp_path / "journal",
+        {"call_id": "crashed", "answered_at": 1_700_000_500, "request": vars(request)},
+    )
+    journal.append(read_wav(caller_speech.read_bytes()).data)
+    await journal.flush()  # then the worker "dies": the journal is never closed
+    assert await app.recover() == 1
+    [info] = await store.list_mailbox("lab.example", "bob")
+    assert (info.received_at, info.sender) == (1_700_000_500, "carol")
+    assert await app.recover() == 0  # delivered once
