@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import cast
 
 from media_worker import __version__
@@ -15,6 +16,11 @@ Operate the Kamailio voicemail system: inspect and manage mailboxes and prepare
 message stores. Each command has its own --help."""
 
 EPILOG = """\
+commands:
+  worker    run a media worker from a configuration file
+  mailbox   list, play, export, delete and mark messages in one mailbox
+  storage   prepare a message store
+
 environment:
   VOICEMAIL_STORAGE   default message store URL for the mailbox commands
 
@@ -22,6 +28,53 @@ exit status:
   0 success, 1 failure, 2 usage error, 3 backend unavailable
 
 see also: README.md in the source tree, `voicemail COMMAND --help`"""
+
+
+WORKER_EPILOG = """\
+The worker answers the calls Kamailio sends it (P-App-Name / P-App-Param) on the
+configured SIP port, over UDP and TCP, and runs until SIGTERM or SIGINT, when it hangs
+up its calls cleanly. Recordings a crash left behind are delivered at start-up.
+
+examples:
+  voicemail worker --config /etc/voicemail/voicemail.yaml
+  voicemail worker --check --config voicemail.yaml      (validate and exit)
+
+exit status:
+  0 stopped cleanly (or --check passed), 2 the configuration is invalid"""
+
+
+def _add_worker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = subparsers.add_parser(
+        "worker",
+        help="run a media worker (the application server behind Kamailio)",
+        description="Run a media worker process.",
+        epilog=WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.add_argument(
+        "--config", metavar="FILE", required=True, help="YAML configuration (see the sample)"
+    )
+    worker.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    worker.set_defaults(handler=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from media_worker.config import ConfigError, load_config
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"voicemail: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{args.config}: configuration is valid")
+        return 0
+    from media_worker.serve import run_worker
+
+    return run_worker(config, args.log_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_worker_parser(subparsers)
     storage_cli.add_parsers(subparsers)
     return parser
 

@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from media_worker.apps.params import Refusal as Refusal  # the answer an app may give
 from media_worker.media import PortAllocator, RtpEndpoint
 from media_worker.pacer import Pacer
 from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
@@ -55,12 +56,6 @@ class WorkerSettings:
     timers: Timers = DEFAULT_TIMERS
     hangup_grace: float = 30.0
     ring_time: float = 0.0  # seconds of 180 Ringing before answering (0: answer at once)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    reason: str
 
 
 class CallLog(logging.LoggerAdapter[logging.Logger]):

@@ -1,0 +1,84 @@
+"""``voicemail worker``: run a worker process from its configuration file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.config import WorkerConfig
+from media_worker.mail.outbox import Outbox
+from media_worker.mail.template import load_templates
+from media_worker.prompts import PromptLibrary
+from media_worker.runtime import raise_open_file_limit, tune_for_media
+from media_worker.worker import Worker, WorkerSettings
+from storage import open_storage
+
+log = logging.getLogger("voicemail")
+SHIPPED_TEMPLATES = Path(__file__).parent / "templates"
+
+
+async def serve(config: WorkerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly (calls get their BYE)."""
+    data_dir = Path(config.data_dir)
+    store = await open_storage(config.storage.url)
+    templates = await asyncio.to_thread(
+        load_templates,
+        Path(config.email.templates) if config.email.templates else SHIPPED_TEMPLATES,
+        config.email.extra_variables,
+    )
+    outbox = Outbox(data_dir / "outbox", config.email.smtp.settings())
+    service = VoicemailService(
+        ServiceSettings(
+            routing=config.apps.routing(),
+            min_record_time=config.voicemail.min_record_time,
+            max_record_time=config.voicemail.max_record_time,
+            journal_dir=data_dir / "journal",
+            extra_variables=config.email.extra_variables,
+        ),
+        store,
+        outbox,
+        templates,
+        PromptLibrary(),
+    )
+    worker = Worker(
+        WorkerSettings(
+            sip_host=config.sip.listen,
+            sip_port=config.sip.port,
+            advertised_host=config.sip.advertised_address,
+            rtp_host=config.rtp.address,
+            rtp_ports=config.rtp.ports,
+            trusted=config.sip.trusted,
+            ring_time=config.sip.ring_time,
+        ),
+        service,
+    )
+    recovered = await service.recover()
+    if recovered:
+        log.info("delivered %d recording(s) left by an earlier run", recovered)
+    await outbox.start()
+    await worker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await worker.stop()
+        await outbox.stop()
+        await store.close()
+
+
+def run_worker(config: WorkerConfig, log_level: str) -> int:
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    raise_open_file_limit()
+    tune_for_media()
+    asyncio.run(serve(config))
+    return 0
