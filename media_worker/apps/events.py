@@ -42,7 +42,15 @@ class Hangup:
     """The caller is gone."""
 
 
-Event = Started | PlaybackDone | Dtmf | RecordingStopped | Timeout | Hangup
+@dataclass(frozen=True)
+class PinChecked:
+    """The driver's answer to CheckPin; ``locked``: too many failures, no more tries."""
+
+    ok: bool
+    locked: bool = False
+
+
+Event = Started | PlaybackDone | Dtmf | RecordingStopped | Timeout | Hangup | PinChecked
 
 # ----- actions -----
 
@@ -87,4 +95,54 @@ class HangUp:
     """End the call from our side."""
 
 
-Action = Play | StopPlayback | Record | StopRecording | StartTimer | DeliverMessage | HangUp
+@dataclass(frozen=True)
+class CancelTimer:
+    name: str
+
+
+@dataclass(frozen=True)
+class CheckPin:
+    digits: str
+
+
+@dataclass(frozen=True)
+class PlayMessage:
+    """Play a stored message (voicebox), reporting PlaybackDone(mark)."""
+
+    name: str
+    mark: str
+
+
+@dataclass(frozen=True)
+class PlayEnvelope:
+    """Say when a message came and from whom, reporting PlaybackDone(mark)."""
+
+    name: str
+    mark: str
+
+
+@dataclass(frozen=True)
+class MarkRead:
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteMessage:
+    name: str
+
+
+Action = (
+    Play
+    | StopPlayback
+    | Record
+    | StopRecording
+    | StartTimer
+    | CancelTimer
+    | DeliverMessage
+    | HangUp
+    | CheckPin
+    | PlayMessage
+    | PlayEnvelope
+    | MarkRead
+    | DeleteMessage
+)
