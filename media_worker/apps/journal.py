@@ -22,19 +22,12 @@ from typing import Any
 
 import msgpack
 
+from media_worker.files import write_atomic
+
 log = logging.getLogger("voicemail.journal")
 
 META_VERSION = 1
 FLUSH_BYTES = 16000  # one second of 8 kHz 16-bit audio
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -74,7 +67,7 @@ class Journal:
 
     def _open(self, record: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.meta_path, record)  # the record first: audio never lacks its meta
+        write_atomic(self.meta_path, record)  # the record first: audio never lacks its meta
         self._fd = os.open(
             self.pcm_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640
         )

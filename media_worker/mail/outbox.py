@@ -28,6 +28,8 @@ from typing import Any
 import aiosmtplib
 import msgpack
 
+from media_worker.files import write_atomic
+
 log = logging.getLogger("voicemail.mail")
 
 JOB_VERSION = 1
@@ -87,20 +89,6 @@ class Job:
         )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Outbox:
     def __init__(
         self,
@@ -146,8 +134,8 @@ class Outbox:
         return job.id
 
     def _write_job(self, job: Job, data: bytes) -> None:
-        _write_atomic(self.directory / f"{job.id}.eml", data)
-        _write_atomic(self.directory / f"{job.id}.job", job.record())
+        write_atomic(self.directory / f"{job.id}.eml", data)
+        write_atomic(self.directory / f"{job.id}.job", job.record())
 
     def pending(self) -> list[str]:
         """Ids of the jobs waiting to be sent."""
@@ -234,10 +222,10 @@ class Outbox:
             "[%s] email %s for %s not sent (attempt %d: %s); next try in %.0f s",
             job.call_id, job.id, job.mailbox, job.attempts, error, delay,
         )  # fmt: skip
-        await asyncio.to_thread(_write_atomic, self.directory / f"{job.id}.job", job.record())
+        await asyncio.to_thread(write_atomic, self.directory / f"{job.id}.job", job.record())
 
     def _reject(self, job: Job) -> None:
-        _write_atomic(self.directory / f"{job.id}.job", job.record())
+        write_atomic(self.directory / f"{job.id}.job", job.record())
         self._set_aside(job.id, "rejected")
 
     def _remove(self, job: Job) -> None:
