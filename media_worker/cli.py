@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ message stores. Each command has its own --help."""
 EPILOG = """\
 commands:
   worker    run a media worker from a configuration file
+  prompts   build prompts with espeak-ng, list missing ones
   mailbox   list, play, export, delete and mark messages in one mailbox
   storage   prepare a message store
 
@@ -77,6 +79,60 @@ def _run_worker(args: argparse.Namespace) -> int:
     return run_worker(config, args.log_level)
 
 
+PROMPTS_EPILOG = """\
+Debian's asterisk-core-sounds-en-wav gives the recorded English prompts. Languages
+without a recorded set (German, SEMS' default) and the few prompts a set lacks are
+spoken by espeak-ng into 8 kHz WAV files under DIR/<language>/. Operators may record
+their own files instead: put them under the prompts overrides directory.
+
+examples:
+  voicemail prompts build de --dir /var/lib/voicemail/prompts
+  voicemail prompts build en --dir /var/lib/voicemail/prompts
+  voicemail prompts check --dir /var/lib/voicemail/prompts
+
+exit status:
+  0 done (check: nothing missing), 1 prompts missing or a tool failed"""
+
+
+def _add_prompts_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    prompts = subparsers.add_parser(
+        "prompts",
+        help="build prompts with espeak-ng, or list the missing ones",
+        description="Build and check the voice prompts.",
+        epilog=PROMPTS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = prompts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser("build", help="speak a language's prompts with espeak-ng")
+    build.add_argument("language", metavar="LANG", help="e.g. de, en")
+    check = actions.add_parser("check", help="list prompts no file provides")
+    for sub in (build, check):
+        sub.add_argument(
+            "--dir", default="/var/lib/voicemail/prompts", help="where built prompts live"
+        )
+    prompts.set_defaults(handler=_run_prompts)
+
+
+def _run_prompts(args: argparse.Namespace) -> int:
+    from media_worker.prompts import PromptLibrary, build_prompts
+
+    directory = Path(args.dir)
+    if args.action == "build":
+        try:
+            written = build_prompts(args.language, directory)
+        except (ValueError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"voicemail: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {len(written)} prompts to {directory / args.language}")
+        return 0
+    missing = PromptLibrary(generated=directory).check()
+    for line in missing:
+        print(f"missing: {line}")
+    if not missing:
+        print("all prompts present")
+    return 1 if missing else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicemail",
@@ -87,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_worker_parser(subparsers)
+    _add_prompts_parser(subparsers)
     storage_cli.add_parsers(subparsers)
     return parser
 

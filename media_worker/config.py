@@ -143,6 +143,13 @@ class VoicemailConfig:
 
 
 @dataclass(frozen=True)
+class PromptsConfig:
+    default_language: str = "en"
+    built: str | None = "/var/lib/voicemail/prompts"  # `voicemail prompts build --dir`
+    overrides: str | None = None  # <dir>/<domain>/<language>/<prompt>.wav and friends
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox
     sip: SipConfig = field(default_factory=SipConfig)
@@ -151,6 +158,7 @@ class WorkerConfig:
     apps: AppsConfig = field(default_factory=AppsConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
 
 
 def _address(value: str, key: str) -> None:

@@ -8,6 +8,10 @@ SEMS does: domain and language, domain, language, then the set itself.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +58,105 @@ def english_number(n: int) -> tuple[str, ...]:
     return (f"digits/{hundreds}", "digits/hundred") + (english_number(rest) if rest else ())
 
 
+def german_number(n: int) -> tuple[str, ...]:
+    """Files that say ``n`` (0-999) from the generated German digits (0-99, hundert)."""
+    if not 0 <= n <= 999:
+        raise ValueError(f"cannot say {n}: 0-999 only")
+    hundreds, rest = divmod(n, 100)
+    files = (f"digits/{hundreds}", "digits/hundert") if hundreds else ()
+    return files + ((f"digits/{rest}",) if rest or not hundreds else ())
+
+
+# What `voicemail prompts build LANG` speaks with espeak-ng, for a language without a
+# recorded set (German, SEMS' default) or for prompts a recorded set lacks.
+TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "message_menu": "Press 1 to repeat this message, 2 to save it, 3 to delete it, "
+        "or 0 for more options.",
+        "message_help": "Press 1 to repeat this message, 2 to save it, 3 to delete it, "
+        "4 to start over, 5 to hear when it came and who left it, 6 for the next "
+        "message, and 7 for the previous one.",
+    },
+    "de": {
+        "greeting_default": "Bitte hinterlassen Sie eine Nachricht nach dem Signalton. "
+        "Legen Sie danach einfach auf.",
+        "goodbye": "Auf Wiederhören.",
+        "you_have": "Sie haben",
+        "new_message": "neue Nachricht",
+        "new_messages": "neue Nachrichten",
+        "saved_message": "gespeicherte Nachricht",
+        "saved_messages": "gespeicherte Nachrichten",
+        "and": "und",
+        "no_messages": "Sie haben keine Nachrichten.",
+        "first_message": "Erste Nachricht.",
+        "next_message": "Nächste Nachricht.",
+        "no_more_messages": "Keine weiteren Nachrichten.",
+        "deleted": "Nachricht gelöscht.",
+        "saved": "Nachricht gespeichert.",
+        "enter_pin": "Bitte geben Sie Ihre PIN ein und drücken Sie die Raute-Taste.",
+        "wrong_pin": "Die PIN ist falsch.",
+        "record_greeting": "Bitte sprechen Sie Ihre Ansage nach dem Signalton.",
+        "received": "Empfangen um",
+        "from": "von",
+        "unknown_caller": "unbekannt",
+        "message_menu": "Drücken Sie 1 zum Wiederholen, 2 zum Speichern, 3 zum Löschen, "
+        "oder 0 für weitere Möglichkeiten.",
+        "message_help": "Drücken Sie 1 zum Wiederholen, 2 zum Speichern, 3 zum Löschen, "
+        "4 um von vorn zu beginnen, 5 für Zeit und Absender, 6 für die nächste und 7 "
+        "für die vorige Nachricht.",
+    },
+}
+NUMBER_WORDS = {"de": {"hundert": "hundert"}}
+# Prompts that are tones, not words: sox synth arguments.
+TONES = {"beep": ("synth", "0.3", "sine", "1000", "vol", "0.5")}
+NUMBER_RULES: dict[str, Callable[[int], tuple[str, ...]]] = {
+    "en": english_number,
+    "de": german_number,
+}
+
+
+def build_prompts(language: str, directory: Path, espeak: str = "espeak-ng") -> list[Path]:
+    """Speak the language's TEXTS (and digits 0-99) with espeak-ng into 8 kHz WAV files
+    under ``directory/<language>``; returns the files written."""
+    texts = dict(TEXTS.get(language, {}))
+    if not texts:
+        raise ValueError(f"no prompt texts for language {language!r} (have: {', '.join(TEXTS)})")
+    for tool in (espeak, "sox"):
+        if shutil.which(tool) is None:
+            raise FileNotFoundError(f"{tool} is needed to build prompts: apt-get install {tool}")
+    if language in NUMBER_RULES and language != "en":  # English digits come with Asterisk
+        texts |= {f"digits/{n}": str(n) for n in range(100)}
+        texts |= {f"digits/{k}": v for k, v in NUMBER_WORDS.get(language, {}).items()}
+    target = directory / language
+    written = []
+    for name, synth in TONES.items():
+        if language == "en":
+            break  # the recorded English set has its own beep
+        out = target / f"{name}.wav"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out), *synth], check=True
+        )
+        written.append(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.wav"
+        for name, text in texts.items():
+            out = target / f"{name}.wav"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([espeak, "-v", language, "-w", str(raw), text], check=True)
+            subprocess.run(
+                ["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",
+                 str(out)],
+                check=True,
+            )  # fmt: skip
+            written.append(out)
+    return written
+
+
+# Every logical prompt the apps ask for, whatever the language.
+LOGICAL_PROMPTS = tuple(dict.fromkeys([*CATALOGUE_EN, *TEXTS["en"]]))
+
+
 class PromptMissing(LookupError):
     """No audio for a prompt in any place it is looked for."""
 
@@ -67,7 +170,27 @@ class PromptLibrary:
     )
     default_language: str = "en"
     overrides: Path | None = None
+    generated: Path | None = None  # where `voicemail prompts build` wrote its files
     _cache: dict[Path, bytes] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.generated is None:
+            return
+        for language in TEXTS:
+            directory = self.generated / language
+            if not directory.is_dir():
+                continue
+            if language in self.sets:  # fill what the recorded set lacks
+                base, catalogue = self.sets[language]
+                # An absolute stem: joined to the set's directory, it stays itself.
+                extra = {n: (str(directory / n),) for n in TEXTS[language] if n not in catalogue}
+                self.sets[language] = (base, {**catalogue, **extra})
+            else:
+                names = [*TEXTS[language], *TONES]
+                self.sets[language] = (directory, {n: (n,) for n in names})
+
+    def languages(self) -> list[str]:
+        return sorted(self.sets)
 
     def _pcm(self, path: Path) -> bytes:
         pcm = self._cache.get(path)
@@ -76,7 +199,12 @@ class PromptLibrary:
         return pcm
 
     def get(self, name: str, language: str | None = None, domain: str | None = None) -> bytes:
+        """PCM of a prompt; ``number:N`` says the number N."""
         language = language if language in self.sets else self.default_language
+        if name.startswith("number:"):
+            directory = self.sets[language][0]
+            spoken = NUMBER_RULES.get(language, english_number)(int(name[7:]))
+            return b"".join(self._pcm(directory / f"{stem}.wav") for stem in spoken)
         if self.overrides is not None:
             for parts in ((domain, language), (domain,), (language,)):
                 if None in parts:
@@ -94,7 +222,12 @@ class PromptLibrary:
         """Files a catalogue names that are missing: what `voicemail prompts check` lists."""
         missing = []
         for language, (directory, catalogue) in self.sets.items():
-            for name, files in catalogue.items():
+            wanted = dict(catalogue)
+            for name in LOGICAL_PROMPTS:
+                wanted.setdefault(name, (name,))  # every prompt an app may ask for
+            number = NUMBER_RULES.get(language, english_number)
+            wanted["numbers"] = tuple(dict.fromkeys(f for n in range(1000) for f in number(n)))
+            for name, files in wanted.items():
                 missing += [
                     f"{language}: {name}: {directory / f'{stem}.wav'}"
                     for stem in files

@@ -41,7 +41,11 @@ async def serve(config: WorkerConfig) -> None:
         store,
         outbox,
         templates,
-        PromptLibrary(),
+        PromptLibrary(
+            default_language=config.prompts.default_language,
+            generated=Path(config.prompts.built) if config.prompts.built else None,
+            overrides=Path(config.prompts.overrides) if config.prompts.overrides else None,
+        ),
     )
     worker = Worker(
         WorkerSettings(
