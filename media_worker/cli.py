@@ -20,6 +20,7 @@ EPILOG = """\
 commands:
   worker    run a media worker from a configuration file
   prompts   build prompts with espeak-ng, list missing ones
+  pin       set, clear or unlock a mailbox's voicebox PIN
   mailbox   list, play, export, delete and mark messages in one mailbox
   storage   prepare a message store
 
@@ -133,6 +134,89 @@ def _run_prompts(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+PIN_EPILOG = """\
+The PIN a caller enters at the voicebox when the proxy does not pass one in
+P-App-Param. It is stored hashed (scrypt); nobody can read it back. Ten wrong entries
+within an hour lock PIN entry for fifteen minutes; "unlock" ends that early.
+
+examples:
+  echo 4711 | voicemail pin set --storage fs:///var/spool/voicebox example.com bob
+  voicemail pin set example.com bob          (asks, with $VOICEMAIL_STORAGE set)
+  voicemail pin unlock example.com bob
+  voicemail pin clear example.com bob
+
+exit status:
+  0 done, 1 refused (a PIN is 4 to 16 digits), 3 the store cannot be reached"""
+
+
+def _add_pin_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pin = subparsers.add_parser(
+        "pin",
+        help="set, clear or unlock a mailbox's own voicebox PIN",
+        description="Manage a mailbox's voicebox PIN.",
+        epilog=PIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = pin.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("set", "set the PIN (read from standard input, or asked for on a terminal)"),
+        ("clear", "remove the PIN"),
+        ("unlock", "forget recent wrong entries and lift a lockout"),
+    ):
+        sub = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        sub.add_argument(
+            "--storage", metavar="URL", help="message store URL (default $VOICEMAIL_STORAGE)"
+        )
+        sub.add_argument("domain", metavar="DOMAIN")
+        sub.add_argument("user", metavar="USER")
+    pin.set_defaults(handler=_run_pin)
+
+
+def _run_pin(args: argparse.Namespace) -> int:
+    import asyncio
+    import getpass
+    import os
+
+    from media_worker.apps.pin import PinError, check_new_pin, hash_pin
+    from storage import BackendUnavailable, PinRecord, StorageError, open_storage
+
+    url = args.storage or os.environ.get("VOICEMAIL_STORAGE")
+    if not url:
+        print(
+            "voicemail: no message store given: use --storage URL or set VOICEMAIL_STORAGE",
+            file=sys.stderr,
+        )
+        return 2
+    change: Callable[[PinRecord], PinRecord]
+    if args.action == "set":
+        typed = getpass.getpass("new PIN: ") if sys.stdin.isatty() else sys.stdin.readline()
+        try:
+            stored = hash_pin(check_new_pin(typed.strip()))
+        except PinError as exc:
+            print(f"voicemail: {exc}", file=sys.stderr)
+            return 1
+        change = lambda record: PinRecord(stored)  # noqa: E731 - a fresh PIN starts clean
+    elif args.action == "clear":
+        change = lambda record: PinRecord()  # noqa: E731
+    else:
+        change = lambda record: PinRecord(record.hash)  # noqa: E731
+
+    async def run() -> None:
+        async with open_storage(url) as store:
+            await store.update_pin(args.domain, args.user, change)
+
+    try:
+        asyncio.run(run())
+    except BackendUnavailable as exc:
+        print(f"voicemail: {exc}", file=sys.stderr)
+        return 3
+    except (StorageError, ValueError) as exc:
+        print(f"voicemail: {exc}", file=sys.stderr)
+        return 1
+    print(f"PIN of {args.user}@{args.domain}: {args.action} done")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicemail",
@@ -144,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_worker_parser(subparsers)
     _add_prompts_parser(subparsers)
+    _add_pin_parser(subparsers)
     storage_cli.add_parsers(subparsers)
     return parser
 

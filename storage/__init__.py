@@ -16,7 +16,7 @@ from storage.errors import (
     StorageFull,
 )
 from storage.identity import check_greeting_type, check_identity, check_mailbox
-from storage.model import ChangeEvent, ChangeKind, Counts, Message, MessageInfo
+from storage.model import ChangeEvent, ChangeKind, Counts, Message, MessageInfo, PinRecord
 from storage.registry import ENTRY_POINT_GROUP, load_backend, open_storage
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "Message",
     "MessageInfo",
     "MessageNotFound",
+    "PinRecord",
     "Storage",
     "StorageError",
     "StorageFull",

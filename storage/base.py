@@ -15,7 +15,7 @@ from typing import ClassVar, Self
 
 from storage.errors import InvalidMessage
 from storage.identity import check_greeting_type, check_mailbox, check_message_name
-from storage.model import ChangeEvent, ChangeKind, Counts, Message, MessageInfo
+from storage.model import ChangeEvent, ChangeKind, Counts, Message, MessageInfo, PinRecord
 
 log = logging.getLogger("voicemail.storage")
 
@@ -188,6 +188,23 @@ class Storage(abc.ABC):
             self._emit(ChangeKind.GREETING, domain, user, typ)
         return deleted
 
+    # ----- mailbox PIN -----
+
+    async def get_pin(self, domain: str, user: str) -> PinRecord:
+        """The mailbox's PIN record (an empty one if it never had a PIN)."""
+        domain, user = check_mailbox(domain, user)
+        await self._ready()
+        return await self._get_pin(domain, user)
+
+    async def update_pin(
+        self, domain: str, user: str, change: Callable[[PinRecord], PinRecord]
+    ) -> PinRecord:
+        """Apply ``change`` to the PIN record atomically, across processes and hosts, and
+        return the new record. ``change`` must be quick and pure: it may run under a lock."""
+        domain, user = check_mailbox(domain, user)
+        await self._ready()
+        return await self._update_pin(domain, user, change)
+
     # ----- backend primitives (arguments already validated) -----
 
     @abc.abstractmethod
@@ -228,3 +245,11 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def _delete_greeting(self, domain: str, user: str, typ: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def _get_pin(self, domain: str, user: str) -> PinRecord: ...
+
+    @abc.abstractmethod
+    async def _update_pin(
+        self, domain: str, user: str, change: Callable[[PinRecord], PinRecord]
+    ) -> PinRecord: ...

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import json
 import logging
 import operator
 import os
 import uuid
 from asyncio import to_thread
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from stat import S_ISREG
 from typing import ClassVar
@@ -30,12 +32,20 @@ from storage.errors import (
     StorageFull,
 )
 from storage.identity import FORBIDDEN_CHARS, PROMPTS_SUFFIX
-from storage.model import Counts, Message, MessageInfo, estimated_duration, wav_duration
+from storage.model import (
+    Counts,
+    Message,
+    MessageInfo,
+    PinRecord,
+    estimated_duration,
+    wav_duration,
+)
 from storage.names import message_name, split_message_name
 
 log = logging.getLogger("voicemail.storage.fs")
 
 SUFFIX = ".wav"
+PIN_FILE = "pin.json"
 _SUFFIX_LEN = len(SUFFIX)
 NS = 1_000_000_000
 DIR_MODE = 0o775
@@ -342,3 +352,59 @@ class FsStorage(Storage):
         except FileNotFoundError:
             return False
         return True
+
+    # ----- PIN -----
+
+    def _pin_path(self, domain: str, user: str) -> Path:
+        # Beside the greetings; never a .wav, so never taken for one.
+        return self.root / f"{domain}{PROMPTS_SUFFIX}" / user / PIN_FILE
+
+    async def _get_pin(self, domain: str, user: str) -> PinRecord:
+        return await to_thread(self._read_pin, self._pin_path(domain, user))
+
+    @staticmethod
+    def _read_pin(path: Path) -> PinRecord:
+        try:
+            with _os_errors(f"reading {path}"):
+                data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return PinRecord()
+        except ValueError as exc:
+            raise StorageError(f"{path} is not a PIN record: {exc}") from exc
+        return PinRecord(
+            data.get("hash"), tuple(data.get("failures", ())), float(data.get("locked_until", 0))
+        )
+
+    async def _update_pin(
+        self, domain: str, user: str, change: Callable[[PinRecord], PinRecord]
+    ) -> PinRecord:
+        return await to_thread(self._update_pin_sync, domain, user, change)
+
+    def _update_pin_sync(
+        self, domain: str, user: str, change: Callable[[PinRecord], PinRecord]
+    ) -> PinRecord:
+        path = self._pin_path(domain, user)
+        with _os_errors(f"updating {path}"):
+            path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            # An exclusive lock on a lock file serialises workers on this host (and on
+            # NFS, where flock maps to byte-range locks).
+            lock_fd = os.open(
+                path.parent / ".pin.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                record = change(self._read_pin(path))
+                data = json.dumps(
+                    {"hash": record.hash, "failures": list(record.failures),
+                     "locked_until": record.locked_until}
+                ).encode()  # fmt: skip
+                tmp = _write_temp(path.parent, data, None)
+                try:
+                    os.chmod(tmp, 0o600)  # a PIN hash is nobody else's business
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                _fsync_dir(path.parent)
+                return record
+            finally:
+                os.close(lock_fd)  # releases the lock

@@ -53,6 +53,15 @@ class Counts:
         return cls(new=new, saved=saved)
 
 
+@dataclass(frozen=True, slots=True)
+class PinRecord:
+    """A mailbox's own PIN (hashed; None: no PIN) and its failed attempts."""
+
+    hash: str | None = None
+    failures: tuple[float, ...] = ()  # unix times of recent failures
+    locked_until: float = 0.0
+
+
 class ChangeKind(enum.Enum):
     NEW = "new"
     READ = "read"

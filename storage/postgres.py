@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -22,7 +22,7 @@ from storage.errors import (
     StorageError,
     StorageFull,
 )
-from storage.model import Counts, Message, MessageInfo, wav_duration
+from storage.model import Counts, Message, MessageInfo, PinRecord, wav_duration
 from storage.names import message_name
 
 try:
@@ -320,3 +320,44 @@ class PostgresStorage(Storage):
                 typ,
             )
         return deleted is not None
+
+    # ----- PIN -----
+
+    async def _get_pin(self, domain: str, user: str) -> PinRecord:
+        async with self._transaction(f"reading the PIN of {user}@{domain}") as con:
+            row = await con.fetchrow(
+                "SELECT p.hash, p.failures, p.locked_until FROM vm_pin p"
+                " JOIN vm_mailbox b ON b.id = p.mailbox_id WHERE b.domain = $1 AND b.username = $2",
+                domain,
+                user,
+            )
+        return _pin(row)
+
+    async def _update_pin(
+        self, domain: str, user: str, change: Callable[[PinRecord], PinRecord]
+    ) -> PinRecord:
+        async with self._transaction(f"updating the PIN of {user}@{domain}") as con:
+            mailbox_id = await con.fetchval(_UPSERT_MAILBOX, domain, user)
+            # The mailbox row lock serialises concurrent updates of the same PIN record.
+            await con.execute("SELECT id FROM vm_mailbox WHERE id = $1 FOR UPDATE", mailbox_id)
+            row = await con.fetchrow(
+                "SELECT hash, failures, locked_until FROM vm_pin WHERE mailbox_id = $1", mailbox_id
+            )
+            record = change(_pin(row))
+            await con.execute(
+                "INSERT INTO vm_pin (mailbox_id, hash, failures, locked_until)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (mailbox_id) DO UPDATE SET"
+                " hash = EXCLUDED.hash, failures = EXCLUDED.failures,"
+                " locked_until = EXCLUDED.locked_until",
+                mailbox_id,
+                record.hash,
+                list(record.failures),
+                record.locked_until,
+            )
+        return record
+
+
+def _pin(row: Any) -> PinRecord:
+    if row is None:
+        return PinRecord()
+    return PinRecord(row["hash"], tuple(row["failures"]), float(row["locked_until"]))

@@ -29,6 +29,7 @@ from storage import (
     InvalidMessage,
     MailboxNotFound,
     MessageNotFound,
+    PinRecord,
     Storage,
     open_storage,
 )
@@ -80,6 +81,24 @@ def make_wav(seconds: float, rate: int = 8000, level: int = 1000) -> bytes:
         wav.setframerate(rate)
         wav.writeframes(pcm)
     return buf.getvalue()
+
+
+def _add_failure(record: PinRecord) -> PinRecord:
+    return PinRecord(record.hash, (*record.failures, float(len(record.failures))), 0.0)
+
+
+def _fail_pins(url: str, count: int) -> None:
+    """Child process body: record ``count`` PIN failures, one update at a time."""
+
+    async def run() -> None:
+        store = await open_storage(url)
+        try:
+            for _ in range(count):
+                await store.update_pin(DOMAIN, USER, _add_failure)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
 
 
 def _hammer(url: str, worker: int, count: int) -> None:
@@ -247,6 +266,43 @@ class StorageContract:
         assert await store.get_greeting(DOMAIN, USER, "vm") is None
         assert await store.get_greeting(DOMAIN, USER, "busy") == b"busy greeting"
 
+    # ----- PIN -----
+
+    async def test_pin_record(self, store: Storage) -> None:
+        assert await store.get_pin(DOMAIN, USER) == PinRecord()
+        stored = await store.update_pin(DOMAIN, USER, lambda r: PinRecord("scrypt$x", (), 0.0))
+        assert stored == PinRecord("scrypt$x", (), 0.0)
+        locked = await store.update_pin(DOMAIN, USER, lambda r: PinRecord(r.hash, (1.5, 2.5), 99.0))
+        assert (
+            await store.get_pin(DOMAIN, USER) == locked == PinRecord("scrypt$x", (1.5, 2.5), 99.0)
+        )
+        assert await store.get_pin(DOMAIN, "carol") == PinRecord()
+        await store.update_pin(DOMAIN, USER, lambda r: PinRecord())
+        assert await store.get_pin(DOMAIN, USER) == PinRecord()
+        # The PIN is neither a message nor a greeting.
+        assert await store.list_mailbox(DOMAIN, USER) == []
+        assert await store.get_greeting(DOMAIN, USER, "pin") is None
+
+    async def test_pin_updates_from_two_processes_are_atomic(
+        self, storage_url: str, store: Storage
+    ) -> None:
+        per_worker = 25
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_fail_pins, args=(storage_url, per_worker)) for _ in range(2)]
+        for proc in procs:
+            proc.start()
+        try:
+            for proc in procs:
+                await asyncio.to_thread(proc.join, 120)
+                assert proc.exitcode == 0
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+        record = await store.get_pin(DOMAIN, USER)
+        assert record.failures == tuple(float(i) for i in range(2 * per_worker))
+
     # ----- change events -----
 
     async def test_change_events(self, store: Storage) -> None:
@@ -299,6 +355,8 @@ class StorageContract:
             lambda: store.get_greeting(DOMAIN, value, "vm"),
             lambda: store.get_greeting(DOMAIN, USER, value),
             lambda: store.delete_greeting(DOMAIN, USER, value),
+            lambda: store.get_pin(DOMAIN, value),
+            lambda: store.update_pin(value, USER, lambda r: r),
         ]
         for call in calls:
             with pytest.raises(BadIdentity):
