@@ -134,31 +134,43 @@ def _split(value: str) -> list[str]:
 
 
 def select_app(invite: Request, routing: AppRouting) -> AppName | Refusal:
+    selected = _select(invite, routing)
+    return selected if isinstance(selected, Refusal) else selected[0]
+
+
+def _select(invite: Request, routing: AppRouting) -> tuple[AppName, str | None] | Refusal:
+    """The app, and the mailbox user a mapping rule's ``(?P<user>...)`` group names."""
     name = invite.headers.get("P-App-Name")
     if name is not None:
         name = _unquote(name).lower()
         if name in APPS:
-            return name
+            return name, None
         return Refusal(404, f"Unknown application '{name[:40]}'")
     try:
         user = SipUri.parse(invite.uri).user or ""
     except RemoteProtocolError:
         user = ""
     for pattern, app in routing.mapping:
-        if re.fullmatch(pattern, user):
-            return app
+        match = re.fullmatch(pattern, user)
+        if match:
+            return app, match.groupdict().get("user")
     if routing.simple_mode is not None:
-        return routing.simple_mode
+        return routing.simple_mode, None
     return Refusal(404, "No application selected (P-App-Name missing)")
 
 
 def app_request(invite: Request, routing: AppRouting) -> AppRequest | Refusal:
     """The validated profile of this call, or the refusal to answer with."""
-    app = select_app(invite, routing)
-    if isinstance(app, Refusal):
-        return app
+    selected = _select(invite, routing)
+    if isinstance(selected, Refusal):
+        return selected
+    app, mapped_user = selected
     try:
         known, extras = parse_app_param(invite.headers.get("P-App-Param") or "")
+        if mapped_user and not (known.get("uid") or known.get("user")):
+            # An operator's mapping rule (e.g. *98bob) names the mailbox: user and host.
+            known["user"] = mapped_user
+            known.setdefault("domain", SipUri.parse(invite.uri).host)
         return _build(app, known, extras, invite, routing)
     except RemoteProtocolError as exc:
         return Refusal(exc.status, str(exc))

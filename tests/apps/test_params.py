@@ -158,6 +158,15 @@ def test_simple_mode_and_uri_mapping() -> None:
     assert (vm.app, vm.mode, vm.user) == ("voicemail", "box", "bob")
 
 
+def test_a_mapping_group_names_the_mailbox() -> None:
+    mapped = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    box = accepted(app_request(invite(None, None, "sip:*98bob@lab.example"), mapped))
+    assert (box.app, box.user, box.domain) == ("voicebox", "bob", "lab.example")
+    # What the proxy says still wins.
+    told = accepted(app_request(invite(None, "usr=carol;dom=x.org", "sip:*98bob@lab.example"), mapped))
+    assert (told.user, told.domain) == ("carol", "x.org")
+
+
 def test_parse_app_param_directly() -> None:
     assert parse_app_param(" usr = bob ; eml='a;b@x' ;") == ({"user": "bob", "email": "a;b@x"}, {})
     with pytest.raises(RemoteProtocolError, match="malformed item '=x'"):
