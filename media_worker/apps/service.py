@@ -101,18 +101,24 @@ class VoicemailService:
         request = app_request(invite, self.settings.routing)
         if isinstance(request, Refusal):
             return request
-        if request.app != "voicemail":
-            return Refusal(480, f"Application {request.app} not available on this worker")
+        if request.app == "annrecorder":
+            return Refusal(480, "Application annrecorder not available on this worker")
         self._admitted[invite.call_id] = request
         return None
 
     async def run(self, call: ActiveCall) -> None:
         request = self._admitted.pop(call.call_id)
         started = time.monotonic()
-        outcome = await VoicemailCall(self, call, request).run()
+        if request.app == "voicebox":
+            from media_worker.apps.voicebox_call import VoiceboxCall
+
+            outcome = await VoiceboxCall(self, call, request).run()
+        else:
+            outcome = await VoicemailCall(self, call, request).run()
         call.log.info(
-            "voicemail %s@%s mode %s: %s after %.1f s",
-            request.user, request.domain, request.mode, outcome, time.monotonic() - started,
+            "%s %s@%s mode %s: %s after %.1f s",
+            request.app, request.user, request.domain, request.mode, outcome,
+            time.monotonic() - started,
         )  # fmt: skip
 
     # ----- delivery -----

@@ -163,7 +163,9 @@ def test_a_mapping_group_names_the_mailbox() -> None:
     box = accepted(app_request(invite(None, None, "sip:*98bob@lab.example"), mapped))
     assert (box.app, box.user, box.domain) == ("voicebox", "bob", "lab.example")
     # What the proxy says still wins.
-    told = accepted(app_request(invite(None, "usr=carol;dom=x.org", "sip:*98bob@lab.example"), mapped))
+    told = accepted(
+        app_request(invite(None, "usr=carol;dom=x.org", "sip:*98bob@lab.example"), mapped)
+    )
     assert (told.user, told.domain) == ("carol", "x.org")
 
 

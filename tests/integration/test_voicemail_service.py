@@ -22,7 +22,7 @@ from media_worker.apps.service import ServiceSettings, VoicemailService
 from media_worker.audio import read_wav
 from media_worker.mail.outbox import Outbox, SmtpSettings
 from media_worker.mail.template import load_templates
-from media_worker.prompts import ASTERISK_EN, PromptLibrary
+from media_worker.prompts import ASTERISK_EN, PromptLibrary, build_prompts
 from storage import Storage, open_storage
 from tests.integration.conftest import WorkerFactory
 from tests.support.audio_match import match, pcm_samples, read_pcm
@@ -52,12 +52,16 @@ async def smtp_inbox() -> AsyncIterator[tuple[Inbox, int]]:
 
 
 def service(
-    tmp_path: Path, store: Storage, smtp_port: int, routing: AppRouting
+    tmp_path: Path,
+    store: Storage,
+    smtp_port: int,
+    routing: AppRouting,
+    prompts: PromptLibrary | None = None,
 ) -> tuple[VoicemailService, Outbox]:
     outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=smtp_port, timeout=5), backoff=(0.2,))
     settings = ServiceSettings(routing=routing, journal_dir=tmp_path / "journal")
     return VoicemailService(
-        settings, store, outbox, load_templates(TEMPLATES), PromptLibrary()
+        settings, store, outbox, load_templates(TEMPLATES), prompts or PromptLibrary()
     ), outbox
 
 
@@ -169,3 +173,60 @@ async def test_recording_left_by_a_crash_is_delivered_at_start_up(
     [info] = await store.list_mailbox("lab.example", "bob")
     assert (info.received_at, info.sender) == (1_700_000_500, "carol")
     assert await app.recover() == 0  # delivered once
+
+
+@pytest.fixture
+def quiet_caller(tmp_path: Path) -> Path:
+    """A caller who listens: 40 s of silence to send."""
+    out = tmp_path / "quiet.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out), "trim", "0", "40"], check=True
+    )
+    return out
+
+
+async def test_voicebox_over_baresip_dtmf(
+    tmp_path: Path,
+    store: Storage,
+    start_worker: WorkerFactory,
+    phones: Callable[..., Baresip],
+    quiet_caller: Path,
+    caller_speech: Path,
+) -> None:
+    speech = read_wav(caller_speech.read_bytes()).data
+    from media_worker.audio import write_wav
+
+    await store.put_message(
+        "127.0.0.1", "bob", write_wav(speech), sender="sip:4930@x", received_at=1_700_000_000
+    )
+    routing = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    build_prompts("en", tmp_path / "prompts")  # the menu prompts Debian's set lacks
+    library = PromptLibrary(generated=tmp_path / "prompts")
+    app, _ = service(tmp_path, store, free_port(), routing, library)
+    worker = await start_worker(app)
+    phone = phones(quiet_caller)
+    phone.dial(f"sip:*98bob@127.0.0.1:{worker.port}")
+    await phone.wait_for("Call established")
+    # "You have 1 new message. First message." then the message itself (about 5.5 s).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (await store.count("127.0.0.1", "bob")).new:  # read once its playback starts
+        assert loop.time() < deadline, phone.log()[-1500:]
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(6.5)
+    phone.command("3")  # delete it
+    deadline = loop.time() + 10
+    while (await store.count("127.0.0.1", "bob")).total:
+        assert loop.time() < deadline, phone.log()[-1500:]
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(2.0)  # "deleted", "no more messages"
+    phone.hangup()
+    await phone.wait_for("terminated")
+    phone.stop()
+    heard = read_pcm(phone.dump("dec"))
+    # The prompts from Debian's set and the message itself, in what the caller heard.
+    for prompt in ("vm-youhave.wav", "vm-first.wav", "vm-deleted.wav"):
+        _, score = match(read_pcm(ASTERISK_EN / prompt), heard, max_lag_s=15.0)
+        assert score > 0.9, (prompt, score)
+    _, score = match(pcm_samples(speech)[8000 : 8000 * 3], heard, max_lag_s=15.0)
+    assert score > 0.9, score

@@ -1,0 +1,146 @@
+"""Drives the voicebox app for one call: the mailbox, the PIN, prompts and messages."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import TYPE_CHECKING
+
+from media_worker.apps import events as ev
+from media_worker.apps.calls import EventSource, drain_playback, play
+from media_worker.apps.params import AppRequest
+from media_worker.apps.pin import Lockout, PinError, verify_pin
+from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings
+from media_worker.audio import read_wav
+from media_worker.prompts import PromptMissing
+from media_worker.worker import ActiveCall
+from storage import MessageNotFound, PinRecord
+
+if TYPE_CHECKING:
+    from media_worker.apps.service import VoicemailService
+
+INACTIVITY = 30.0  # seconds without any event at all end the call
+
+
+class VoiceboxCall:
+    def __init__(self, service: VoicemailService, call: ActiveCall, request: AppRequest) -> None:
+        self.service = service
+        self.call = call
+        self.request = request
+        self.source = EventSource(call)
+        self.lockout = Lockout()
+        self.outcome = "caller hung up"
+        self._received: dict[str, tuple[int, str]] = {}  # name -> (time, sender)
+
+    async def run(self) -> str:
+        store, request = self.service.store, self.request
+        listing = await store.list_mailbox(request.domain, request.user)
+        self._received = {m.name: (m.received_at, m.sender) for m in listing}
+        pin = await store.get_pin(request.domain, request.user)
+        settings = VoiceboxSettings(pin_required=bool(request.pin or pin.hash))
+        app = Voicebox(settings, [(m.name, m.new) for m in listing])
+        try:
+            actions = app.handle(ev.Started())
+            while True:
+                if await self._act(app, actions):
+                    break
+                event = await self.source.next(INACTIVITY)
+                if event is None:
+                    self.outcome = "inactivity timeout"
+                    break
+                actions = app.handle(event)
+                if isinstance(event, ev.Hangup) or (app.state is State.DONE and not actions):
+                    break
+        finally:
+            self.source.close()
+        return self.outcome
+
+    async def _act(self, app: Voicebox, actions: list[ev.Action]) -> bool:
+        """Carry out ``actions``; True once the app hung up."""
+        store, request, call = self.service.store, self.request, self.call
+        for action in actions:
+            if isinstance(action, ev.Play):
+                play(call, action.mark, await self._prompts(action.prompts))
+            elif isinstance(action, ev.PlayMessage):
+                try:
+                    message = await store.get_message(request.domain, request.user, action.name)
+                    pcm = read_wav(message.audio, action.name).data
+                except (MessageNotFound, ValueError) as exc:
+                    call.log.warning("message %s cannot be played: %s", action.name, exc)
+                    pcm = b""
+                play(call, action.mark, pcm)
+            elif isinstance(action, ev.PlayEnvelope):
+                play(call, action.mark, await self._prompts(self._envelope(action.name)))
+            elif isinstance(action, ev.MarkRead):
+                await store.mark_read(request.domain, request.user, action.name)
+            elif isinstance(action, ev.DeleteMessage):
+                await store.delete_message(request.domain, request.user, action.name)
+                self.outcome = "messages deleted"
+            elif isinstance(action, ev.StopPlayback):
+                call.media.stop_playback()
+            elif isinstance(action, ev.StartTimer):
+                self.source.start_timer(action.name, action.seconds)
+            elif isinstance(action, ev.CancelTimer):
+                self.source.cancel_timer(action.name)
+            elif isinstance(action, ev.CheckPin):
+                verdict = await self._check_pin(action.digits)
+                self.outcome = "locked out" if verdict.locked else self.outcome
+                if await self._act(app, app.handle(verdict)):
+                    return True
+            elif isinstance(action, ev.HangUp):
+                await drain_playback(call)
+                return True
+        return False
+
+    async def _prompts(self, names: tuple[str, ...]) -> bytes:
+        library, request = self.service.prompts, self.request
+        parts = []
+        for name in names:
+            try:
+                parts.append(library.get(name, request.language, request.domain))
+            except (PromptMissing, OSError, ValueError) as exc:
+                # A missing file must not end the call: say what is missing, go on.
+                self.call.log.warning(
+                    "prompt %s skipped: %s (see voicemail prompts check)", name, exc
+                )
+        return b"".join(parts)
+
+    def _envelope(self, name: str) -> tuple[str, ...]:
+        """ "received at <hour> <minute> from <caller's number, or unknown caller>"."""
+        received_at, sender = self._received.get(name, (0, ""))
+        local = time.localtime(received_at)
+        words = ["received", f"number:{local.tm_hour}", f"number:{local.tm_min}", "from"]
+        user = sender.split("sip:", 1)[-1].split("@", 1)[0].lstrip("+")
+        if user.isdigit() and len(user) <= 15:
+            words += [f"number:{int(digit)}" for digit in user]
+        else:
+            words.append("unknown_caller")
+        return tuple(words)
+
+    async def _check_pin(self, digits: str) -> ev.PinChecked:
+        """The P-App PIN or the mailbox's own; failures count towards the lockout."""
+        store, request = self.service.store, self.request
+        now = time.time()
+        verdict: list[ev.PinChecked] = []
+
+        def check(record: PinRecord) -> PinRecord:
+            lock = Lockout(failures=list(record.failures), locked_until=record.locked_until)
+            if lock.locked(now):
+                verdict.append(ev.PinChecked(ok=False, locked=True))
+                return record
+            if request.pin:
+                ok = hmac.compare_digest(digits.encode(), request.pin.encode())
+            else:
+                try:
+                    ok = record.hash is not None and verify_pin(digits, record.hash)
+                except PinError:
+                    ok = False
+            if ok:
+                lock.succeeded()
+                verdict.append(ev.PinChecked(ok=True))
+            else:
+                verdict.append(ev.PinChecked(ok=False, locked=lock.failed(now)))
+            return PinRecord(record.hash, tuple(lock.failures), lock.locked_until)
+
+        await store.update_pin(request.domain, request.user, check)
+        return verdict[-1]
