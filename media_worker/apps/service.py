@@ -19,6 +19,7 @@ from typing import Any
 
 from media_worker import session as media
 from media_worker.apps import events as ev
+from media_worker.apps.calls import drain_playback, translate
 from media_worker.apps.journal import Journal, Leftover, forget, recover
 from media_worker.apps.params import AppRequest, AppRouting, Refusal, app_request
 from media_worker.apps.voicemail import Voicemail, VoicemailSettings
@@ -186,7 +187,7 @@ class VoicemailCall:
             if await self._act(self.app.handle(ev.Started())):
                 return self.outcome
             while (event := await session.next_event(INACTIVITY)) is not None:
-                app_event = self._translate(event)
+                app_event = translate(event)
                 if app_event is not None and await self._act(self.app.handle(app_event)):
                     break
                 if isinstance(event, media.Hangup):
@@ -196,18 +197,6 @@ class VoicemailCall:
         finally:
             await self._finish_journal(deliver=self.journal is not None)
         return self.outcome
-
-    @staticmethod
-    def _translate(event: media.MediaEvent) -> ev.Event | None:
-        if isinstance(event, media.PlaybackDone):
-            return ev.PlaybackDone(event.mark)
-        if isinstance(event, media.Dtmf):
-            return ev.Dtmf(event.digit)
-        if isinstance(event, media.RecordingStopped):
-            return ev.RecordingStopped(event.seconds, event.reason.value)
-        if isinstance(event, media.Hangup):
-            return ev.Hangup()
-        return None  # PlaybackStarted: nothing for this app
 
     async def _act(self, actions: list[ev.Action]) -> bool:
         """Carry out ``actions``; True once the app hung up."""
@@ -225,7 +214,7 @@ class VoicemailCall:
             elif isinstance(action, ev.DeliverMessage):
                 await self._finish_journal(deliver=True)
             elif isinstance(action, ev.HangUp):
-                await self._drain_playback()
+                await drain_playback(self.call)
                 return True
         return False
 
@@ -242,14 +231,6 @@ class VoicemailCall:
         return await asyncio.to_thread(
             self.service.prompts.get, name, request.language, request.domain
         )
-
-    async def _drain_playback(self) -> None:
-        """Let the last prompt (goodbye, the final beep) be heard before the BYE."""
-        endpoint = self.call.media.endpoint
-        for _ in range(100):
-            if endpoint is None or not endpoint.player.busy or self.call.media.ended:
-                return
-            await asyncio.sleep(0.1)
 
     async def _start_recording(self, max_seconds: float) -> None:
         meta: dict[str, Any] = {
