@@ -71,6 +71,12 @@ def german_number(n: int) -> tuple[str, ...]:
 # recorded set (German, SEMS' default) or for prompts a recorded set lacks.
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "greeting_welcome": "Here you record the greeting your callers hear.",
+        "greeting_current": "Your current greeting is:",
+        "greeting_record_prompt": "Press any key to record a new greeting, "
+        "then press any key when you are done.",
+        "greeting_confirm": "Press 1 to keep this greeting, or 2 to record it again.",
+        "greeting_saved": "Your greeting is saved.",
         "message_menu": "Press 1 to repeat this message, 2 to save it, 3 to delete it, "
         "or 0 for more options.",
         "message_help": "Press 1 to repeat this message, 2 to save it, 3 to delete it, "
@@ -97,6 +103,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "wrong_pin": "Die PIN ist falsch.",
         "record_greeting": "Bitte sprechen Sie Ihre Ansage nach dem Signalton.",
         "received": "Empfangen um",
+        "greeting_welcome": "Hier nehmen Sie die Ansage auf, die Ihre Anrufer hören.",
+        "greeting_current": "Ihre aktuelle Ansage ist:",
+        "greeting_record_prompt": "Drücken Sie eine Taste, um eine neue Ansage aufzunehmen, "
+        "und danach wieder eine Taste, wenn Sie fertig sind.",
+        "greeting_confirm": "Drücken Sie 1, um die Ansage zu behalten, oder 2, um sie neu "
+        "aufzunehmen.",
+        "greeting_saved": "Ihre Ansage ist gespeichert.",
         "from": "von",
         "unknown_caller": "unbekannt",
         "message_menu": "Drücken Sie 1 zum Wiederholen, 2 zum Speichern, 3 zum Löschen, "

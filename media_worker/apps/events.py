@@ -131,6 +131,11 @@ class DeleteMessage:
     name: str
 
 
+@dataclass(frozen=True)
+class SaveGreeting:
+    """Keep the last recording as the mailbox's greeting (annrecorder)."""
+
+
 Action = (
     Play
     | StopPlayback
@@ -145,4 +150,5 @@ Action = (
     | PlayEnvelope
     | MarkRead
     | DeleteMessage
+    | SaveGreeting
 )

@@ -102,8 +102,6 @@ class VoicemailService:
         request = app_request(invite, self.settings.routing)
         if isinstance(request, Refusal):
             return request
-        if request.app == "annrecorder":
-            return Refusal(480, "Application annrecorder not available on this worker")
         self._admitted[invite.call_id] = request
         return None
 
@@ -114,6 +112,10 @@ class VoicemailService:
             from media_worker.apps.voicebox_call import VoiceboxCall
 
             outcome = await VoiceboxCall(self, call, request).run()
+        elif request.app == "annrecorder":
+            from media_worker.apps.annrecorder_call import AnnrecorderCall
+
+            outcome = await AnnrecorderCall(self, call, request).run()
         else:
             outcome = await VoicemailCall(self, call, request).run()
         call.log.info(

@@ -230,3 +230,57 @@ async def test_voicebox_over_baresip_dtmf(
         assert score > 0.9, (prompt, score)
     _, score = match(pcm_samples(speech)[8000 : 8000 * 3], heard, max_lag_s=15.0)
     assert score > 0.9, score
+
+
+@pytest.fixture
+def greeting_speaker(caller_speech: Path, tmp_path: Path) -> Path:
+    """Three seconds of silence, the caller's words, then silence while they listen."""
+    out = tmp_path / "speaker.wav"
+    subprocess.run(["sox", str(caller_speech), str(out), "pad", "3", "30"], check=True)
+    return out
+
+
+async def test_annrecorder_greeting_is_heard_by_the_next_caller(
+    tmp_path: Path,
+    store: Storage,
+    start_worker: WorkerFactory,
+    phones: Callable[..., Baresip],
+    greeting_speaker: Path,
+    quiet_caller: Path,
+    caller_speech: Path,
+) -> None:
+    routing = AppRouting(
+        default_mode="box",
+        mapping=((r"\*99(?P<user>.+)", "annrecorder"), (r"bob", "voicemail")),
+    )
+    build_prompts("en", tmp_path / "prompts")
+    app, _ = service(
+        tmp_path, store, free_port(), routing, PromptLibrary(generated=tmp_path / "prompts")
+    )
+    worker = await start_worker(app)
+
+    owner = phones(greeting_speaker)
+    owner.dial(f"sip:*99bob@127.0.0.1:{worker.port}")
+    await owner.wait_for("Call established")
+    await asyncio.sleep(1.5)
+    owner.command("5")  # record now (the beep, then the caller's words from 3 s on)
+    await asyncio.sleep(8.5)
+    owner.command("#")  # done: the recording is played back
+    await asyncio.sleep(1.5)
+    owner.command("1")  # keep it
+    await owner.wait_for("terminated", 20)  # "saved, goodbye", then the worker hangs up
+    greeting = await store.get_greeting("127.0.0.1", "bob", "vm")
+    assert greeting is not None
+    speech = read_pcm(caller_speech)
+    _, score = match(speech, pcm_samples(read_wav(greeting).data), max_lag_s=6.0)
+    assert score > 0.9, score
+
+    caller = phones(quiet_caller)
+    caller.dial(f"sip:bob@127.0.0.1:{worker.port}")
+    await caller.wait_for("Call established")
+    await asyncio.sleep(10)
+    caller.hangup()
+    await caller.wait_for("terminated")
+    caller.stop()
+    _, heard = match(speech, read_pcm(caller.dump("dec")), max_lag_s=8.0)
+    assert heard > 0.9, heard  # the next caller hears the new greeting

@@ -1,0 +1,88 @@
+"""Drives the annrecorder app for one call: the current greeting, recording, saving."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from media_worker.apps import events as ev
+from media_worker.apps.annrecorder import Annrecorder, AnnrecorderSettings, State
+from media_worker.apps.calls import EventSource, drain_playback, play
+from media_worker.apps.params import AppRequest
+from media_worker.audio import AudioFormatError, read_wav, trim_trailing_silence, write_wav
+from media_worker.prompts import PromptMissing
+from media_worker.worker import ActiveCall
+
+if TYPE_CHECKING:
+    from media_worker.apps.service import VoicemailService
+
+INACTIVITY = 60.0  # no event at all for this long: the call ends
+
+
+class AnnrecorderCall:
+    def __init__(self, service: VoicemailService, call: ActiveCall, request: AppRequest) -> None:
+        self.service = service
+        self.call = call
+        self.request = request
+        self.source = EventSource(call)
+        self.recording = bytearray()
+        self.outcome = "greeting unchanged"
+
+    async def run(self) -> str:
+        settings = AnnrecorderSettings(max_record_time=self.service.settings.max_record_time)
+        app = Annrecorder(settings)
+        try:
+            actions = app.handle(ev.Started())
+            while not await self._act(actions):
+                event = await self.source.next(INACTIVITY)
+                if event is None:
+                    self.outcome += " (inactivity timeout)"
+                    break
+                actions = app.handle(event)
+                if app.state is State.DONE and not actions:
+                    break
+        finally:
+            self.source.close()
+        return self.outcome
+
+    async def _act(self, actions: list[ev.Action]) -> bool:
+        call, request, store = self.call, self.request, self.service.store
+        for action in actions:
+            if isinstance(action, ev.Play):
+                play(call, action.mark, b"".join([await self._prompt(n) for n in action.prompts]))
+            elif isinstance(action, ev.StopPlayback):
+                call.media.stop_playback()
+            elif isinstance(action, ev.Record):
+                self.recording = bytearray()
+                call.media.record(self.recording.extend, action.max_seconds)
+            elif isinstance(action, ev.StopRecording):
+                call.media.stop_recording()
+            elif isinstance(action, ev.StartTimer):
+                self.source.start_timer(action.name, action.seconds)
+            elif isinstance(action, ev.CancelTimer):
+                self.source.cancel_timer(action.name)
+            elif isinstance(action, ev.SaveGreeting):
+                audio = write_wav(trim_trailing_silence(bytes(self.recording)))
+                await store.put_greeting(request.domain, request.user, request.typ, audio)
+                self.outcome = f"greeting {request.typ} saved ({len(audio) // 16000} s)"
+            elif isinstance(action, ev.HangUp):
+                await drain_playback(call)
+                return True
+        return False
+
+    async def _prompt(self, name: str) -> bytes:
+        request = self.request
+        if name == "recording":
+            return bytes(self.recording)
+        if name == "greeting":
+            audio = await self.service.store.get_greeting(request.domain, request.user, request.typ)
+            if audio is not None:
+                try:
+                    return read_wav(audio).data
+                except AudioFormatError as exc:
+                    self.call.log.warning("current greeting unusable: %s", exc)
+            name = "greeting_default"
+        try:
+            return self.service.prompts.get(name, request.language, request.domain)
+        except (PromptMissing, OSError, ValueError) as exc:
+            self.call.log.warning("prompt %s skipped: %s (see voicemail prompts check)", name, exc)
+            return b""
