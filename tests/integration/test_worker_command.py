@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -70,3 +71,63 @@ def test_worker_answers_options_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert "stopping" in log.read_text()
     finally:
         stop_process(proc)
+
+
+def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    out = open(log, "a")  # noqa: SIM115 - closed when the test ends, with the process
+    proc = subprocess.Popen([VOICEMAIL, "worker", "--config", str(config)], stderr=out, stdout=out)
+    out.close()
+    deadline = time.monotonic() + 20
+    while True:
+        assert time.monotonic() < deadline, log.read_text()
+        assert proc.poll() is None, log.read_text()
+        ports = re.findall(r"worker listening on 127\.0\.0\.1:(\d+)", log.read_text())
+        if ports:
+            return proc, int(ports[-1])
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_recording_and_restart_delivers_the_message(
+    tmp_path: Path, caller_speech: Path
+) -> None:
+    import asyncio
+
+    from storage import MessageInfo, open_storage
+    from tests.support.baresip import Baresip
+
+    patient = tmp_path / "patient.wav"
+    subprocess.run(["sox", str(caller_speech), str(patient), "pad", "7", "20"], check=True)
+    config = write_config(tmp_path, "apps: {default_mode: box, simple_mode: voicemail}\n")
+    log = tmp_path / "worker.log"
+    proc, port = _start(config, log)
+    phone = Baresip(patient)
+    try:
+        phone.start()
+        phone.dial(f"sip:bob@127.0.0.1:{port}")
+        phone.wait_for_log("Call established", 10)
+        time.sleep(7 + 4)  # greeting and beep (about 6.5 s), then 4 s of the message
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        journal = tmp_path / "data" / "journal"
+        assert [p.suffix for p in sorted(journal.iterdir())] == [".meta", ".pcm"]
+        phone.stop()
+        log.write_text("")
+        proc, port = _start(config, log)  # the restart delivers what was left
+        deadline = time.monotonic() + 15
+        while "recovered recording for bob@127.0.0.1" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        phone.stop()
+        phone.cleanup()
+        stop_process(proc)
+
+    async def listing() -> list[MessageInfo]:
+        async with open_storage(f"fs://{tmp_path}/spool") as store:
+            return await store.list_mailbox("127.0.0.1", "bob")
+
+    [message] = asyncio.run(listing())
+    assert message.new
+    assert message.duration is not None
+    assert message.duration > 2.5  # the seconds spoken before the kill, less at most one
+    assert list((tmp_path / "data" / "journal").iterdir()) == []
