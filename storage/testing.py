@@ -123,6 +123,23 @@ def _hammer(url: str, worker: int, count: int) -> None:
     asyncio.run(run())
 
 
+async def _run_processes(target: Callable[..., None], arguments: list[tuple[object, ...]]) -> None:
+    """Run ``target`` in one spawned process per argument tuple; all must succeed."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args) for args in arguments]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 120)
+            assert proc.exitcode == 0
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
 class StorageContract:
     """Behaviour every backend must show; subclass it and provide the two fixtures."""
 
@@ -287,19 +304,7 @@ class StorageContract:
         self, storage_url: str, store: Storage
     ) -> None:
         per_worker = 25
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_fail_pins, args=(storage_url, per_worker)) for _ in range(2)]
-        for proc in procs:
-            proc.start()
-        try:
-            for proc in procs:
-                await asyncio.to_thread(proc.join, 120)
-                assert proc.exitcode == 0
-        finally:
-            for proc in procs:
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
+        await _run_processes(_fail_pins, [(storage_url, per_worker)] * 2)
         record = await store.get_pin(DOMAIN, USER)
         assert record.failures == tuple(float(i) for i in range(2 * per_worker))
 
@@ -379,19 +384,7 @@ class StorageContract:
 
     async def test_two_processes_lose_nothing(self, storage_url: str, store: Storage) -> None:
         per_worker = 40
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_hammer, args=(storage_url, w, per_worker)) for w in (1, 2)]
-        for proc in procs:
-            proc.start()
-        try:
-            for proc in procs:
-                await asyncio.to_thread(proc.join, 120)
-                assert proc.exitcode == 0
-        finally:
-            for proc in procs:
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
+        await _run_processes(_hammer, [(storage_url, w, per_worker) for w in (1, 2)])
         listed = await store.list_mailbox(DOMAIN, USER)
         assert len({m.name for m in listed}) == 2 * per_worker
         counts = await store.count(DOMAIN, USER)

@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING
 
 from media_worker.apps import events as ev
 from media_worker.apps.annrecorder import Annrecorder, AnnrecorderSettings, State
-from media_worker.apps.calls import EventSource, drain_playback, play
+from media_worker.apps.calls import EventSource, drain_playback, play, prompt_audio
 from media_worker.apps.params import AppRequest
-from media_worker.audio import AudioFormatError, read_wav, trim_trailing_silence, write_wav
-from media_worker.prompts import PromptMissing
+from media_worker.audio import trim_trailing_silence, write_wav
 from media_worker.worker import ActiveCall
 
 if TYPE_CHECKING:
@@ -70,19 +69,7 @@ class AnnrecorderCall:
         return False
 
     async def _prompt(self, name: str) -> bytes:
-        request = self.request
         if name == "recording":
             return bytes(self.recording)
-        if name == "greeting":
-            audio = await self.service.store.get_greeting(request.domain, request.user, request.typ)
-            if audio is not None:
-                try:
-                    return read_wav(audio).data
-                except AudioFormatError as exc:
-                    self.call.log.warning("current greeting unusable: %s", exc)
-            name = "greeting_default"
-        try:
-            return self.service.prompts.get(name, request.language, request.domain)
-        except (PromptMissing, OSError, ValueError) as exc:
-            self.call.log.warning("prompt %s skipped: %s (see voicemail prompts check)", name, exc)
-            return b""
+        service = self.service
+        return await prompt_audio(name, self.request, service.store, service.prompts, self.call)

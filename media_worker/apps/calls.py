@@ -8,8 +8,12 @@ from collections import deque
 
 from media_worker import session as media
 from media_worker.apps import events as ev
+from media_worker.apps.params import AppRequest
+from media_worker.audio import AudioFormatError, read_wav
 from media_worker.media import PlayItem
+from media_worker.prompts import PromptLibrary, PromptMissing
 from media_worker.worker import ActiveCall
+from storage import Storage
 
 
 def translate(event: media.MediaEvent) -> ev.Event | None:
@@ -88,3 +92,24 @@ async def drain_playback(call: ActiveCall) -> None:
         if endpoint is None or not endpoint.player.busy or call.media.ended:
             return
         await asyncio.sleep(0.1)
+
+
+async def prompt_audio(
+    name: str, request: AppRequest, store: Storage, prompts: PromptLibrary, call: ActiveCall
+) -> bytes:
+    """PCM of a logical prompt for this caller; "greeting" is the mailbox's personal
+    greeting of type ``typ`` (or the default one). A prompt nothing provides is logged
+    and skipped: a missing file must not end the call."""
+    if name == "greeting":
+        audio = await store.get_greeting(request.domain, request.user, request.typ)
+        if audio is not None:
+            try:
+                return read_wav(audio, f"greeting {request.typ} of {request.user}").data
+            except AudioFormatError as exc:
+                call.log.warning("personal greeting unusable, default played: %s", exc)
+        name = "greeting_default"
+    try:
+        return await asyncio.to_thread(prompts.get, name, request.language, request.domain)
+    except (PromptMissing, OSError, ValueError) as exc:
+        call.log.warning("prompt %s skipped: %s (see voicemail prompts check)", name, exc)
+        return b""

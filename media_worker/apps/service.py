@@ -19,14 +19,12 @@ from typing import Any
 
 from media_worker import session as media
 from media_worker.apps import events as ev
-from media_worker.apps.calls import drain_playback, translate
+from media_worker.apps.calls import drain_playback, prompt_audio, translate
 from media_worker.apps.journal import Journal, Leftover, forget, recover
 from media_worker.apps.params import AppRequest, AppRouting, Refusal, app_request
 from media_worker.apps.voicemail import Voicemail, VoicemailSettings
 from media_worker.audio import (
-    AudioFormatError,
     is_silent,
-    read_wav,
     trim_trailing_silence,
     write_wav,
 )
@@ -221,18 +219,8 @@ class VoicemailCall:
         return False
 
     async def _prompt(self, name: str) -> bytes:
-        request = self.request
-        if name == "greeting":
-            audio = await self.service.store.get_greeting(request.domain, request.user, request.typ)
-            if audio is not None:
-                try:
-                    return read_wav(audio, f"greeting {request.typ} of {request.user}").data
-                except AudioFormatError as exc:
-                    self.call.log.warning("personal greeting unusable, default played: %s", exc)
-            name = "greeting_default"
-        return await asyncio.to_thread(
-            self.service.prompts.get, name, request.language, request.domain
-        )
+        service = self.service
+        return await prompt_audio(name, self.request, service.store, service.prompts, self.call)
 
     async def _start_recording(self, max_seconds: float) -> None:
         meta: dict[str, Any] = {

@@ -7,12 +7,11 @@ import time
 from typing import TYPE_CHECKING
 
 from media_worker.apps import events as ev
-from media_worker.apps.calls import EventSource, drain_playback, play
+from media_worker.apps.calls import EventSource, drain_playback, play, prompt_audio
 from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import Lockout, PinError, verify_pin
 from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings
 from media_worker.audio import read_wav
-from media_worker.prompts import PromptMissing
 from media_worker.worker import ActiveCall
 from storage import MessageNotFound, PinRecord
 
@@ -93,16 +92,11 @@ class VoiceboxCall:
         return False
 
     async def _prompts(self, names: tuple[str, ...]) -> bytes:
-        library, request = self.service.prompts, self.request
-        parts = []
-        for name in names:
-            try:
-                parts.append(library.get(name, request.language, request.domain))
-            except (PromptMissing, OSError, ValueError) as exc:
-                # A missing file must not end the call: say what is missing, go on.
-                self.call.log.warning(
-                    "prompt %s skipped: %s (see voicemail prompts check)", name, exc
-                )
+        service = self.service
+        parts = [
+            await prompt_audio(name, self.request, service.store, service.prompts, self.call)
+            for name in names
+        ]
         return b"".join(parts)
 
     def _envelope(self, name: str) -> tuple[str, ...]:

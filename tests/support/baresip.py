@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from tests.support.procs import Managed, free_port, stop_process
+from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process
 
 MODULES = ("g711.so", "aufile.so", "sndfile.so", "cons.so")
 
@@ -33,8 +33,9 @@ class Baresip(Managed):
         extra_config: str = "",
     ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
-        self.sip_port = free_port(kind=socket.SOCK_DGRAM)
-        self.cons_port = free_port(kind=socket.SOCK_DGRAM)
+        # baresip listens on both UDP and TCP on these ports.
+        self.sip_port = free_udp_tcp_port()
+        self.cons_port = free_udp_tcp_port()
         self.dumps = self.dir / "dumps"
         self.dumps.mkdir()
         rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1

@@ -20,6 +20,19 @@ def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STR
         return port
 
 
+def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
+    """A port free for UDP and for TCP at once (for servers that listen on both)."""
+    for _ in range(50):
+        port = free_port(host, socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            try:
+                tcp.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 def stop_process(
     proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0
 ) -> None:
