@@ -105,12 +105,24 @@ class SipTransport:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(self.host, self.port)
-        )
-        if self.port == 0:  # let UDP pick, then take the same number for TCP
-            self.port = int(self._udp.get_extra_info("sockname")[1])
-        self._tcp = await loop.create_server(lambda: _Tcp(self), self.host, self.port)
+        any_port = self.port == 0
+        for _ in range(20 if any_port else 1):
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(self.host, 0 if any_port else self.port)
+            )
+            port = int(self._udp.get_extra_info("sockname")[1])
+            try:
+                # Port 0: UDP picks, TCP takes the same number (or we try another).
+                self._tcp = await loop.create_server(lambda: _Tcp(self), self.host, port)
+            except OSError:
+                self._udp.close()
+                self._udp = None
+                if not any_port:
+                    raise
+                continue
+            self.port = port
+            return
+        raise OSError(f"no port on {self.host} free for both UDP and TCP")
 
     async def stop(self) -> None:
         if self._tcp is not None:
