@@ -43,6 +43,7 @@ from media_worker.sip.transport import SipTransport
 log = logging.getLogger("voicemail.worker")
 
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
+STOP_GRACE = 10.0  # seconds tasks get to finish when the worker stops
 
 
 @dataclass(frozen=True)
@@ -144,13 +145,16 @@ class Worker:
     async def stop(self) -> None:
         for state in list(self._calls.values()):
             self.end_call(state.call)
-        tasks = [s.task for s in self._calls.values() if s.task is not None]
+        tasks = {s.task for s in self._calls.values() if s.task is not None}
+        if self._timer_task is not None:
+            tasks.add(self._timer_task)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._timer_task is not None:
-            self._timer_task.cancel()
-            await asyncio.gather(self._timer_task, return_exceptions=True)
+        if tasks:
+            # Bounded: a stuck application must not keep the worker from stopping.
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for task in stuck:
+                log.warning("task %s did not stop within %.0f s", task.get_name(), STOP_GRACE)
         await self.transport.stop()
 
     # ----- SIP plumbing -----

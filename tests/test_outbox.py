@@ -12,7 +12,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from media_worker.mail.outbox import Job, Outbox, SmtpSettings
-from tests.support.procs import free_port
+from tests.support.procs import eventually, free_port
 
 
 class Inbox:
@@ -60,14 +60,6 @@ def message(subject: str = "Voice message") -> EmailMessage:
     return msg
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_delivers_and_forgets(
     tmp_path: Path, smtp: Callable[[], tuple[Inbox, Controller]]
 ) -> None:
@@ -76,8 +68,8 @@ async def test_delivers_and_forgets(
     await outbox.start()
     try:
         await outbox.submit(message(), mailbox="bob@lab.example", call_id="c1")
-        await until(lambda: len(inbox.messages) == 1)
-        await until(lambda: outbox.pending() == [])
+        await eventually(lambda: len(inbox.messages) == 1)
+        await eventually(lambda: outbox.pending() == [])
     finally:
         await outbox.stop()
     assert b"Subject: Voice message" in inbox.messages[0]
@@ -91,11 +83,11 @@ async def test_smtp_down_then_up_delivers_once(
     await outbox.start()
     try:
         job = await outbox.submit(message(), mailbox="bob@lab.example", call_id="c2")
-        await until(lambda: "not sent (attempt 1" in caplog.text)
+        await eventually(lambda: "not sent (attempt 1" in caplog.text)
         assert outbox.pending() == [job]  # still on disk while the server is down
         inbox, _ = await asyncio.to_thread(smtp)
-        await until(lambda: len(inbox.messages) == 1)
-        await until(lambda: outbox.pending() == [])
+        await eventually(lambda: len(inbox.messages) == 1)
+        await eventually(lambda: outbox.pending() == [])
         await asyncio.sleep(0.5)
         assert len(inbox.messages) == 1
     finally:
@@ -108,7 +100,9 @@ async def test_survives_a_restart(
     first = Outbox(tmp_path, SmtpSettings(port=smtp.port, timeout=2), backoff=(3600.0,))  # type: ignore[attr-defined]
     await first.start()
     await first.submit(message(), mailbox="bob@lab.example", call_id="c3")
-    await until(lambda: Job.from_record(next(tmp_path.glob("*.job")).read_bytes()).attempts == 1)
+    await eventually(
+        lambda: Job.from_record(next(tmp_path.glob("*.job")).read_bytes()).attempts == 1
+    )
     await first.stop()  # "crash" with the job waiting an hour for its retry
     inbox, _ = await asyncio.to_thread(smtp)
     # A new worker process: the job is due again only after its backoff, so make it due.
@@ -119,7 +113,7 @@ async def test_survives_a_restart(
     second = Outbox(tmp_path, SmtpSettings(port=smtp.port))  # type: ignore[attr-defined]
     await second.start()
     try:
-        await until(lambda: len(inbox.messages) == 1)
+        await eventually(lambda: len(inbox.messages) == 1)
     finally:
         await second.stop()
 
@@ -133,7 +127,7 @@ async def test_permanent_refusal_is_set_aside(
     await outbox.start()
     try:
         job = await outbox.submit(message(), mailbox="bob@lab.example", call_id="c4")
-        await until(lambda: outbox.pending() == [])
+        await eventually(lambda: outbox.pending() == [])
     finally:
         await outbox.stop()
     assert (tmp_path / "rejected" / f"{job}.eml").exists()
@@ -150,7 +144,7 @@ async def test_corrupt_record_is_set_aside(
     outbox = Outbox(tmp_path, SmtpSettings(port=free_port()))
     await outbox.start()
     try:
-        await until(lambda: (tmp_path / "corrupt" / "broken.job").exists())
+        await eventually(lambda: (tmp_path / "corrupt" / "broken.job").exists())
     finally:
         await outbox.stop()
     assert (tmp_path / "corrupt" / "broken.eml").exists()

@@ -62,12 +62,15 @@ class EventSource:
                 return self._expired.get_nowait()
             media_get = asyncio.ensure_future(self.call.media.events.get())
             timer_get = asyncio.ensure_future(self._expired.get())
-            done, pending = await asyncio.wait(
-                {media_get, timer_get}, timeout=within, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            try:
+                done, _ = await asyncio.wait(
+                    {media_get, timer_get}, timeout=within, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:  # also when we are cancelled: leave no getter behind
+                for task in (media_get, timer_get):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(media_get, timer_get, return_exceptions=True)
             if not done:
                 return None
             if timer_get in done:

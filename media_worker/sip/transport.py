@@ -9,6 +9,7 @@ sendto, over TCP on the connection they belong to, or on a new connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable
@@ -130,7 +131,8 @@ class SipTransport:
             for conn in list(self.connections.values()):
                 if conn.transport is not None:
                     conn.transport.close()
-            await self._tcp.wait_closed()
+            with contextlib.suppress(TimeoutError):  # never hang a shutdown on a peer
+                await asyncio.wait_for(self._tcp.wait_closed(), 5)
             self._tcp = None
         if self._udp is not None:
             self._udp.close()

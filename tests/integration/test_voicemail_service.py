@@ -27,7 +27,7 @@ from storage import Storage, open_storage
 from tests.integration.conftest import WorkerFactory
 from tests.support.audio_match import match, pcm_samples, read_pcm
 from tests.support.baresip import Baresip
-from tests.support.procs import free_port
+from tests.support.procs import eventually, free_port
 from tests.test_outbox import Inbox
 
 pytestmark = pytest.mark.integration
@@ -87,11 +87,11 @@ async def test_baresip_leaves_a_message_in_the_box(
     worker = await start_worker(app)
     phone = phones(patient_caller)
     phone.dial(f"sip:bob@127.0.0.1:{worker.port}")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while (await store.count("127.0.0.1", "bob")).total == 0:
-        assert loop.time() < deadline, phone.log()[-2000:]
-        await asyncio.sleep(0.2)
+
+    async def stored() -> bool:
+        return (await store.count("127.0.0.1", "bob")).total > 0
+
+    await eventually(stored, 30, phone.log)
     [info] = await store.list_mailbox("127.0.0.1", "bob")
     assert (info.new, info.sender) == (True, "<sip:alice@127.0.0.1>")
     message = await store.get_message("127.0.0.1", "bob", info.name)
@@ -125,11 +125,7 @@ async def test_both_mode_stores_and_emails(
         speech = read_wav(caller_speech.read_bytes()).data
         outcome = await app.deliver(request, speech, 1_700_000_000, "call-1")
         assert "stored as 1700000000+" in outcome
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while not inbox.messages:
-            assert loop.time() < deadline
-            await asyncio.sleep(0.1)
+        await eventually(lambda: bool(inbox.messages))
     finally:
         await outbox.stop()
     parsed = email.message_from_bytes(inbox.messages[0], policy=default_policy)
@@ -207,18 +203,19 @@ async def test_voicebox_over_baresip_dtmf(
     phone = phones(quiet_caller)
     phone.dial(f"sip:*98bob@127.0.0.1:{worker.port}")
     await phone.wait_for("Call established")
+
     # "You have 1 new message. First message." then the message itself (about 5.5 s).
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while (await store.count("127.0.0.1", "bob")).new:  # read once its playback starts
-        assert loop.time() < deadline, phone.log()[-1500:]
-        await asyncio.sleep(0.2)
+    async def read() -> bool:  # a message is read once its playback starts
+        return (await store.count("127.0.0.1", "bob")).new == 0
+
+    await eventually(read, 20, phone.log)
     await asyncio.sleep(6.5)
     phone.command("3")  # delete it
-    deadline = loop.time() + 10
-    while (await store.count("127.0.0.1", "bob")).total:
-        assert loop.time() < deadline, phone.log()[-1500:]
-        await asyncio.sleep(0.2)
+
+    async def deleted() -> bool:
+        return (await store.count("127.0.0.1", "bob")).total == 0
+
+    await eventually(deleted, 10, phone.log)
     await asyncio.sleep(2.0)  # "deleted", "no more messages"
     phone.hangup()
     await phone.wait_for("terminated")

@@ -17,6 +17,7 @@ from media_worker.worker import ActiveCall, Refusal
 from tests.integration.conftest import PROMPT, WorkerFactory
 from tests.support.audio_match import match, pcm_samples, read_pcm
 from tests.support.baresip import Baresip
+from tests.support.procs import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +142,7 @@ async def test_cancel_before_answer(
     await phone.wait_for("180 Ringing")
     assert len(worker._calls) == 1
     phone.hangup()  # baresip CANCELs the unanswered INVITE
-    await _until(lambda: not worker._calls)
+    await eventually(lambda: not worker._calls)
     assert "call ended: cancel" in caplog.text
     assert app.calls == []
     assert worker.core.calls == {}
@@ -159,11 +160,11 @@ async def test_hold_and_resume_by_reinvite(
     [state] = worker._calls.values()
     assert state.endpoint is not None
     phone.command("x")  # hold: re-INVITE with a=sendonly
-    await _until(
+    await eventually(
         lambda: state.endpoint is not None and state.endpoint.params.direction.value == "recvonly"
     )
     phone.command("X")  # resume: re-INVITE with a=sendrecv
-    await _until(
+    await eventually(
         lambda: state.endpoint is not None and state.endpoint.params.direction.value == "sendrecv"
     )
     phone.hangup()
@@ -181,12 +182,3 @@ async def test_untrusted_source_is_refused(
     await phone.wait_for("403 Forbidden")
     assert app.calls == []
     assert worker.core.calls == {}
-
-
-async def _until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)

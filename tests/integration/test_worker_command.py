@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_transport import options
-from tests.support.procs import stop_process
+from tests.support.procs import stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
@@ -48,19 +48,8 @@ def test_check_reports_the_bad_key(tmp_path: Path) -> None:
 def test_worker_answers_options_and_stops_on_sigterm(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     log = tmp_path / "worker.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [VOICEMAIL, "worker", "--config", str(config)], stderr=out, stdout=out
-        )
+    proc, port = _start(config, log)
     try:
-        deadline = time.monotonic() + 20
-        port = None
-        while port is None:
-            assert time.monotonic() < deadline, log.read_text()
-            assert proc.poll() is None, log.read_text()
-            found = re.search(r"worker listening on 127\.0\.0\.1:(\d+)", log.read_text())
-            port = int(found[1]) if found else None
-            time.sleep(0.05)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(5)
             sock.sendto(options("127.0.0.1", port), ("127.0.0.1", port))
@@ -77,14 +66,14 @@ def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     out = open(log, "a")  # noqa: SIM115 - closed when the test ends, with the process
     proc = subprocess.Popen([VOICEMAIL, "worker", "--config", str(config)], stderr=out, stdout=out)
     out.close()
-    deadline = time.monotonic() + 20
-    while True:
-        assert time.monotonic() < deadline, log.read_text()
+
+    def listening() -> bool:
         assert proc.poll() is None, log.read_text()
-        ports = re.findall(r"worker listening on 127\.0\.0\.1:(\d+)", log.read_text())
-        if ports:
-            return proc, int(ports[-1])
-        time.sleep(0.05)
+        return "worker listening on" in log.read_text()
+
+    wait_until(listening, 20, log.read_text)
+    ports = re.findall(r"worker listening on 127\.0\.0\.1:(\d+)", log.read_text())
+    return proc, int(ports[-1])
 
 
 def test_sigkill_mid_recording_and_restart_delivers_the_message(
@@ -113,10 +102,9 @@ def test_sigkill_mid_recording_and_restart_delivers_the_message(
         phone.stop()
         log.write_text("")
         proc, port = _start(config, log)  # the restart delivers what was left
-        deadline = time.monotonic() + 15
-        while "recovered recording for bob@127.0.0.1" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_until(
+            lambda: "recovered recording for bob@127.0.0.1" in log.read_text(), 15, log.read_text
+        )
     finally:
         phone.stop()
         phone.cleanup()
@@ -128,6 +116,7 @@ def test_sigkill_mid_recording_and_restart_delivers_the_message(
 
     [message] = asyncio.run(listing())
     assert message.new
-    assert message.duration is not None
-    assert message.duration > 2.5  # the seconds spoken before the kill, less at most one
+    recorded_seconds = message.duration  # audio length: what was spoken before the kill
+    assert recorded_seconds is not None
+    assert recorded_seconds >= 2.5  # four seconds spoken, at most the last one lost
     assert list((tmp_path / "data" / "journal").iterdir()) == []

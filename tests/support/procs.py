@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -31,6 +34,36 @@ def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
                 continue
         return port
     raise RuntimeError("no port free for both UDP and TCP")
+
+
+def wait_until(condition: Callable[[], bool], within: float, describe: Callable[[], str]) -> None:
+    """Poll ``condition`` until it holds; give up after ``within`` seconds with
+    ``describe()`` (a log, say) in the failure. A bound on waiting, not a measurement."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {within} s:\n{describe()}")
+        time.sleep(0.05)
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    within: float = 10.0,
+    describe: Callable[[], str] = lambda: "",
+) -> None:
+    """wait_until for async tests: the loop keeps running (the worker with it), and the
+    condition may be a coroutine function (a store query)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up after {within} s:\n{describe()}")
+        await asyncio.sleep(0.05)
 
 
 def stop_process(
