@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
+from kemi import cli as kemi_cli
 from media_worker import __version__
 from storage import cli as storage_cli
 
@@ -23,6 +24,8 @@ commands:
   pin       set, clear or unlock a mailbox's voicebox PIN
   mailbox   list, play, export, delete and mark messages in one mailbox
   storage   prepare a message store
+  db        create the Kamailio database tables (subscriber, location, ...)
+  user      add, change, show or delete a SIP user and its voicemail preferences
 
 environment:
   VOICEMAIL_STORAGE   default message store URL for the mailbox commands
@@ -230,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompts_parser(subparsers)
     _add_pin_parser(subparsers)
     storage_cli.add_parsers(subparsers)
+    kemi_cli.add_parsers(subparsers)
     return parser
 
 

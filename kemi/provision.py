@@ -1,0 +1,302 @@
+"""Provisioning of the Kamailio database (the SerWeb role), without I/O.
+
+The schema text, the database URL, the checks on user input, the digest hashes and the
+``usr_preferences`` rows live here; ``kemi.kamdb`` runs them against a database and
+``kemi.cli`` is the ``voicemail db|user`` command. Standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from importlib import resources
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+Dialect = Literal["sqlite", "postgres"]
+
+# The tables `voicemail db init` creates, in the order of the schema files.
+TABLES = (
+    "version",
+    "subscriber",
+    "location",
+    "location_attrs",
+    "usr_preferences",
+    "dispatcher",
+    "presentity",
+    "active_watchers",
+    "watchers",
+    "xcap",
+    "pua",
+)
+MODES = ("voicemail", "box", "both", "ann")
+# avpops' usr_preferences.type: 0 is a string-named AVP holding a string value.
+AVP_TYPE_STRING = 0
+# Column widths of Kamailio's schema; PostgreSQL would refuse longer values, SQLite would
+# store them and Kamailio would then truncate them.
+MAX_USERNAME = 64
+MAX_DOMAIN = 64
+MAX_PREF_VALUE = 128
+MAX_UUID = 64
+
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f/\\\u2028\u2029]")
+_WHITESPACE = re.compile(r"\s")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_LANG = re.compile(r"^[A-Za-z]{2,8}(?:[_-][A-Za-z0-9]{1,8})*$")
+_VERSION_ROW = re.compile(
+    r"INSERT INTO version \(table_name, table_version\) values \('(\w+)','(\d+)'\)"
+)
+_CREATE_TABLE = re.compile(r"^CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*?)\n\);", re.S | re.M)
+
+
+class ProvisionError(Exception):
+    """Base of the errors `voicemail db|user` reports; ``status`` is the exit status."""
+
+    status = 1
+
+
+class Refused(ProvisionError, ValueError):
+    """A value or request the database must not receive (bad input, user exists)."""
+
+
+class UserNotFound(ProvisionError, LookupError):
+    """No subscriber row for the user."""
+
+    def __init__(self, user: str, domain: str) -> None:
+        super().__init__(f"no user {user}@{domain}")
+
+
+class DatabaseUnavailable(ProvisionError, ConnectionError):
+    """The database cannot be reached, or does not hold Kamailio's tables."""
+
+    status = 3
+
+
+# ----- schema -----
+
+
+def load_schema(dialect: Dialect) -> str:
+    """The DDL shipped in ``kemi/schema/<dialect>.sql``."""
+    return resources.files("kemi").joinpath("schema", f"{dialect}.sql").read_text("utf-8")
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a schema file (no ``;`` occurs inside our DDL's literals)."""
+    without_comments = "\n".join(
+        line for line in sql.splitlines() if not line.lstrip().startswith("--")
+    )
+    return [stmt.strip() for stmt in without_comments.split(";") if stmt.strip()]
+
+
+def schema_versions(sql: str) -> dict[str, int]:
+    """``table -> version`` from the ``INSERT INTO version`` rows of a schema file."""
+    return {table: int(number) for table, number in _VERSION_ROW.findall(sql)}
+
+
+def schema_columns(sql: str) -> dict[str, list[str]]:
+    """``table -> column definitions`` (one stripped line each) of a schema file."""
+    tables: dict[str, list[str]] = {}
+    for name, body in _CREATE_TABLE.findall(sql):
+        tables[name] = [line.strip().rstrip(",") for line in body.splitlines() if line.strip()]
+    return tables
+
+
+# ----- database URL -----
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    """Where the Kamailio tables live: an SQLite file or a PostgreSQL DSN."""
+
+    dialect: Dialect
+    target: str  # SQLite: absolute file path; PostgreSQL: a DSN asyncpg accepts
+
+    def __str__(self) -> str:
+        """The URL without its password, for messages."""
+        if self.dialect == "sqlite":
+            return f"sqlite://{self.target}"
+        parts = urlsplit(self.target)
+        if parts.password is None:
+            return self.target
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+
+
+def parse_db_url(url: str) -> DbUrl:
+    """``sqlite:///abs/path`` or ``postgresql://user:pw@host:port/db`` (also Kamailio's
+    ``postgres://``); raise Refused for anything else."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise Refused(f"bad database URL {url!r}: expected sqlite:///PATH or postgresql://...")
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        path = unquote(rest)
+        if not path.startswith("/") or path.rstrip("/") == "":
+            raise Refused(f"bad database URL {url!r}: sqlite needs an absolute file path")
+        return DbUrl("sqlite", path)
+    if scheme in ("postgresql", "postgres"):
+        if not urlsplit(url).path.strip("/"):
+            raise Refused(f"bad database URL {url!r}: no database name")
+        return DbUrl("postgres", "postgresql://" + rest)
+    raise Refused(f"bad database URL {url!r}: scheme must be sqlite or postgresql")
+
+
+# ----- user input -----
+
+
+def check_key(kind: str, value: str, limit: int) -> str:
+    """An identity value (user, uid, did, greeting type): opaque key, never a path."""
+    if not value:
+        raise Refused(f"bad {kind} {value!r}: must not be empty")
+    if value in (".", ".."):
+        raise Refused(f"bad {kind} {value!r}: must not be '.' or '..'")
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        char = bad.group()
+        if char in "/\\":
+            raise Refused(f"bad {kind} {value!r}: must not contain '/' or '\\'")
+        if char == "\0":
+            raise Refused(f"bad {kind} {value!r}: must not contain NUL")
+        raise Refused(f"bad {kind} {value!r}: must not contain control character {char!r}")
+    if _WHITESPACE.search(value):
+        raise Refused(f"bad {kind} {value!r}: must not contain white space")
+    if len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise Refused(f"bad {kind} {value!r}: longer than {limit} bytes")
+    return value
+
+
+def check_user(user: str) -> str:
+    check_key("user", user, MAX_USERNAME)
+    if "@" in user:
+        raise Refused(f"bad user {user!r}: must not contain '@'")
+    return user
+
+
+def check_domain(domain: str) -> str:
+    """A host name, an IPv4 address or a bracketed IPv6 address."""
+    check_key("domain", domain, MAX_DOMAIN)
+    if domain.startswith("[") and domain.endswith("]"):
+        try:
+            ipaddress.IPv6Address(domain[1:-1])
+        except ValueError:
+            raise Refused(f"bad domain {domain!r}: not an IPv6 address") from None
+        return domain
+    labels = domain.removesuffix(".").split(".")
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        raise Refused(f"bad domain {domain!r}: not a host name or IP address")
+    return domain
+
+
+def parse_address(address: str) -> tuple[str, str]:
+    """``USER@DOMAIN`` -> (user, domain), both checked."""
+    user, sep, domain = address.partition("@")
+    if not sep:
+        raise Refused(f"bad address {address!r}: expected USER@DOMAIN")
+    return check_user(user), check_domain(domain)
+
+
+def ha1(user: str, domain: str, password: str) -> str:
+    """Digest HA1 as auth_db reads it from ``subscriber.ha1`` (realm = domain)."""
+    return _md5(f"{user}:{domain}:{password}")
+
+
+def ha1b(user: str, domain: str, password: str) -> str:
+    """HA1 for clients that send ``user@domain`` as the digest username (``ha1b``)."""
+    return _md5(f"{user}@{domain}:{domain}:{password}")
+
+
+def _md5(text: str) -> str:
+    # RFC 2617 digest is MD5 by definition; this is not a password-storage choice.
+    return hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+def check_password(password: str) -> str:
+    if not password:
+        raise Refused("bad password: must not be empty")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
+        raise Refused("bad password: must not contain control characters")
+    return password
+
+
+# ----- preferences -----
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The user's voicemail preferences; None: not given (left alone by ``set``), "":
+    remove the preference."""
+
+    mode: str | None = None
+    email: str | None = None
+    lang: str | None = None
+    uid: str | None = None
+    did: str | None = None
+    greeting_type: str | None = None
+
+
+# Profile field -> usr_preferences.attribute (the AVP names the proxy loads).
+ATTRIBUTES: Mapping[str, str] = {
+    "mode": "voicemail",
+    "email": "email",
+    "lang": "lang",
+    "uid": "uid",
+    "did": "did",
+    "greeting_type": "vm_greeting_type",
+}
+
+
+def check_profile(profile: Profile) -> Profile:
+    """Raise Refused for a value the worker would refuse; "" (removal) always passes."""
+    if profile.mode and profile.mode not in MODES:
+        raise Refused(f"bad mode {profile.mode!r}: must be one of {', '.join(MODES)}")
+    if profile.email:
+        check_key("email", profile.email, MAX_PREF_VALUE)
+        local, _, host = profile.email.rpartition("@")
+        if not local or not host:
+            raise Refused(f"bad email {profile.email!r}: expected an address with '@'")
+    if profile.lang and not _LANG.match(profile.lang):
+        raise Refused(f"bad lang {profile.lang!r}: expected a language tag such as en or pt_BR")
+    if profile.uid:
+        check_key("uid", profile.uid, MAX_UUID)
+    if profile.did:
+        check_key("did", profile.did, MAX_PREF_VALUE)
+    if profile.greeting_type:
+        check_key("greeting type", profile.greeting_type, MAX_PREF_VALUE)
+        if profile.greeting_type.startswith("."):
+            raise Refused(f"bad greeting type {profile.greeting_type!r}: must not start with '.'")
+    return profile
+
+
+def preference_changes(profile: Profile) -> dict[str, str]:
+    """``attribute -> value`` for each field given ("" means remove the attribute)."""
+    return {
+        ATTRIBUTES[field.name]: value
+        for field in fields(profile)
+        if (value := getattr(profile, field.name)) is not None
+    }
+
+
+@dataclass(frozen=True)
+class PreferenceRow:
+    """One ``usr_preferences`` row (avpops layout)."""
+
+    uuid: str
+    username: str
+    domain: str
+    attribute: str
+    value: str
+    type: int = AVP_TYPE_STRING
+
+
+def preference_rows(user: str, domain: str, preferences: Mapping[str, str]) -> list[PreferenceRow]:
+    """The rows for a user's full preference set; ``uuid`` is the uid (NOT NULL, '' when
+    none) so that ``avp_db_load("$uid"...)`` style lookups find them too."""
+    uuid = preferences.get("uid", "")
+    return [
+        PreferenceRow(uuid, user, domain, attribute, value)
+        for attribute, value in sorted(preferences.items())
+        if value
+    ]
