@@ -1,0 +1,335 @@
+"""The home proxy's routing script for Kamailio's app_python3 (KEMI).
+
+kamailio.cfg loads this file with ``modparam("app_python3", "load", ...)`` and
+``cfgengine "python"``. Each ``ksr_*`` method is one cfg route; every decision (which
+app, which profile, which P-App-Param, voicemail or not) is a pure function in
+kemi.routing / kemi.app_param / kemi.settings. Runs on Debian's python3 inside
+Kamailio: standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import KSR  # noqa: E402  (provided by app_python3; a fake in unit tests)
+
+from kemi.app_param import (  # noqa: E402
+    APP_NAME_HEADER,
+    APP_PARAM_HEADER,
+    ParamError,
+    Profile,
+    build_app_param,
+    preferences_from_rows,
+)
+from kemi.routing import (  # noqa: E402
+    AppCall,
+    Target,
+    access_target,
+    app_for_access,
+    app_for_voicemail,
+    goes_to_voicemail,
+    preferences_query,
+)
+from kemi.settings import Settings, load_settings  # noqa: E402
+
+# Kamailio's magic values, named.
+EXIT = -255  # a route's return value that stops processing the message
+FLT_NATS = 5  # transaction flag: the caller is behind NAT
+FLB_NATB = 6  # branch flag: the callee is behind NAT
+FLT_TO_WORKER = 8  # transaction flag: the INVITE went to a media worker
+NAT_TESTS = 19  # nat_uac_test: private Contact, Via received != source, rport, SDP
+LOOKUP_NOT_FOUND = (-1, -3)  # registrar.lookup: no contact / no contact for the method
+LOOKUP_METHOD_UNSUPPORTED = -2
+DB_CONNECTION, DB_RESULT = "vm", "vm_prefs"  # sqlops connection (cfg) and result names
+WORKER_ROUTE_PARAM = "vm=1"  # Record-Route param of calls anchored toward a worker
+WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipped
+WORKER_ANSWER_MS = 60000
+# rtpengine toward the worker: only G.711 and telephone-event, plain RTP, no ICE; the
+# phone keeps whatever it offered and rtpengine transcodes.
+OFFER_TO_WORKER = (
+    "replace-origin replace-session-connection ICE=remove RTP/AVP "
+    "codec-mask-all codec-transcode-PCMU codec-transcode-PCMA "
+    "codec-transcode-telephone-event"
+)
+ANSWER_FROM_WORKER = "replace-origin replace-session-connection"
+
+# cfg defines that switch features; read with $def().
+DEFINE_AUTH, DEFINE_RTPENGINE, DEFINE_VOICEMAIL = "WITH_AUTH", "WITH_RTPENGINE", "WITH_VOICEMAIL"
+
+
+def _define(name: str) -> str | None:
+    value = KSR.pv.get(f"$def({name})")
+    return None if value is None else str(value)
+
+
+def _pv(name: str) -> str:
+    value = KSR.pv.get(name)
+    return "" if value is None else str(value)
+
+
+def mod_init() -> HomeProxy:
+    """Called once by app_python3; the object's methods are the routes."""
+    return HomeProxy()
+
+
+class HomeProxy:
+    def __init__(self) -> None:
+        self.auth = _define(DEFINE_AUTH) is not None
+        self.voicemail = _define(DEFINE_VOICEMAIL) is not None
+        self.settings: Settings = load_settings(
+            _define, rtpengine=_define(DEFINE_RTPENGINE) is not None
+        )
+        KSR.info(
+            f"voicemail proxy: auth={self.auth} voicemail={self.voicemail} "
+            f"settings={self.settings}\n"
+        )
+
+    def child_init(self, rank: int) -> int:
+        return 0
+
+    # ----- request route -----
+
+    def ksr_request_route(self, msg: object) -> int:
+        if not self.request_checks():
+            return 1
+        # Nothing a client sends may steer a worker: only this proxy writes P-App-*.
+        KSR.textops.remove_hf_re("^[Pp]-[Aa][Pp][Pp]-")
+        self.nat_detect()
+        if KSR.is_CANCEL():
+            if KSR.tm.t_check_trans() > 0:
+                self.relay()
+            return 1
+        if KSR.siputils.has_totag() > 0:
+            self.within_dialog()
+            return 1
+        if not KSR.is_ACK():
+            KSR.tm.t_check_trans()
+        if KSR.is_ACK():
+            return 1  # an ACK without To-tag belongs to a transaction t_check_trans ended
+        authenticated = self.authenticate()
+        if authenticated is None:
+            return 1
+        if KSR.is_method_in("IS"):
+            KSR.rr.record_route()
+        if KSR.is_REGISTER():
+            self.register()
+            return 1
+        if not _pv("$rU"):
+            KSR.sl.sl_send_reply(484, "Address Incomplete")
+            return 1
+        if not KSR.is_myself_ruri():
+            self.relay()  # authenticated local caller to a foreign domain
+            return 1
+        self.local_target(authenticated)
+        return 1
+
+    def request_checks(self) -> bool:
+        if KSR.maxfwd.process_maxfwd(10) < 0:
+            KSR.sl.sl_send_reply(483, "Too Many Hops")
+            return False
+        if KSR.sanity.sanity_check_defaults() < 0:
+            KSR.err(f"malformed request from {_pv('$si')}:{_pv('$sp')}\n")
+            return False
+        if KSR.is_OPTIONS() and KSR.is_myself_ruri() and not _pv("$rU"):
+            KSR.siputils.options_reply()  # keepalives and probes of this proxy
+            return False
+        return True
+
+    def nat_detect(self) -> None:
+        KSR.force_rport()
+        if KSR.nathelper.nat_uac_test(NAT_TESTS) > 0:
+            if KSR.is_REGISTER():
+                KSR.nathelper.fix_nated_register()
+            elif KSR.siputils.is_first_hop() > 0:
+                KSR.nathelper.set_contact_alias()
+            KSR.setflag(FLT_NATS)
+
+    def within_dialog(self) -> None:
+        if KSR.rr.loose_route() > 0:
+            KSR.nathelper.handle_ruri_alias()
+            if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) > 0:
+                self.worker_dialog_media()
+            self.relay()
+            return
+        if KSR.is_ACK():
+            if KSR.tm.t_check_trans() > 0:
+                self.relay()
+            return  # an ACK of a stateless reply: drop it
+        KSR.sl.sl_send_reply(404, "Not here")
+
+    def worker_dialog_media(self) -> None:
+        """In-dialog requests of a call anchored toward a worker."""
+        if not self.settings.rtpengine:
+            return
+        if KSR.is_BYE():
+            KSR.rtpengine.rtpengine_delete0()
+        elif KSR.is_INVITE() and KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER)
+            KSR.tm.t_on_reply("ksr_onreply_worker")
+        elif KSR.is_ACK() and KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.rtpengine.rtpengine_answer(ANSWER_FROM_WORKER)
+
+    def authenticate(self) -> bool | None:
+        """True: the caller proved to be the local user in From; False: not
+        authenticated (a foreign caller, or auth is off); None: answered here."""
+        if not self.auth:
+            return False
+        if KSR.is_REGISTER() or KSR.is_myself_furi():
+            realm = _pv("$fd")
+            if KSR.auth_db.auth_check(realm, "subscriber", 1) < 0:
+                KSR.auth.auth_challenge(realm, 0)
+                return None
+            if not KSR.is_method_in("RP"):
+                KSR.auth.consume_credentials()
+            return True
+        if not KSR.is_myself_ruri():
+            KSR.sl.sl_send_reply(403, "Not relaying")
+            return None
+        return False
+
+    def register(self) -> None:
+        if not KSR.is_myself_ruri():
+            KSR.sl.sl_send_reply(403, "Not a local domain")
+            return
+        if KSR.isflagset(FLT_NATS):
+            KSR.setbflag(FLB_NATB)
+        if KSR.registrar.save("location", 0) < 0:
+            KSR.sl.sl_reply_error()
+
+    def local_target(self, authenticated: bool) -> None:
+        target = access_target(_pv("$rU"), self.settings)
+        if target is not Target.LOCATION:
+            if not self.voicemail:
+                KSR.sl.sl_send_reply(404, "No voicemail here")
+                return
+            if not KSR.is_INVITE():
+                KSR.sl.sl_send_reply(405, "Method Not Allowed")
+                return
+            if not authenticated:
+                KSR.sl.sl_send_reply(403, "Mailbox access needs authentication")
+                return
+            KSR.tm.t_newtran()
+            self.to_worker(app_for_access(target, _pv("$fU"), _pv("$fd")))
+            return
+        callee_user, callee_domain = _pv("$rU"), _pv("$rd")
+        rc = KSR.registrar.lookup("location")
+        if rc < 0:
+            KSR.tm.t_newtran()
+            if rc in LOOKUP_NOT_FOUND and KSR.is_INVITE() and self.voicemail:
+                if KSR.auth_db.is_subscriber(_pv("$ru"), "subscriber", 0) > 0:
+                    self.log(f"{callee_user}@{callee_domain} not registered: voicemail")
+                    self.to_worker(app_for_voicemail(callee_user, callee_domain))
+                    return
+            if rc == LOOKUP_METHOD_UNSUPPORTED:
+                KSR.tm.t_send_reply(405, "Method Not Allowed")
+            else:
+                KSR.tm.t_send_reply(404, "Not Found")
+            return
+        if KSR.is_INVITE() and self.voicemail:
+            # Whose mailbox if the phones do not answer: lookup() rewrote the R-URI.
+            KSR.pv.sets("$avp(vm_user)", callee_user)
+            KSR.pv.sets("$avp(vm_domain)", callee_domain)
+            KSR.tm.t_on_failure("ksr_failure_phone")
+            KSR.tm.t_set_fr(self.settings.no_answer_timeout * 1000, 0)
+        self.relay()
+
+    # ----- to a media worker -----
+
+    def to_worker(self, call: AppCall) -> None:
+        """Send the INVITE to a worker of the dispatcher set with the app's headers."""
+        if KSR.dispatcher.ds_select_dst(self.settings.worker_set, self.settings.worker_algorithm) < 0:
+            self.log(f"{call.app} for {call.user}@{call.domain}: no media worker available")
+            self.reply(503, "Voicemail unavailable")
+            return
+        try:
+            param = build_app_param(
+                call.app,
+                self.profile(call.user, call.domain),
+                sender=_pv("$fu") or None,
+                default_typ=self.settings.greeting_type,
+            )
+        except (ParamError, ValueError) as exc:
+            self.log(f"{call.app} for {call.user}@{call.domain}: {exc}")
+            self.reply(500, "Voicemail profile unusable")
+            return
+        KSR.seturi(f"sip:{call.user}@{call.domain}")
+        KSR.hdr.append(f"{APP_NAME_HEADER}: {call.app}\r\n")
+        KSR.hdr.append(f"{APP_PARAM_HEADER}: {param}\r\n")
+        self.log(f"to {call.app} at {_pv('$du')}: {param}")
+        self.relay_to_worker()
+
+    def relay_to_worker(self) -> None:
+        if not KSR.isflagset(FLT_TO_WORKER):
+            KSR.rr.add_rr_param(";" + WORKER_ROUTE_PARAM)
+            KSR.setflag(FLT_TO_WORKER)
+        if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
+            if KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0:
+                self.log("rtpengine refused the offer")
+                self.reply(503, "Media relay unavailable")
+                return
+        KSR.tm.t_on_reply("ksr_onreply_worker")
+        KSR.tm.t_on_failure("ksr_failure_worker")
+        KSR.tm.t_set_fr(WORKER_ANSWER_MS, WORKER_FIRST_RESPONSE_MS)
+        if KSR.tm.t_relay() < 0:
+            KSR.sl.sl_reply_error()
+
+    def profile(self, user: str, domain: str) -> Profile:
+        rows: list[tuple[str, str]] = []
+        query = preferences_query("usr_preferences", user, domain)
+        if KSR.sqlops.sql_query(DB_CONNECTION, query, DB_RESULT) > 0:
+            for row in range(KSR.sqlops.sql_num_rows(DB_RESULT)):
+                attribute = KSR.sqlops.sql_result_get(DB_RESULT, row, 0)
+                value = KSR.sqlops.sql_result_get(DB_RESULT, row, 1)
+                if attribute is not None and value is not None:
+                    rows.append((str(attribute), str(value)))
+            KSR.sqlops.sql_result_free(DB_RESULT)
+        return Profile(user, domain, preferences_from_rows(rows))
+
+    # ----- reply and failure routes -----
+
+    def ksr_onreply_worker(self, msg: object) -> int:
+        if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.rtpengine.rtpengine_manage(ANSWER_FROM_WORKER)
+        return 1
+
+    def ksr_failure_phone(self, msg: object) -> int:
+        if KSR.tm.t_is_canceled() > 0:
+            return 1
+        status = KSR.tm.t_get_status_code()
+        timed_out = KSR.tm.t_branch_timeout() > 0  # no answer: the INVITE timer fired
+        if not goes_to_voicemail(status, self.settings, timed_out=timed_out):
+            return 1
+        user, domain = _pv("$avp(vm_user)"), _pv("$avp(vm_domain)")
+        self.log(f"{user}@{domain} answered {status}{' (no answer)' if timed_out else ''}: voicemail")
+        self.to_worker(app_for_voicemail(user, domain))
+        return 1
+
+    def ksr_failure_worker(self, msg: object) -> int:
+        if KSR.tm.t_is_canceled() > 0:
+            return 1
+        status = KSR.tm.t_get_status_code()
+        if status < 500 and not (KSR.tm.t_branch_timeout() > 0):
+            return 1  # the worker's own answer (a refused parameter, say): pass it on
+        KSR.dispatcher.ds_mark_dst_state("ip")
+        if KSR.dispatcher.ds_next_dst() < 0:
+            self.log(f"worker {_pv('$du')} failed ({status}); no other worker left")
+            return 1
+        self.log(f"worker failed ({status}); trying {_pv('$du')}")
+        self.relay_to_worker()
+        return 1
+
+    # ----- helpers -----
+
+    def relay(self) -> None:
+        if KSR.tm.t_relay() < 0:
+            KSR.sl.sl_reply_error()
+
+    def reply(self, status: int, reason: str) -> None:
+        KSR.tm.t_send_reply(status, reason)  # to_worker always runs in a transaction
+
+    def log(self, text: str) -> None:
+        # KSR.info does not expand $-variables, so values a caller chose stay text.
+        KSR.info(f"voicemail [{_pv('$ci')}]: {text}\n")
