@@ -8,6 +8,7 @@ import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ class Db:
 
 def _sqlite_query(path: Path) -> Callable[[str], list[str]]:
     def query(sql: str) -> list[str]:
-        with sqlite3.connect(path) as conn:
+        with closing(sqlite3.connect(path)) as conn, conn:
             return ["|".join("" if v is None else str(v) for v in row) for row in conn.execute(sql)]
 
     return query
