@@ -130,7 +130,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
             sub.add_argument(
                 "--password",
                 metavar="PW",
-                help='the SIP password; "-" reads it from standard input or asks',
+                help='the SIP password (other local users can see it in ps); "-" reads it '
+                "from standard input or asks",
             )
             sub.add_argument("--email", metavar="ADDR", help="where voicemail is emailed")
             sub.add_argument("--mode", metavar="MODE", help=f"voicemail mode: {', '.join(MODES)}")
@@ -224,6 +225,10 @@ def _run_user(args: argparse.Namespace) -> int:
                 password = _read_password()
             if password is not None:
                 check_password(password)
+            if args.action == "set" and password is None and profile == Profile():
+                message = "nothing to change: give --password or a preference option"
+                print(f"voicemail: {message}", file=sys.stderr)
+                return EXIT_USAGE
         if args.action == "add":
             assert password is not None
             _with_db(url, lambda db: kamdb.add_user(db, user, domain, password, profile))

@@ -248,6 +248,8 @@ def test_usage_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     assert run(monkeypatch, "db", "init") == 2
     assert run(monkeypatch, "user", "show", "bob", "--db", "sqlite:///x") == 1
     assert "expected USER@DOMAIN" in capsys.readouterr().err
+    assert run(monkeypatch, "user", "set", "bob@lab.example", "--db", "sqlite:///x") == 2
+    assert "nothing to change" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["user", "frob", "bob@lab.example"])
     assert exit_.value.code == 2
