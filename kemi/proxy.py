@@ -14,9 +14,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import KSR  # noqa: E402  (provided by app_python3; a fake in unit tests)
+import KSR  # provided by app_python3; a fake in unit tests
 
-from kemi.app_param import (  # noqa: E402
+from kemi.app_param import (
     APP_NAME_HEADER,
     APP_PARAM_HEADER,
     ParamError,
@@ -24,7 +24,7 @@ from kemi.app_param import (  # noqa: E402
     build_app_param,
     preferences_from_rows,
 )
-from kemi.routing import (  # noqa: E402
+from kemi.routing import (
     AppCall,
     Target,
     access_target,
@@ -33,7 +33,7 @@ from kemi.routing import (  # noqa: E402
     goes_to_voicemail,
     preferences_query,
 )
-from kemi.settings import Settings, load_settings  # noqa: E402
+from kemi.settings import Settings, load_settings
 
 # Kamailio's magic values, named.
 EXIT = -255  # a route's return value that stops processing the message
@@ -43,6 +43,8 @@ FLT_TO_WORKER = 8  # transaction flag: the INVITE went to a media worker
 NAT_TESTS = 19  # nat_uac_test: private Contact, Via received != source, rport, SDP
 LOOKUP_NOT_FOUND = (-1, -3)  # registrar.lookup: no contact / no contact for the method
 LOOKUP_METHOD_UNSUPPORTED = -2
+# is_subscriber flags: 1 match the domain too, 2 only check existence (load nothing).
+IS_SUBSCRIBER_FLAGS = 3
 DB_CONNECTION, DB_RESULT = "vm", "vm_prefs"  # sqlops connection (cfg) and result names
 WORKER_ROUTE_PARAM = "vm=1"  # Record-Route param of calls anchored toward a worker
 WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipped
@@ -218,11 +220,10 @@ class HomeProxy:
         rc = KSR.registrar.lookup("location")
         if rc < 0:
             KSR.tm.t_newtran()
-            if rc in LOOKUP_NOT_FOUND and KSR.is_INVITE() and self.voicemail:
-                if KSR.auth_db.is_subscriber(_pv("$ru"), "subscriber", 0) > 0:
-                    self.log(f"{callee_user}@{callee_domain} not registered: voicemail")
-                    self.to_worker(app_for_voicemail(callee_user, callee_domain))
-                    return
+            if rc in LOOKUP_NOT_FOUND and self.has_mailbox():
+                self.log(f"{callee_user}@{callee_domain} not registered: voicemail")
+                self.to_worker(app_for_voicemail(callee_user, callee_domain))
+                return
             if rc == LOOKUP_METHOD_UNSUPPORTED:
                 KSR.tm.t_send_reply(405, "Method Not Allowed")
             else:
@@ -236,11 +237,22 @@ class HomeProxy:
             KSR.tm.t_set_fr(self.settings.no_answer_timeout * 1000, 0)
         self.relay()
 
+    def has_mailbox(self) -> bool:
+        """An INVITE to a local subscriber, with voicemail on."""
+        return (
+            self.voicemail
+            and KSR.is_INVITE()
+            and KSR.auth_db.is_subscriber(_pv("$ru"), "subscriber", IS_SUBSCRIBER_FLAGS) > 0
+        )
+
     # ----- to a media worker -----
 
     def to_worker(self, call: AppCall) -> None:
         """Send the INVITE to a worker of the dispatcher set with the app's headers."""
-        if KSR.dispatcher.ds_select_dst(self.settings.worker_set, self.settings.worker_algorithm) < 0:
+        if (
+            KSR.dispatcher.ds_select_dst(self.settings.worker_set, self.settings.worker_algorithm)
+            < 0
+        ):
             self.log(f"{call.app} for {call.user}@{call.domain}: no media worker available")
             self.reply(503, "Voicemail unavailable")
             return
@@ -265,11 +277,14 @@ class HomeProxy:
         if not KSR.isflagset(FLT_TO_WORKER):
             KSR.rr.add_rr_param(";" + WORKER_ROUTE_PARAM)
             KSR.setflag(FLT_TO_WORKER)
-        if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
-            if KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0:
-                self.log("rtpengine refused the offer")
-                self.reply(503, "Media relay unavailable")
-                return
+        if (
+            self.settings.rtpengine
+            and KSR.textops.has_body_type("application/sdp") > 0
+            and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0
+        ):
+            self.log("rtpengine refused the offer")
+            self.reply(503, "Media relay unavailable")
+            return
         KSR.tm.t_on_reply("ksr_onreply_worker")
         KSR.tm.t_on_failure("ksr_failure_worker")
         KSR.tm.t_set_fr(WORKER_ANSWER_MS, WORKER_FIRST_RESPONSE_MS)
@@ -279,7 +294,8 @@ class HomeProxy:
     def profile(self, user: str, domain: str) -> Profile:
         rows: list[tuple[str, str]] = []
         query = preferences_query("usr_preferences", user, domain)
-        if KSR.sqlops.sql_query(DB_CONNECTION, query, DB_RESULT) > 0:
+        # sql_query answers 0 (not 1) after a query with rows; only < 0 is a failure.
+        if KSR.sqlops.sql_query(DB_CONNECTION, query, DB_RESULT) >= 0:
             for row in range(KSR.sqlops.sql_num_rows(DB_RESULT)):
                 attribute = KSR.sqlops.sql_result_get(DB_RESULT, row, 0)
                 value = KSR.sqlops.sql_result_get(DB_RESULT, row, 1)
@@ -289,6 +305,14 @@ class HomeProxy:
         return Profile(user, domain, preferences_from_rows(rows))
 
     # ----- reply and failure routes -----
+
+    def ksr_reply_route(self, msg: object) -> int:
+        """Every reply passes here (app_python3 calls it whether or not it is set)."""
+        return 1
+
+    def ksr_onsend_route(self, msg: object) -> int:
+        """Every message sent passes here (app_python3 looks it up unconditionally)."""
+        return 1
 
     def ksr_onreply_worker(self, msg: object) -> int:
         if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
@@ -303,7 +327,9 @@ class HomeProxy:
         if not goes_to_voicemail(status, self.settings, timed_out=timed_out):
             return 1
         user, domain = _pv("$avp(vm_user)"), _pv("$avp(vm_domain)")
-        self.log(f"{user}@{domain} answered {status}{' (no answer)' if timed_out else ''}: voicemail")
+        self.log(
+            f"{user}@{domain} answered {status}{' (no answer)' if timed_out else ''}: voicemail"
+        )
         self.to_worker(app_for_voicemail(user, domain))
         return 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 # SIP statuses after which an INVITE goes to voicemail (SEMS howto: busy, not found,
 # temporarily unavailable, timeout).
@@ -78,11 +79,9 @@ def _statuses(name: str, text: str) -> tuple[int, ...]:
     return codes
 
 
-def load_settings(
-    read_define: Callable[[str], str | None], *, rtpengine: bool = True
-) -> Settings:
+def load_settings(read_define: Callable[[str], str | None], *, rtpengine: bool = True) -> Settings:
     """Settings from the defines that are set; the others keep their defaults."""
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for define, field_name in _DEFINES.items():
         raw = read_define(define)
         if raw is None:

@@ -31,7 +31,11 @@ class Baresip(Managed):
         codecs: str = "PCMU,PCMA",
         transport: str = "udp",
         extra_config: str = "",
+        account: str | None = None,
+        modules: tuple[str, ...] = MODULES,
     ) -> None:
+        """``account``: a baresip account line (registration, auth, outbound proxy)
+        instead of the default unregistered one."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
         # baresip listens on both UDP and TCP on these ports.
         self.sip_port = free_udp_tcp_port()
@@ -49,7 +53,7 @@ class Baresip(Managed):
             "audio_channels 1",
             f"rtp_ports {rtp_base}-{rtp_base + 40}",
             "module_path /usr/lib/baresip/modules",
-            *(f"module {m}" for m in MODULES),
+            *(f"module {m}" for m in modules),
             "module_app account.so",
             "module_app menu.so",
             f"cons_listen 127.0.0.1:{self.cons_port}",
@@ -58,9 +62,9 @@ class Baresip(Managed):
         ]
         (self.dir / "config").write_text("\n".join(config) + "\n")
         params = f";transport={transport}" if transport != "udp" else ""
-        (self.dir / "accounts").write_text(
-            f"<sip:{user}@127.0.0.1{params}>;regint=0;audio_codecs={codecs}\n"
-        )
+        if account is None:
+            account = f"<sip:{user}@127.0.0.1{params}>;regint=0;audio_codecs={codecs}"
+        (self.dir / "accounts").write_text(account + "\n")
         self.log_path = self.dir / "baresip.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None

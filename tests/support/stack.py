@@ -1,0 +1,303 @@
+"""The whole product on loopback for end-to-end tests: Kamailio with the KEMI script,
+rtpengine (userspace), media workers (the ``voicemail worker`` command) and an SMTP
+server, each on free ports in a temporary directory, each stopped by its PID."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import IO, ClassVar
+
+from aiosmtpd.controller import Controller
+
+from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process, wait_until
+from tests.test_outbox import Inbox
+
+REPO = Path(__file__).resolve().parents[2]
+KAMAILIO_CFG = REPO / "kamailio-cfg" / "kamailio.cfg"
+KEMI_SCRIPT = REPO / "kemi" / "proxy.py"
+MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
+DOMAIN = "lab.example"
+
+
+def sip_options(port: int, transport: str = "UDP") -> bytes:
+    return (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} 127.0.0.1:5999;branch=z9hG4bK-probe{random.randrange(10**9)};rport\r\n"
+        "From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1>\r\n"
+        f"Call-ID: probe-{random.randrange(10**9)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def answers_options(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        sock.sendto(sip_options(port), ("127.0.0.1", port))
+        try:
+            return sock.recv(65535).startswith(b"SIP/2.0 200")
+        except TimeoutError:
+            return False
+
+
+class LoggedProcess(Managed):
+    """A server process whose output goes to a log file."""
+
+    name = "process"
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.log_path = directory / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        out: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        out.close()
+
+        def up() -> bool:
+            assert self.proc is not None
+            assert self.proc.poll() is None, f"{self.name} exited:\n{self.log()[-4000:]}"
+            return self.ready()
+
+        wait_until(up, 20, lambda: self.log()[-4000:])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+
+class Rtpengine(LoggedProcess):
+    name = "rtpengine"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.ng_port = free_port(kind=socket.SOCK_DGRAM)
+        # A block of media ports away from the workers' and the phones' ranges.
+        self.port_min = random.randrange(40000, 58000, 200)
+
+    def command(self) -> list[str]:
+        return [
+            "rtpengine",
+            "--foreground",
+            "--log-stderr",
+            "--table=-1",
+            "--interface=127.0.0.1",
+            f"--listen-ng=127.0.0.1:{self.ng_port}",
+            f"--port-min={self.port_min}",
+            f"--port-max={self.port_min + 199}",
+            f"--pidfile={self.dir / 'rtpengine.pid'}",
+            "--log-level=6",
+            "--delete-delay=0",
+        ]
+
+    def ready(self) -> bool:
+        # "d7:command4:pinge" answered with "pong": the ng protocol (bencode over UDP).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.5)
+            sock.sendto(b"probe d7:command4:pinge", ("127.0.0.1", self.ng_port))
+            try:
+                return b"pong" in sock.recv(4096)
+            except TimeoutError:
+                return False
+
+
+class MediaWorker(LoggedProcess):
+    """``voicemail worker --config`` on a fixed port (the dispatcher list names it)."""
+
+    def __init__(self, directory: Path, index: int, smtp_port: int, spool: Path) -> None:
+        self.name = f"worker{index}"
+        super().__init__(directory)
+        self.port = free_udp_tcp_port()
+        rtp = 30000 + 1000 * index + random.randrange(0, 900, 100)
+        self.config = directory / f"{self.name}.yaml"
+        self.config.write_text(
+            f"data_dir: {directory / self.name}\n"
+            f"sip: {{listen: 127.0.0.1, port: {self.port}}}\n"
+            f"rtp: {{ports: [{rtp}, {rtp + 99}]}}\n"
+            f"storage: {{url: 'fs://{spool}'}}\n"
+            f"email: {{smtp: {{host: 127.0.0.1, port: {smtp_port}, timeout: 5}}}}\n"
+            "apps: {default_mode: box}\n"
+        )
+
+    def command(self) -> list[str]:
+        return [VOICEMAIL, "worker", "--config", str(self.config)]
+
+    def ready(self) -> bool:
+        return "worker listening on" in self.log()
+
+
+class Kamailio(LoggedProcess):
+    """Kamailio running the repository's kamailio.cfg and KEMI script; the site part
+    (ports, database, rtpengine, workers) is a generated kamailio-local.cfg."""
+
+    name = "kamailio"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        db_url: str,
+        workers: Iterable[MediaWorker],
+        rtpengine: Rtpengine | None,
+        switches: Iterable[str] = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE"),
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(directory)
+        self.port = free_udp_tcp_port()
+        self.ctl = directory / "kamailio_ctl"
+        shutil.copy(KAMAILIO_CFG, directory / "kamailio.cfg")
+        dispatcher = directory / "dispatcher.list"
+        dispatcher.write_text("".join(f"1 sip:127.0.0.1:{w.port};transport=udp\n" for w in workers))
+        lines = [
+            f"listen=udp:127.0.0.1:{self.port}",
+            f"listen=tcp:127.0.0.1:{self.port}",
+            f'alias="{DOMAIN}"',
+            f'mpath="{MODULES_DIR}"',
+            f'#!define KEMI_SCRIPT "{KEMI_SCRIPT}"',
+            f'#!define DBURL "{db_url}"',
+            f'#!define VM_DISPATCHER_LIST "{dispatcher}"',
+            f'#!define CTL_SOCKET "unix:{self.ctl}"',
+            f'#!define RPC_FIFO "{directory / "kamailio_rpc.fifo"}"',
+            "#!define VM_PROBE_INTERVAL 1",
+            *(f"#!define {name}" for name in switches),
+            *(f"#!define {k} {v}" for k, v in (settings or {}).items()),
+        ]
+        if rtpengine is not None:
+            lines.append(f'#!define RTPENGINE_SOCKET "udp:127.0.0.1:{rtpengine.ng_port}"')
+        (directory / "kamailio-local.cfg").write_text("\n".join(lines) + "\n")
+
+    def command(self) -> list[str]:
+        return [
+            "kamailio",
+            "-f",
+            str(self.dir / "kamailio.cfg"),
+            "-DD",
+            "-E",
+            "-Y",
+            str(self.dir),
+            "-n",
+            "2",
+        ]
+
+    def ready(self) -> bool:
+        return answers_options(self.port)
+
+    def kamcmd(self, *args: str) -> str:
+        return subprocess.run(
+            ["kamcmd", "-s", f"unix:{self.ctl}", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+
+
+class SmtpCatcher(Managed):
+    """aiosmtpd on a free port, keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.inbox = Inbox()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def messages(self) -> list[Message]:
+        return [message_from_bytes(raw) for raw in self.inbox.messages]
+
+
+def voicemail(*args: str, stdin: str | None = None) -> str:
+    """Run the ``voicemail`` command; fail the test with its output if it fails."""
+    result = subprocess.run(
+        [VOICEMAIL, *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, f"voicemail {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+class Stack(Managed):
+    """Database with users, SMTP, rtpengine, ``workers`` workers and Kamailio."""
+
+    USERS: ClassVar[dict[str, tuple[str, str]]] = {
+        "alice": ("alice-pw", "box"),
+        "bob": ("bob-pw", "both"),
+        "carol": ("carol-pw", "voicemail"),
+    }
+
+    def __init__(
+        self, *, workers: int = 1, kamailio_settings: dict[str, str] | None = None
+    ) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
+        self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
+        self.spool = self.dir / "spool"
+        self.smtp = SmtpCatcher()
+        self.rtpengine = Rtpengine(self.dir)
+        self.workers = [
+            MediaWorker(self.dir, i + 1, self.smtp.port, self.spool) for i in range(workers)
+        ]
+        self.kamailio = Kamailio(
+            self.dir,
+            db_url=self.db_url,
+            workers=self.workers,
+            rtpengine=self.rtpengine,
+            settings=kamailio_settings,
+        )
+        self._started: list[Managed] = []
+
+    def start(self) -> None:
+        voicemail("db", "init", self.db_url)
+        for user, (password, mode) in self.USERS.items():
+            voicemail(
+                "user", "add", f"{user}@{DOMAIN}", "--db", self.db_url,
+                "--email", f"{user}@{DOMAIN}", "--mode", mode,
+                stdin=password + "\n",
+            )  # fmt: skip
+        for part in (self.smtp, self.rtpengine, *self.workers, self.kamailio):
+            part.start()
+            self._started.append(part)
+
+    def stop(self) -> None:
+        for part in reversed(self._started):
+            part.stop()
+        self._started.clear()
+
+    def logs(self) -> str:
+        parts = [self.kamailio, self.rtpengine, *self.workers]
+        return "\n".join(f"----- {p.name}\n{p.log()[-6000:]}" for p in parts)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def phone_account(self, user: str, *, codecs: str = "PCMU,PCMA", register: bool = True) -> str:
+        password = self.USERS[user][0]
+        return (
+            f"<sip:{user}@{DOMAIN}>;auth_pass={password};"
+            f'outbound="sip:127.0.0.1:{self.kamailio.port}";'
+            f"regint={3600 if register else 0};audio_codecs={codecs}"
+        )
