@@ -1,0 +1,368 @@
+"""The fake KSR's own behaviour, and its drift check against Kamailio 5.6's KEMI API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kemi.fake_ksr import (
+    API_FILE,
+    SDP,
+    Contact,
+    Credentials,
+    FakeKamailio,
+    Reply,
+    offered_functions,
+    parse_api_file,
+    parse_api_list,
+    posix_regex,
+    sip_request,
+)
+
+ALICE, BOB = "sip:alice@lab.example", "sip:bob@lab.example"
+
+
+@pytest.fixture
+def kam() -> FakeKamailio:
+    fake = FakeKamailio(defines={"WITH_AUTH": "", "VM_ON_STATUS": '"486"'})
+    fake.receive(
+        sip_request(
+            "INVITE",
+            BOB,
+            from_=ALICE,
+            body=SDP,
+            headers=(("P-App-Param", "usr=x"), ("X-Other", "1")),
+        )
+    )
+    return fake
+
+
+# ----- drift -----
+
+
+def test_every_function_the_fake_offers_is_in_the_kemi_api() -> None:
+    api = parse_api_file(API_FILE.read_text())
+    offered = offered_functions()
+    assert len(offered) > 50
+    missing = {f"{m}.{n}" for m, n in offered if (m, n) not in api}
+    assert missing == set()
+    different = {k: (v, api[k]) for k, v in offered.items() if api[k] != v}
+    assert different == {}
+
+
+def test_api_file_parser() -> None:
+    text = "# comment\n[tm]\n  t_relay(none) -> int\n  t_set_fr(int, int) -> int\n"
+    assert parse_api_file(text) == {
+        ("tm", "t_relay"): ("none", "int"),
+        ("tm", "t_set_fr"): ("int, int", "int"),
+    }
+    with pytest.raises(ValueError, match=r"^line 2: not a KEMI function: 'tm'$"):
+        parse_api_file("[tm]\ntm\n")
+
+
+def test_api_list_parser() -> None:
+    output = (
+        "{\n\tmsize: 2\n\tmethods: {\n"
+        "\t\tfunc: {\n\t\t\tret: none\n\t\t\tmodule: \n\t\t\tname: info\n\t\t\tparams: str\n\t\t}\n"
+        "\t\tfunc: {\n\t\t\tret: int\n\t\t\tmodule: tm\n\t\t\tname: t_set_fr\n"
+        "\t\t\tparams: int, int\n\t\t}\n\t}\n}\n"
+    )
+    assert parse_api_list(output) == {
+        ("core", "info"): ("str", "none"),
+        ("tm", "t_set_fr"): ("int, int", "int"),
+    }
+    with pytest.raises(ValueError, match="msize 3 but 2 found"):
+        parse_api_list(output.replace("msize: 2", "msize: 3"))
+
+
+def test_an_unimplemented_function_fails_loudly(kam: FakeKamailio) -> None:
+    with pytest.raises(AttributeError, match=r"does not implement KSR\.tm\.t_relay_to_proxy$"):
+        kam.ksr.tm.t_relay_to_proxy("udp:1.2.3.4:5060")
+    with pytest.raises(AttributeError, match=r"does not implement KSR\.htable$"):
+        kam.ksr.htable.sht_get("a", "b")
+    with pytest.raises(AttributeError, match=r"does not implement KSR\.is_UPDATE$"):
+        kam.ksr.is_UPDATE()
+
+
+def test_calls_are_checked_like_app_python3_parses_them(kam: FakeKamailio) -> None:
+    with pytest.raises(TypeError, match=r"^KSR\.tm\.t_set_fr: argument fr must be int, not str$"):
+        kam.ksr.tm.t_set_fr(1000, "0")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^KSR\.sl\.sl_send_reply: takes 2 arguments, 1 given$"):
+        kam.ksr.sl.sl_send_reply(404)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no keyword arguments"):
+        kam.ksr.sl.sl_send_reply(status=404, reason="x")
+    with pytest.raises(KeyError, match=r"does not implement the pv \$xyz"):
+        kam.ksr.pv.get("$xyz")
+
+
+# ----- pvs -----
+
+
+def test_pvs(kam: FakeKamailio) -> None:
+    get = kam.ksr.pv.get
+    assert (get("$rm"), get("$ru"), get("$rU"), get("$rd")) == ("INVITE", BOB, "bob", "lab.example")
+    assert (get("$fu"), get("$fU"), get("$fd")) == (ALICE, "alice", "lab.example")
+    assert (get("$tU"), get("$ci"), get("$si"), get("$sp")) == (
+        "bob",
+        "call-1@192.0.2.10",
+        "192.0.2.10",
+        5060,
+    )
+    assert get("$du") is None
+    assert get("$hdr(X-Other)") == "1"
+
+
+def test_defines(kam: FakeKamailio) -> None:
+    assert kam.ksr.pv.get("$def(WITH_AUTH)") == ""
+    assert kam.ksr.pv.get("$def(VM_ON_STATUS)") == '"486"'
+    assert kam.ksr.pv.get("$def(WITH_PGSQL)") is None
+
+
+def test_avps_stack_and_unset(kam: FakeKamailio) -> None:
+    assert kam.ksr.pv.get("$avp(x)") is None
+    kam.ksr.pv.sets("$avp(x)", "a")
+    kam.ksr.pv.seti("$avp(x)", 2)
+    assert kam.ksr.pv.get("$avp(x)") == 2
+    kam.ksr.pv.unset("$avp(x)")
+    assert kam.ksr.pv.is_null("$avp(x)")
+
+
+def test_uri_changes(kam: FakeKamailio) -> None:
+    kam.ksr.seturi("sip:carol@lab.example")
+    kam.ksr.setdsturi("sip:127.0.0.1:5080")
+    assert (kam.ksr.pv.get("$rU"), kam.ksr.pv.get("$du")) == ("carol", "sip:127.0.0.1:5080")
+    assert kam.ksr.isdsturiset()
+    kam.ksr.resetdsturi()
+    assert not kam.ksr.isdsturiset()
+    with pytest.raises(KeyError, match="cannot assign"):
+        kam.ksr.pv.sets("$fu", "sip:x@y")
+
+
+def test_flags(kam: FakeKamailio) -> None:
+    kam.ksr.setflag(5)
+    assert kam.ksr.isflagset(5)
+    assert not kam.ksr.isflagset(6)
+    kam.ksr.resetflag(5)
+    assert not kam.ksr.isflagset(5)
+    with pytest.raises(ValueError, match=r"outside 0\.\.31"):
+        kam.ksr.setflag(32)
+
+
+def test_methods(kam: FakeKamailio) -> None:
+    assert kam.ksr.is_INVITE()
+    assert not kam.ksr.is_ACK()
+    assert kam.ksr.is_method_in("IS")
+    assert not kam.ksr.is_method_in("RP")
+    with pytest.raises(ValueError, match="no method letter"):
+        kam.ksr.is_method_in("Z")
+
+
+# ----- headers -----
+
+
+def test_header_changes_show_when_sent_not_when_read(kam: FakeKamailio) -> None:
+    assert kam.ksr.textops.remove_hf_re("^P-App-") == 1
+    kam.ksr.hdr.append("P-App-Name: voicemail\r\n")
+    assert kam.ksr.hdr.get("P-App-Param") == "usr=x"  # lumps are not read back
+    assert kam.ksr.hdr.is_present("P-App-Name") == -1
+    kam.ksr.tm.t_relay()
+    [relay] = kam.relays
+    assert relay.header_values("P-App-Param") == []
+    assert relay.header_values("P-App-Name") == ["voicemail"]
+    assert relay.header("X-Other") == "1"
+
+
+def test_remove_hf_re_is_a_case_sensitive_posix_regex(kam: FakeKamailio) -> None:
+    assert kam.ksr.textops.remove_hf_re("^p-app-") == -1
+    assert kam.ksr.textops.remove_hf_re("^[Pp]-[Aa][Pp][Pp]-") == 1
+    assert posix_regex("^[[:alpha:]]+-[[:digit:]]$").search("Ab-1")
+    with pytest.raises(ValueError, match="not a POSIX extended regex"):
+        kam.ksr.textops.remove_hf_re(r"^\w+")
+
+
+def test_header_text_must_be_one_line_with_crlf(kam: FakeKamailio) -> None:
+    for text in ("P-App-Name: voicemail", "A: 1\r\nB: 2\r\n", "no colon\r\n"):
+        with pytest.raises(ValueError, match="one 'Name: value"):
+            kam.ksr.hdr.append(text)
+
+
+def test_has_body_type(kam: FakeKamailio) -> None:
+    assert kam.ksr.textops.has_body_type("application/sdp") == 1
+    assert kam.ksr.textops.has_body_type("text/plain") == -1
+    kam.receive(sip_request("BYE", BOB, from_=ALICE))
+    assert kam.ksr.textops.has_body_type("application/sdp") == -1
+
+
+# ----- replies, relays and the failure route -----
+
+
+def test_replies_are_recorded(kam: FakeKamailio) -> None:
+    kam.ksr.sl.sl_send_reply(404, "Not Found")
+    kam.ksr.tm.t_send_reply(500, "Oops")
+    assert kam.replies == [Reply(404, "Not Found", "sl"), Reply(500, "Oops", "tm")]
+
+
+def test_failure_route_restores_the_relayed_request(kam: FakeKamailio) -> None:
+    kam.ksr.seturi("sip:bob@192.0.2.20")
+    kam.ksr.pv.sets("$avp(vm_user)", "bob")
+    kam.ksr.setflag(8)
+    kam.ksr.tm.t_on_failure("ksr_failure_phone")
+    kam.ksr.tm.t_set_fr(20000, 0)
+    kam.ksr.tm.t_relay()
+    assert kam.relays[0].fr_timers == (20000, 0)
+    kam.ksr.pv.sets("$avp(vm_user)", "changed after relay")
+    assert kam.failure(486) == "ksr_failure_phone"
+    assert kam.relays == []
+    assert kam.ksr.pv.get("$avp(vm_user)") == "bob"
+    assert kam.ksr.isflagset(8)
+    assert kam.ksr.pv.get("$ru") == "sip:bob@192.0.2.20"
+    assert kam.ksr.tm.t_get_status_code() == 486
+    assert kam.ksr.tm.t_branch_timeout() == -1
+    assert kam.ksr.tm.t_is_canceled() == -1
+    with pytest.raises(AssertionError, match="failure route armed"):
+        kam.failure(486)  # not re-armed
+
+
+def test_failure_functions_outside_a_failure_route_fail(kam: FakeKamailio) -> None:
+    with pytest.raises(AssertionError, match="outside a failure route"):
+        kam.ksr.tm.t_get_status_code()
+
+
+def test_t_check_trans(kam: FakeKamailio) -> None:
+    assert kam.ksr.tm.t_check_trans() == -1
+    kam.receive(sip_request("INVITE", BOB, from_=ALICE, known_transaction=True))
+    assert kam.ksr.tm.t_check_trans() == 0
+    kam.receive(sip_request("CANCEL", BOB, from_=ALICE, known_transaction=True))
+    assert kam.ksr.tm.t_check_trans() == 1
+
+
+# ----- tables -----
+
+
+def test_registrar_save_and_lookup(kam: FakeKamailio) -> None:
+    kam.receive(sip_request("REGISTER", "sip:lab.example", from_=BOB, to=BOB))
+    assert kam.ksr.registrar.save("location", 0) == 1
+    assert kam.replies == [Reply(200, "OK", "registrar")]
+    kam.receive(sip_request("INVITE", BOB, from_=ALICE))
+    assert kam.ksr.registrar.lookup("location") == 1
+    assert kam.ksr.pv.get("$ru") == "sip:bob@192.0.2.10:5060"
+    with pytest.raises(ValueError, match=r"usrloc domain \[loc\] not found"):
+        kam.ksr.registrar.lookup("loc")
+
+
+def test_registrar_return_codes(kam: FakeKamailio) -> None:
+    assert kam.ksr.registrar.lookup("location") == -1
+    kam.register("bob@lab.example", Contact("sip:bob@192.0.2.20", methods=frozenset({"MESSAGE"})))
+    assert kam.ksr.registrar.lookup("location") == -2
+    kam.registrar_error = True
+    assert kam.ksr.registrar.lookup("location") == -3
+
+
+def test_register_with_expires_zero_removes(kam: FakeKamailio) -> None:
+    kam.register("bob@lab.example", Contact("sip:bob@192.0.2.10:5060"))
+    kam.receive(
+        sip_request("REGISTER", "sip:lab.example", from_=BOB, to=BOB, headers=(("Expires", "0"),))
+    )
+    kam.ksr.registrar.save("location", 0)
+    assert kam.location == {}
+
+
+def test_auth_check(kam: FakeKamailio) -> None:
+    kam.add_subscriber("alice@lab.example", "pw")
+    check = kam.ksr.auth_db.auth_check
+    assert check("lab.example", "subscriber", 1) == -5  # no credentials
+    kam.request.credentials = Credentials("alice@lab.example")
+    assert check("lab.example", "subscriber", 1) == 1
+    kam.request.credentials = Credentials("alice@lab.example", valid=False)
+    assert check("lab.example", "subscriber", 1) == -2
+    kam.request.credentials = Credentials("mallory@lab.example")
+    assert check("lab.example", "subscriber", 1) == -3
+    kam.add_subscriber("bob@lab.example", "pw")
+    kam.request.credentials = Credentials("bob@lab.example")
+    assert check("lab.example", "subscriber", 1) == -8  # From is alice
+    assert check("lab.example", "subscriber", 0) == 1
+    assert kam.ksr.auth_db.is_subscriber(BOB, "subscriber", 3) == 1
+    assert kam.ksr.auth_db.is_subscriber("sip:nobody@lab.example", "subscriber", 3) == -1
+
+
+def test_auth_challenge(kam: FakeKamailio) -> None:
+    kam.ksr.auth.auth_challenge("lab.example", 0)
+    assert kam.replies == [Reply(407, "Proxy Authentication Required", "auth")]
+
+
+def test_sqlops_serves_usr_preferences(kam: FakeKamailio) -> None:
+    kam.add_preference("bob@lab.example", "email", "bob@mail.example")
+    kam.add_preference("alice@lab.example", "email", "alice@mail.example")
+    sql = kam.ksr.sqlops
+    query = "SELECT attribute, value FROM usr_preferences WHERE username = 'bob'"
+    assert sql.sql_query("vm", query, "r") == 0
+    assert sql.sql_num_rows("r") == 1
+    assert (sql.sql_result_get("r", 0, 0), sql.sql_result_get("r", 0, 1)) == (
+        "email",
+        "bob@mail.example",
+    )
+    with pytest.raises(IndexError):
+        sql.sql_result_get("r", 1, 0)
+    sql.sql_result_free("r")
+    with pytest.raises(KeyError, match="no result"):
+        sql.sql_num_rows("r")
+    assert sql.sql_query("vm", "SELEC nonsense", "r") == -1
+    assert kam.sql_queries == [query, "SELEC nonsense"]
+    with pytest.raises(ValueError, match="no connection 'other'"):
+        sql.sql_query("other", query, "r")
+
+
+def test_dispatcher_round_robin_failover_and_marks(kam: FakeKamailio) -> None:
+    for port in (5080, 5081, 5082):
+        kam.add_worker(f"sip:127.0.0.1:{port}")
+    ds = kam.ksr.dispatcher
+    assert ds.ds_select_dst(1, 4) == 1
+    assert kam.dst_uri == "sip:127.0.0.1:5080"
+    assert ds.ds_mark_dst_state("ip") == 1
+    assert ds.ds_next_dst() == 1
+    assert kam.dst_uri == "sip:127.0.0.1:5081"
+    assert ds.ds_next_dst() == 1
+    assert ds.ds_next_dst() == -1
+    assert kam.ds_marks == [("sip:127.0.0.1:5080", "ip")]
+    # round robin over the active ones: 5080 is inactive now
+    assert ds.ds_select_dst(1, 4) == 1
+    assert kam.dst_uri == "sip:127.0.0.1:5082"
+    assert ds.ds_select_dst(2, 4) == -1
+    with pytest.raises(NotImplementedError, match="algorithm 0"):
+        ds.ds_select_dst(1, 0)
+
+
+def test_rr(kam: FakeKamailio) -> None:
+    assert kam.ksr.rr.loose_route() == -1
+    kam.receive(
+        sip_request(
+            "BYE", BOB, from_=ALICE, to_tag="t", headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"),)
+        )
+    )
+    assert kam.ksr.rr.loose_route() == 1
+    assert kam.ksr.rr.check_route_param("vm=1") == 1
+    assert kam.ksr.rr.check_route_param("nat=yes") == -1
+    with pytest.raises(ValueError, match="must start with ';'"):
+        kam.ksr.rr.add_rr_param("vm=1")
+
+
+def test_siputils_maxfwd_sanity(kam: FakeKamailio) -> None:
+    assert kam.ksr.siputils.has_totag() == -1
+    assert kam.ksr.siputils.is_first_hop() == 1
+    assert kam.ksr.siputils.options_reply() == -1
+    assert kam.ksr.maxfwd.process_maxfwd(10) == 1
+    assert kam.ksr.sanity.sanity_check_defaults() == 1
+    kam.request.sane = False
+    assert kam.ksr.sanity.sanity_check_defaults() == -1
+
+
+def test_rtpengine_and_nathelper_are_recorded(kam: FakeKamailio) -> None:
+    assert kam.ksr.rtpengine.rtpengine_offer("replace-origin") == 1
+    kam.rtpengine_available = False
+    assert kam.ksr.rtpengine.rtpengine_delete0() == -1
+    assert [(c.operation, c.flags) for c in kam.rtpengine] == [
+        ("offer", "replace-origin"),
+        ("delete", ""),
+    ]
+    assert kam.ksr.nathelper.nat_uac_test(19) == -1
+    kam.ksr.force_rport()
+    assert kam.nat_calls == ["nat_uac_test(19)", "force_rport"]

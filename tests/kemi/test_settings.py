@@ -1,0 +1,68 @@
+"""kemi.settings: the proxy's settings from kamailio.cfg defines, as $def() gives them."""
+
+from __future__ import annotations
+
+import pytest
+
+from kemi.settings import DEFAULT_VOICEMAIL_STATUSES, Settings, SettingsError, load_settings
+
+
+def settings(**defines: str) -> Settings:
+    return load_settings(defines.get)
+
+
+def test_no_defines_give_the_defaults() -> None:
+    assert settings() == Settings()
+    assert settings().voicemail_statuses == DEFAULT_VOICEMAIL_STATUSES == (404, 408, 480, 486)
+    assert settings().access_numbers == ("1000", "1001")
+
+
+def test_string_defines_keep_their_quotes_in_def_and_lose_them_here() -> None:
+    loaded = settings(
+        VM_VOICEBOX_NUMBER='"*98"',
+        VM_ANNRECORDER_NUMBER='"*99"',
+        VM_ON_STATUS='"486,408"',
+        VM_GREETING_TYPE='"unavail"',
+    )
+    assert loaded.access_numbers == ("*98", "*99")
+    assert loaded.voicemail_statuses == (486, 408)
+    assert loaded.greeting_type == "unavail"
+
+
+def test_number_defines() -> None:
+    loaded = settings(VM_NO_ANSWER_TIMEOUT="30", VM_WORKER_SET="2", VM_WORKER_ALGORITHM="8")
+    assert (loaded.no_answer_timeout, loaded.worker_set, loaded.worker_algorithm) == (30, 2, 8)
+
+
+def test_rtpengine_follows_the_switch() -> None:
+    assert load_settings(lambda name: None, rtpengine=False).rtpengine is False
+
+
+@pytest.mark.parametrize(
+    ("defines", "message"),
+    [
+        ({"VM_NO_ANSWER_TIMEOUT": "soon"}, "VM_NO_ANSWER_TIMEOUT: 'soon' is not a number"),
+        ({"VM_NO_ANSWER_TIMEOUT": "0"}, "VM_NO_ANSWER_TIMEOUT: 0 is outside 1..600"),
+        ({"VM_NO_ANSWER_TIMEOUT": "601"}, "VM_NO_ANSWER_TIMEOUT: 601 is outside 1..600"),
+        ({"VM_WORKER_SET": "-1"}, "VM_WORKER_SET: -1 is outside 0..65535"),
+        ({"VM_ON_STATUS": '"486,200"'}, "VM_ON_STATUS: 200 is outside 300..699"),
+        ({"VM_ON_STATUS": '""'}, "VM_ON_STATUS: no status codes"),
+        ({"VM_ON_STATUS": '"486;408"'}, "VM_ON_STATUS: '486;408' is not a number"),
+        ({"VM_VOICEBOX_NUMBER": '""'}, "VM_VOICEBOX_NUMBER: '' is not a dialable number"),
+        ({"VM_VOICEBOX_NUMBER": '"10 00"'}, "VM_VOICEBOX_NUMBER: '10 00' is not a dialable number"),
+        (
+            {"VM_ANNRECORDER_NUMBER": '"1000"'},
+            "VM_VOICEBOX_NUMBER and VM_ANNRECORDER_NUMBER are the same",
+        ),
+        ({"VM_GREETING_TYPE": '"../x"'}, "VM_GREETING_TYPE: '../x' is not a greeting type"),
+        ({"VM_GREETING_TYPE": '""'}, "VM_GREETING_TYPE: '' is not a greeting type"),
+    ],
+)
+def test_errors_name_the_define(defines: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as error:
+        settings(**defines)
+    assert str(error.value) == message
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
