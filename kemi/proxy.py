@@ -39,9 +39,9 @@ from kemi.settings import Settings, load_settings
 EXIT = -255  # a route's return value that stops processing the message
 FLT_NATS = 5  # transaction flag: the caller is behind NAT
 FLB_NATB = 6  # branch flag: the callee is behind NAT
-FLT_TO_WORKER = 8  # transaction flag: the INVITE went to a media worker
+FLT_OFFERED = 9  # transaction flag: rtpengine has the caller's offer (else: late offer)
 NAT_TESTS = 19  # nat_uac_test: private Contact, Via received != source, rport, SDP
-LOOKUP_NOT_FOUND = (-1, -3)  # registrar.lookup: no contact / no contact for the method
+LOOKUP_NOT_FOUND = (-1, -3)  # registrar.lookup: no contact / internal error (as upstream)
 LOOKUP_METHOD_UNSUPPORTED = -2
 # is_subscriber flags: 1 match the domain too, 2 only check existence (load nothing).
 IS_SUBSCRIBER_FLAGS = 3
@@ -104,11 +104,16 @@ class HomeProxy:
             if KSR.tm.t_check_trans() > 0:
                 self.relay()
             return 1
+        # Retransmissions: tm resends the last reply; nothing is routed twice.
+        if not KSR.is_ACK():
+            if KSR.tmx.t_precheck_trans() > 0:
+                KSR.tm.t_check_trans()
+                return 1
+            if KSR.tm.t_check_trans() == 0:
+                return 1
         if KSR.siputils.has_totag() > 0:
             self.within_dialog()
             return 1
-        if not KSR.is_ACK():
-            KSR.tm.t_check_trans()
         if KSR.is_ACK():
             return 1  # an ACK without To-tag belongs to a transaction t_check_trans ended
         authenticated = self.authenticate()
@@ -168,8 +173,10 @@ class HomeProxy:
             return
         if KSR.is_BYE():
             KSR.rtpengine.rtpengine_delete0()
-        elif KSR.is_INVITE() and KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER)
+        elif KSR.is_INVITE():
+            if KSR.textops.has_body_type("application/sdp") > 0:
+                KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER)
+                KSR.setflag(FLT_OFFERED)
             KSR.tm.t_on_reply("ksr_onreply_worker")
         elif KSR.is_ACK() and KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_answer(ANSWER_FROM_WORKER)
@@ -268,28 +275,32 @@ class HomeProxy:
             self.reply(500, "Voicemail profile unusable")
             return
         KSR.seturi(f"sip:{call.user}@{call.domain}")
-        KSR.hdr.append(f"{APP_NAME_HEADER}: {call.app}\r\n")
-        KSR.hdr.append(f"{APP_PARAM_HEADER}: {param}\r\n")
+        # The branch route adds the headers and the rtpengine offer to each branch
+        # toward a worker, the failover's too; a phone's branch never carries them.
+        KSR.pv.sets("$avp(vm_app)", call.app)
+        KSR.pv.sets("$avp(vm_param)", param)
+        if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.setflag(FLT_OFFERED)
         self.log(f"to {call.app} at {_pv('$du')}: {param}")
         self.relay_to_worker()
 
     def relay_to_worker(self) -> None:
-        if not KSR.isflagset(FLT_TO_WORKER):
-            KSR.rr.add_rr_param(";" + WORKER_ROUTE_PARAM)
-            KSR.setflag(FLT_TO_WORKER)
-        if (
-            self.settings.rtpengine
-            and KSR.textops.has_body_type("application/sdp") > 0
-            and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0
-        ):
-            self.log("rtpengine refused the offer")
-            self.reply(503, "Media relay unavailable")
-            return
+        """Relay to the worker in $du; a failover relays the same request again."""
+        KSR.tm.t_on_branch("ksr_branch_worker")
         KSR.tm.t_on_reply("ksr_onreply_worker")
         KSR.tm.t_on_failure("ksr_failure_worker")
         KSR.tm.t_set_fr(WORKER_ANSWER_MS, WORKER_FIRST_RESPONSE_MS)
         if KSR.tm.t_relay() < 0:
             KSR.sl.sl_reply_error()
+
+    def ksr_branch_worker(self, msg: object) -> int:
+        KSR.hdr.append(f"{APP_NAME_HEADER}: {_pv('$avp(vm_app)')}\r\n")
+        KSR.hdr.append(f"{APP_PARAM_HEADER}: {_pv('$avp(vm_param)')}\r\n")
+        KSR.rr.add_rr_param(";" + WORKER_ROUTE_PARAM)
+        if KSR.isflagset(FLT_OFFERED) and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0:
+            self.log(f"rtpengine refused the offer toward {_pv('$du')}: branch dropped")
+            KSR.set_drop()
+        return 1
 
     def profile(self, user: str, domain: str) -> Profile:
         rows: list[tuple[str, str]] = []
@@ -316,7 +327,10 @@ class HomeProxy:
 
     def ksr_onreply_worker(self, msg: object) -> int:
         if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_manage(ANSWER_FROM_WORKER)
+            if KSR.isflagset(FLT_OFFERED):
+                KSR.rtpengine.rtpengine_answer(ANSWER_FROM_WORKER)
+            else:  # late offer: the worker offers in its 200, the ACK answers
+                KSR.rtpengine.rtpengine_offer(ANSWER_FROM_WORKER)
         return 1
 
     def ksr_failure_phone(self, msg: object) -> int:

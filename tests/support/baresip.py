@@ -33,9 +33,13 @@ class Baresip(Managed):
         extra_config: str = "",
         account: str | None = None,
         modules: tuple[str, ...] = MODULES,
+        sample_rate: int = 8000,
+        channels: int = 1,
     ) -> None:
         """``account``: a baresip account line (registration, auth, outbound proxy)
-        instead of the default unregistered one."""
+        instead of the default unregistered one; ``sample_rate``: the audio device's
+        rate and channels, which the source file must have (G.722: 16000 Hz; opus: 48000 Hz,
+        2 channels)."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
         # baresip listens on both UDP and TCP on these ports.
         self.sip_port = free_udp_tcp_port()
@@ -49,8 +53,8 @@ class Baresip(Managed):
             "net_interface 127.0.0.1",
             f"audio_source aufile,{source_wav}",
             "audio_alert aufile,/dev/null",
-            "audio_srate 8000",
-            "audio_channels 1",
+            f"audio_srate {sample_rate}",
+            f"audio_channels {channels}",
             f"rtp_ports {rtp_base}-{rtp_base + 40}",
             "module_path /usr/lib/baresip/modules",
             *(f"module {m}" for m in modules),

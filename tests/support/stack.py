@@ -101,6 +101,7 @@ class Rtpengine(LoggedProcess):
         return [
             "rtpengine",
             "--foreground",
+            "--config-file=none",  # not /etc/rtpengine/rtpengine.conf and its fixed ports
             "--log-stderr",
             "--table=-1",
             "--interface=127.0.0.1",
@@ -126,7 +127,9 @@ class Rtpengine(LoggedProcess):
 class MediaWorker(LoggedProcess):
     """``voicemail worker --config`` on a fixed port (the dispatcher list names it)."""
 
-    def __init__(self, directory: Path, index: int, smtp_port: int, spool: Path) -> None:
+    def __init__(
+        self, directory: Path, index: int, smtp_port: int, spool: Path, prompts: Path | None
+    ) -> None:
         self.name = f"worker{index}"
         super().__init__(directory)
         self.port = free_udp_tcp_port()
@@ -138,7 +141,7 @@ class MediaWorker(LoggedProcess):
             f"rtp: {{ports: [{rtp}, {rtp + 99}]}}\n"
             f"storage: {{url: 'fs://{spool}'}}\n"
             f"email: {{smtp: {{host: 127.0.0.1, port: {smtp_port}, timeout: 5}}}}\n"
-            "apps: {default_mode: box}\n"
+            "apps: {default_mode: box}\n" + (f"prompts: {{built: {prompts}}}\n" if prompts else "")
         )
 
     def command(self) -> list[str]:
@@ -251,22 +254,29 @@ class Stack(Managed):
     }
 
     def __init__(
-        self, *, workers: int = 1, kamailio_settings: dict[str, str] | None = None
+        self,
+        *,
+        workers: int = 1,
+        prompts: Path | None = None,
+        kamailio_settings: dict[str, str] | None = None,
     ) -> None:
+        """``prompts``: a directory `voicemail prompts build` filled (the menu prompts
+        Debian's English set lacks)."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
         self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
         self.spool = self.dir / "spool"
         self.smtp = SmtpCatcher()
         self.rtpengine = Rtpengine(self.dir)
         self.workers = [
-            MediaWorker(self.dir, i + 1, self.smtp.port, self.spool) for i in range(workers)
+            MediaWorker(self.dir, i + 1, self.smtp.port, self.spool, prompts)
+            for i in range(workers)
         ]
         self.kamailio = Kamailio(
             self.dir,
             db_url=self.db_url,
             workers=self.workers,
             rtpengine=self.rtpengine,
-            settings=kamailio_settings,
+            settings={"VM_NO_ANSWER_TIMEOUT": "4", **(kamailio_settings or {})},
         )
         self._started: list[Managed] = []
 
