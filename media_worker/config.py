@@ -111,6 +111,7 @@ class SmtpConfig:
     starttls: bool = False
     tls: bool = False
     timeout: float = 30.0
+    ca_file: str | None = None
 
     def check(self, key: str) -> None:
         _port(self.port, f"{key}.port")

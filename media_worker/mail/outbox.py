@@ -4,9 +4,10 @@ server took it.
 Each job is two files in the outbox directory: ``<id>.eml`` (the message) and ``<id>.job``
 (msgpack metadata: mailbox, Call-ID, attempts, next attempt, last error), both written
 atomically; the .job file is written last, so a job exists only when complete. Transient
-failures (no server, 4xx, timeouts) retry with backoff, across restarts; a message the
-server refuses for good (5xx) moves to ``rejected/`` with a log line; a record that cannot
-be read moves to ``corrupt/``. Nothing is dropped silently.
+failures (no server, 4xx, timeouts, and authentication failures, which a corrected
+password ends) retry with backoff, across restarts; a message the server refuses for good
+(any other 5xx) moves to ``rejected/`` with a log line; a record that cannot be read moves
+to ``corrupt/``. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ log = logging.getLogger("voicemail.mail")
 
 JOB_VERSION = 1
 DEFAULT_BACKOFF = (10.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+# 5xx replies about our credentials (RFC 4954): a configuration fault an operator fixes,
+# not a refusal of the message, so the job waits for the fix instead of being set aside.
+AUTH_FAULTS = frozenset({530, 534, 535, 538})
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class SmtpSettings:
     starttls: bool = False  # upgrade with STARTTLS (required when True)
     tls: bool = False  # implicit TLS (port 465)
     timeout: float = 30.0
+    ca_file: str | None = None  # PEM CA certificates to trust; None: the system's
 
 
 @dataclass
@@ -196,9 +201,10 @@ class Outbox:
                 start_tls=self.smtp.starttls,
                 use_tls=self.smtp.tls,
                 timeout=self.smtp.timeout,
+                cert_bundle=self.smtp.ca_file,
             )
         except aiosmtplib.SMTPResponseException as exc:
-            if 500 <= exc.code < 600:
+            if 500 <= exc.code < 600 and exc.code not in AUTH_FAULTS:
                 job.last_error = f"{exc.code} {exc.message}"
                 log.error(
                     "[%s] email %s for %s refused for good (%s): moved to rejected/",
