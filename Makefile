@@ -9,7 +9,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # Debian packages the product and its tests run against.
-APT_PACKAGES := postgresql python3-venv sox espeak-ng baresip-core sip-tester asterisk-core-sounds-en-wav
+APT_PACKAGES := postgresql python3-venv sox espeak-ng baresip-core sip-tester asterisk-core-sounds-en-wav \
+  kamailio kamailio-python3-modules kamailio-sqlite-modules kamailio-postgres-modules \
+  kamailio-presence-modules rtpengine-daemon
 
 .PHONY: setup system-packages venv lab test lint pytest bench clean
 
@@ -32,26 +34,17 @@ $(BIN)/python:
 
 # Reinstalled only when the project's metadata changes.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]' 2>&1 | grep -vE 'BuildBackendWarning|^ |^$$|!!' || true
+	$(BIN)/pip install -q -e '.[dev,lab]' 2>&1 | grep -vE 'BuildBackendWarning|^ |^$$|!!' || true
 	$(BIN)/voicemail --version
 	touch $@
 
 venv: $(VENV)/.installed
 
-# What the lab is today: the message store and its operator commands. Kamailio, rtpengine
-# and the media worker join it as they are built (see README, "Status").
-LAB := $(CURDIR)/var/lab
-LAB_STORE := fs://$(LAB)/spool
+# The lab: Kamailio, rtpengine, a worker and an SMTP catcher on loopback (see README),
+# then the demo call. `voicemail lab down` stops it.
 lab: setup
-	mkdir -p $(LAB)
-	$(BIN)/voicemail storage init $(LAB_STORE)
-	espeak-ng -w $(LAB)/hello-espeak.wav "Hi Bob, this is Alice. Please call me back."
-	sox $(LAB)/hello-espeak.wav -r 8000 -c 1 -b 16 $(LAB)/hello.wav
-	$(BIN)/voicemail mailbox import --storage $(LAB_STORE) \
-	  --sender '"Alice" <sip:alice@lab.example>' lab.example bob $(LAB)/hello.wav
-	$(BIN)/voicemail mailbox list --storage $(LAB_STORE) lab.example bob
-	@echo "spool: $(LAB)/spool (SEMS layout: <domain>/<user>/<ts>+<sender>.wav)"
-	@echo "try:   $(BIN)/voicemail mailbox --help"
+	$(BIN)/voicemail lab up
+	$(BIN)/voicemail lab demo
 
 lint:
 	$(BIN)/ruff check .

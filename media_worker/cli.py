@@ -11,6 +11,7 @@ from typing import cast
 
 from kemi import cli as kemi_cli
 from media_worker import __version__
+from media_worker.lab import cli as lab_cli
 from storage import cli as storage_cli
 
 DESCRIPTION = """\
@@ -26,6 +27,7 @@ commands:
   storage   prepare a message store
   db        create the Kamailio database tables (subscriber, location, ...)
   user      add, change, show or delete a SIP user and its voicemail preferences
+  lab       run the whole product on this machine (Kamailio, rtpengine, worker), demo
 
 environment:
   VOICEMAIL_STORAGE   default message store URL for the mailbox commands
@@ -234,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pin_parser(subparsers)
     storage_cli.add_parsers(subparsers)
     kemi_cli.add_parsers(subparsers)
+    lab_cli.add_parsers(subparsers)
     return parser
 
 

@@ -1,0 +1,146 @@
+"""``voicemail lab ...``: the whole product on this machine, for a demo and for phones."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from media_worker.lab.layout import DOMAIN, SOURCE_TREE, USERS, Lab, Ports
+
+LAB_EPILOG = f"""\
+The lab runs on loopback: Kamailio (the KEMI home proxy) on 127.0.0.1:5060 UDP and TCP
+for the SIP domain {DOMAIN}, rtpengine (control 127.0.0.1:2223), one media worker
+(127.0.0.1:5080) and an SMTP catcher (127.0.0.1:2525) that saves every mail as a .eml
+file. Users: {", ".join(f"{u} (password {p}, mode {m})" for u, (p, m) in USERS.items())};
+each one's email is <user>@{DOMAIN}. Dial 1000 for the voicebox, 1001 to record a
+greeting.
+
+actions:
+  up       create the database, users and prompts, start what is not running, and
+           return once every part answers (running it twice is harmless)
+  down     stop every part by the PID in its file
+  status   show each part, its PID and whether it answers
+  demo     alice leaves bob a spoken message, bob listens on 1000; prints the email,
+           the mailbox and where the recordings are
+  run P    run one part (smtp, rtpengine, worker1, kamailio) in the foreground, as the
+           containers do
+
+files (under --dir):
+  spool/  messages (SEMS layout)   mail/  received emails   log/  one log per part
+  run/    PID files, Kamailio's control socket   kamailio/  the cfg Kamailio runs
+
+examples:
+  voicemail lab up && voicemail lab demo
+  voicemail lab status
+  kamcmd -s unix:var/lab/run/kamailio_ctl ul.dump
+
+exit status:
+  0 done, 1 a part did not start (its log is named), 2 usage error"""
+
+
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = subparsers.add_parser(
+        "lab",
+        help="run the whole product on this machine, with a demo",
+        description="Bring up, inspect and stop the lab, and run its demo.",
+        epilog=LAB_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lab.add_argument("action", choices=["up", "down", "status", "demo", "run"])
+    lab.add_argument("part", nargs="?", help="with run: smtp, rtpengine, worker1 or kamailio")
+    lab.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get("VOICEMAIL_LAB", SOURCE_TREE / "var" / "lab")),
+        help="the lab's directory (default: var/lab in the source tree, or $VOICEMAIL_LAB)",
+    )
+    defaults = Ports()
+    ports = lab.add_argument_group("ports (to run a second lab beside the first)")
+    ports.add_argument("--sip-port", type=int, default=defaults.sip)
+    ports.add_argument("--worker-port", type=int, default=defaults.worker)
+    ports.add_argument("--rtpengine-port", type=int, default=defaults.rtpengine_ng)
+    ports.add_argument("--smtp-port", type=int, default=defaults.smtp)
+    ports.add_argument(
+        "--media-base",
+        type=int,
+        default=defaults.worker_media[0],
+        help="first of 2,000 RTP ports: the worker's thousand, then rtpengine's",
+    )
+    lab.set_defaults(handler=_run_lab)
+
+
+def lab_from(args: argparse.Namespace) -> Lab:
+    base = args.media_base
+    return Lab(
+        root=args.dir.resolve(),
+        ports=Ports(
+            sip=args.sip_port,
+            worker=args.worker_port,
+            rtpengine_ng=args.rtpengine_port,
+            smtp=args.smtp_port,
+            worker_media=(base, base + 999),
+            rtpengine_media=(base + 1000, base + 1999),
+        ),
+    )
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    from media_worker.lab.control import Controller, LabError
+
+    lab = lab_from(args)
+    control = Controller(lab)
+    try:
+        if args.action == "up":
+            control.up(_say)
+            _say(f"lab is up: SIP domain {DOMAIN} at {lab.host}:{lab.ports.sip}")
+        elif args.action == "down":
+            control.down(_say)
+        elif args.action == "status":
+            for part, pid, answers in control.status():
+                state = "answers" if answers else "does not answer"
+                _say(f"{part:10} {'pid ' + str(pid) if pid else 'not running':16} {state}")
+            return 0 if all(answers for _, _, answers in control.status()) else 1
+        elif args.action == "demo":
+            return _demo(control, lab)
+        else:
+            return _run_part(control, lab, args.part)
+    except LabError as exc:
+        print(f"voicemail lab: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _demo(control: object, lab: Lab) -> int:
+    from media_worker.lab.control import Controller
+    from media_worker.lab.demo import DemoError, run_demo
+
+    assert isinstance(control, Controller)
+    down = [part for part, _, answers in control.status() if not answers]
+    if down:
+        print(f"voicemail lab: not answering: {', '.join(down)}; run `voicemail lab up`")
+        return 1
+    try:
+        run_demo(lab, _say)
+    except (DemoError, AssertionError) as exc:
+        print(f"voicemail lab demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_part(control: object, lab: Lab, part: str | None) -> int:
+    from media_worker.lab.control import Controller
+
+    assert isinstance(control, Controller)
+    commands = lab.commands()
+    if part not in commands:
+        print(f"voicemail lab run: name a part: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    control.prepare(_say)
+    command = commands[part]
+    os.execvp(command[0], command)  # noqa: S606 - the part replaces this process

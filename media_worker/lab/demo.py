@@ -1,0 +1,135 @@
+"""``voicemail lab demo``: alice leaves bob a spoken message, bob listens on 1000.
+
+Everything goes the way a real call does: baresip phones registered with digest auth at
+the lab's Kamailio, rtpengine in the media path, the worker answering, the SMTP catcher
+receiving the email."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from media_worker.lab.layout import DOMAIN, Lab
+from media_worker.lab.phone import Phone
+from storage import MailboxNotFound, MessageInfo, open_storage
+
+MESSAGE_TEXT = "Hi Bob, this is Alice. The voicemail lab works. Please call me back."
+GREETING_SECONDS = 9  # the caller stays silent through the greeting and the beep
+
+
+class DemoError(Exception):
+    pass
+
+
+def _sox(*args: str) -> None:
+    subprocess.run(["sox", *args], check=True, capture_output=True)
+
+
+def make_audio(directory: Path) -> tuple[Path, Path]:
+    """alice's microphone (silence through the greeting, then speech) and bob's (silence)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    spoken = directory / "alice-espeak.wav"
+    subprocess.run(["espeak-ng", "-w", str(spoken), MESSAGE_TEXT], check=True)
+    alice = directory / "alice-says.wav"
+    _sox(str(spoken), "-r", "8000", "-c", "1", "-b", "16", str(alice),
+         "pad", str(GREETING_SECONDS), "1")  # fmt: skip
+    bob = directory / "bob-silence.wav"
+    _sox("-n", "-r", "8000", "-c", "1", "-b", "16", str(bob), "trim", "0", "25")
+    return alice, bob
+
+
+def _mailbox(lab: Lab, user: str) -> list[MessageInfo]:
+    async def listing() -> list[MessageInfo]:
+        async with open_storage(f"fs://{lab.spool}") as store:
+            try:
+                return await store.list_mailbox(DOMAIN, user)
+            except MailboxNotFound:
+                return []
+
+    return asyncio.run(listing())
+
+
+def _wait(what: str, condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise DemoError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def run_demo(lab: Lab, say: Callable[[str], None]) -> None:
+    demo_dir = lab.root / "demo"
+    alice_audio, bob_audio = make_audio(demo_dir)
+    before = {m.name for m in _mailbox(lab, "bob")}
+    mails_before = set(lab.mail.glob("*.eml"))
+
+    say(f"alice calls bob@{DOMAIN} (bob has no phone registered: voicemail answers)")
+    alice = Phone(alice_audio, account=lab.account("alice"))
+    try:
+        alice.start()
+        alice.wait_for_log("200 OK", 10)
+        alice.dial(f"sip:bob@{DOMAIN}")
+        alice.wait_for_log("Call established", 20)
+        say("  voicemail answered; alice listens to the greeting, then speaks:")
+        say(f"  \u201c{MESSAGE_TEXT}\u201d")
+        alice.wait_for_log("terminated", 60)
+    finally:
+        alice.stop()
+        alice.cleanup()
+
+    _wait("the message in bob's box", lambda: len(_mailbox(lab, "bob")) > len(before), 30)
+    _wait("the email", lambda: set(lab.mail.glob("*.eml")) - mails_before != set(), 30)
+    [message] = [m for m in _mailbox(lab, "bob") if m.name not in before]
+    [mail_path] = sorted(set(lab.mail.glob("*.eml")) - mails_before)
+    say(f"bob's box has a new message: {message.name} ({message.size} bytes)")
+
+    say("bob dials 1000 (his voicebox) and listens")
+    bob = Phone(bob_audio, account=lab.account("bob", register=False))
+    try:
+        bob.start()
+        bob.dial(f"sip:1000@{DOMAIN}")
+        bob.wait_for_log("Call established", 20)
+        time.sleep(16)  # "you have one new message", the message itself
+        bob.hangup()
+        bob.wait_for_log("terminated", 10)
+        bob.stop()
+        heard = demo_dir / "bob-heard.wav"
+        shutil.copy(bob.dump("dec"), heard)
+    finally:
+        bob.stop()
+        bob.cleanup()
+
+    _print_mail(mail_path, say)
+    say("")
+    say("bob's mailbox now (voicemail mailbox list --storage fs://" + f"{lab.spool} {DOMAIN} bob):")
+    for info in _mailbox(lab, "bob"):
+        flag = "new  " if info.new else "saved"
+        say(f"  {flag} {info.name}  {info.size} bytes  from {info.sender}")
+    say("")
+    say("where things are:")
+    say(f"  the recording:        {lab.spool / DOMAIN / 'bob' / (message.name + '.wav')}")
+    say(f"  the email:            {mail_path}")
+    say(f"  what alice said:      {alice_audio}")
+    say(f"  what bob heard:       {heard}")
+    say(f"  logs:                 {lab.log_dir}/")
+
+
+def _print_mail(path: Path, say: Callable[[str], None]) -> None:
+    mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert isinstance(mail, EmailMessage)
+    say("")
+    say(f"the email bob received ({path.name}):")
+    for header in ("From", "To", "Subject", "Date"):
+        say(f"  {header}: {mail[header]}")
+    body = mail.get_body(("plain",))
+    if body is not None:
+        for line in body.get_content().strip().splitlines():
+            say(f"  | {line}")
+    for part in mail.iter_attachments():
+        say(f"  attachment: {part.get_filename()} ({part.get_content_type()})")
