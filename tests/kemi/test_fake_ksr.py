@@ -209,17 +209,158 @@ def test_failure_route_restores_the_relayed_request(kam: FakeKamailio) -> None:
     kam.ksr.tm.t_set_fr(20000, 0)
     kam.ksr.tm.t_relay()
     assert kam.relays[0].fr_timers == (20000, 0)
-    kam.ksr.pv.sets("$avp(vm_user)", "changed after relay")
+    kam.ksr.pv.sets("$avp(vm_user)", "set after relay")  # AVPs live with the transaction
+    kam.ksr.setflag(9)  # flags reach the transaction at t_relay only
     assert kam.failure(486) == "ksr_failure_phone"
     assert kam.relays == []
-    assert kam.ksr.pv.get("$avp(vm_user)") == "bob"
+    assert kam.ksr.pv.get("$avp(vm_user)") == "set after relay"
     assert kam.ksr.isflagset(8)
+    assert not kam.ksr.isflagset(9)
     assert kam.ksr.pv.get("$ru") == "sip:bob@192.0.2.20"
     assert kam.ksr.tm.t_get_status_code() == 486
     assert kam.ksr.tm.t_branch_timeout() == -1
     assert kam.ksr.tm.t_is_canceled() == -1
     with pytest.raises(AssertionError, match="failure route armed"):
         kam.failure(486)  # not re-armed
+
+
+def test_the_transaction_keeps_the_r_uri_of_its_creation(kam: FakeKamailio) -> None:
+    """tm clones the request at t_newtran; a later seturi reaches the relay only."""
+    kam.ksr.tm.t_newtran()
+    kam.ksr.seturi("sip:carol@lab.example")
+    kam.ksr.tm.t_on_failure("ksr_failure")
+    kam.ksr.tm.t_relay()
+    assert kam.relays[0].ruri == "sip:carol@lab.example"
+    kam.failure(503)
+    assert kam.ruri == BOB
+
+
+class BranchScript:
+    """Routes for the branch tests: what a KEMI script's branch route would do."""
+
+    def __init__(self, kam: FakeKamailio, *, drop_to: str | None = None) -> None:
+        self.kam, self.drop_to = kam, drop_to
+        self.seen: list[tuple[str, str | None, bool]] = []  # ($ru, $du, flag 9 set)
+
+    def ksr_branch(self, msg: object) -> int:
+        ksr = self.kam.ksr
+        du = ksr.pv.get("$du")
+        self.seen.append(
+            (str(ksr.pv.get("$ru")), None if du is None else str(du), ksr.isflagset(9))
+        )
+        ksr.hdr.append(f"X-Branch: {ksr.pv.get('$avp(tag)')}\r\n")
+        ksr.rr.add_rr_param(";vm=1")
+        ksr.rtpengine.rtpengine_offer("to-worker")
+        if du is not None and du == self.drop_to:
+            ksr.set_drop()
+        return 1
+
+
+def relay_with_branch_route(kam: FakeKamailio, script: BranchScript) -> int:
+    kam.script = script
+    kam.ksr.pv.sets("$avp(tag)", "a")
+    kam.ksr.setflag(9)
+    kam.ksr.setdsturi("sip:127.0.0.1:5080")
+    kam.branches = ["sip:bob@192.0.2.30"]
+    kam.ksr.tm.t_on_branch("ksr_branch")
+    kam.ksr.tm.t_on_failure("ksr_failure")
+    return kam.ksr.tm.t_relay()
+
+
+def test_a_branch_route_changes_its_branch_only(kam: FakeKamailio) -> None:
+    script = BranchScript(kam)
+    assert relay_with_branch_route(kam, script) == 1
+    # Flags and AVPs set before t_relay are seen; each branch has its own R-URI and $du.
+    assert script.seen == [(BOB, "sip:127.0.0.1:5080", True), ("sip:bob@192.0.2.30", None, True)]
+    assert [(r.branch, r.on_branch) for r in kam.relays] == [(0, "ksr_branch"), (1, "ksr_branch")]
+    for relay in kam.relays:
+        assert relay.header_values("X-Branch") == ["a"]
+        assert relay.header_values("P-App-Param") == ["usr=x"]
+        assert relay.rr_params == (";vm=1",)
+        assert [c.operation for c in relay.rtpengine] == ["offer"]
+    # Nothing of it is on the request, nor on what tm keeps for the failure route.
+    assert kam.current_headers() == kam.transaction_headers() == kam.request.headers
+    assert kam.dropped_branches == []
+    kam.failure(503)
+    assert kam.current_headers() == kam.request.headers
+    kam.ksr.tm.t_relay()  # t_on_branch arms one t_relay only
+    assert [(r.header_values("X-Branch"), r.on_branch) for r in kam.relays] == [([], None)]
+
+
+def test_set_drop_in_a_branch_route_drops_that_branch(kam: FakeKamailio) -> None:
+    assert relay_with_branch_route(kam, BranchScript(kam, drop_to="sip:127.0.0.1:5080")) == 1
+    assert [r.ruri for r in kam.relays] == ["sip:bob@192.0.2.30"]
+    [dropped] = kam.dropped_branches
+    assert dropped.dst_uri == "sip:127.0.0.1:5080"
+    assert [c.operation for c in dropped.rtpengine] == ["offer"]
+
+
+def test_a_relay_whose_every_branch_is_dropped_fails(kam: FakeKamailio) -> None:
+    kam.script = BranchScript(kam, drop_to="sip:127.0.0.1:5080")
+    kam.ksr.setdsturi("sip:127.0.0.1:5080")
+    kam.ksr.tm.t_on_branch("ksr_branch")
+    kam.ksr.tm.t_on_failure("ksr_failure")
+    assert kam.ksr.tm.t_relay() == -1
+    assert kam.relays == []
+    assert len(kam.dropped_branches) == 1
+    with pytest.raises(AssertionError, match="no relayed transaction"):
+        kam.failure(503)
+
+
+def test_set_drop_outside_a_branch_route_is_not_modelled(kam: FakeKamailio) -> None:
+    with pytest.raises(NotImplementedError, match="branch routes only"):
+        kam.ksr.set_drop()
+
+
+def test_a_branch_route_needs_the_script(kam: FakeKamailio) -> None:
+    kam.ksr.tm.t_on_branch("ksr_branch")
+    with pytest.raises(AssertionError, match="branch route ksr_branch armed but no script"):
+        kam.ksr.tm.t_relay()
+
+
+def test_a_failure_route_starts_from_the_request_routes_request(kam: FakeKamailio) -> None:
+    """What failure route A changed reaches A's relay, not failure route B; flags and
+    AVPs are the transaction's and stay."""
+    ksr = kam.ksr
+    kam.ksr.textops.remove_hf("X-Other")
+    ksr.rr.record_route()
+    ksr.tm.t_on_failure("ksr_failure_a")
+    ksr.tm.t_relay()
+    assert kam.failure(486) == "ksr_failure_a"
+    ksr.hdr.append("X-From-A: 1\r\n")
+    ksr.rr.add_rr_param(";a=1")
+    ksr.seturi("sip:carol@lab.example")
+    ksr.setdsturi("sip:127.0.0.1:5080")
+    ksr.setflag(9)
+    ksr.pv.sets("$avp(from_a)", "yes")
+    ksr.tm.t_on_failure("ksr_failure_b")
+    ksr.tm.t_relay()
+    [relay] = kam.relays
+    assert (relay.ruri, relay.dst_uri) == ("sip:carol@lab.example", "sip:127.0.0.1:5080")
+    assert relay.header_values("X-From-A") == ["1"]
+    assert relay.header_values("X-Other") == []
+    assert (relay.record_route, relay.rr_params) == (True, (";a=1",))
+    assert kam.failure(503) == "ksr_failure_b"
+    assert kam.current_headers() == [h for h in kam.request.headers if h[0] != "X-Other"]
+    assert (kam.ruri, kam.dst_uri) == (BOB, None)
+    assert ksr.isflagset(9)
+    assert ksr.pv.get("$avp(from_a)") == "yes"
+    ksr.tm.t_relay()
+    [relay] = kam.relays
+    assert (relay.ruri, relay.header_values("X-From-A"), relay.rr_params) == (BOB, [], ())
+    assert relay.record_route
+
+
+def test_reply_routes_see_the_flags_of_the_relay(kam: FakeKamailio) -> None:
+    kam.ksr.tm.t_on_failure("ksr_failure")
+    kam.ksr.tm.t_relay()
+    kam.failure(503)
+    kam.ksr.setflag(9)
+    kam.ksr.tm.t_on_reply("ksr_onreply")
+    kam.ksr.tm.t_relay()
+    assert kam.reply(200, body=SDP) == "ksr_onreply"
+    assert kam.ksr.isflagset(9)
+    assert kam.ksr.textops.has_body_type("application/sdp") == 1
 
 
 def test_failure_functions_outside_a_failure_route_fail(kam: FakeKamailio) -> None:
@@ -233,6 +374,12 @@ def test_t_check_trans(kam: FakeKamailio) -> None:
     assert kam.ksr.tm.t_check_trans() == 0
     kam.receive(sip_request("CANCEL", BOB, from_=ALICE, known_transaction=True))
     assert kam.ksr.tm.t_check_trans() == 1
+
+
+def test_t_precheck_trans(kam: FakeKamailio) -> None:
+    assert kam.ksr.tmx.t_precheck_trans() == -1
+    kam.receive(sip_request("INVITE", BOB, from_=ALICE, in_process=True))
+    assert kam.ksr.tmx.t_precheck_trans() == 1
 
 
 # ----- tables -----

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +27,7 @@ DOMAIN = "lab.example"
 ALICE, BOB = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
 WORKER1, WORKER2 = "sip:127.0.0.1:5080;transport=udp", "sip:127.0.0.1:5081;transport=udp"
 ALL_ON = {"WITH_AUTH": "", "WITH_VOICEMAIL": "", "WITH_RTPENGINE": "", "WITH_MWI": ""}
+FLT_OFFERED = 9  # kamailio.cfg's name for rtpengine having the caller's offer
 
 
 @pytest.fixture
@@ -81,12 +82,20 @@ def invite(
 
 
 def route(kam: FakeKamailio, proxy: Any, request: Request) -> None:
+    kam.script = proxy  # tm runs the branch routes of its t_relay
     kam.receive(request)
     assert proxy.ksr_request_route(None) == 1
 
 
 def failure(kam: FakeKamailio, proxy: Any, status: int, **context: bool) -> str:
+    kam.script = proxy
     name = kam.failure(status, **context)
+    assert getattr(proxy, name)(None) == 1
+    return name
+
+
+def reply(kam: FakeKamailio, proxy: Any, status: int, **fields: str) -> str:
+    name = kam.reply(status, **fields)
     assert getattr(proxy, name)(None) == 1
     return name
 
@@ -95,6 +104,32 @@ def only_relay(kam: FakeKamailio) -> Relay:
     assert kam.replies == []
     [relay] = kam.relays
     return relay
+
+
+def p_app_headers(headers: Iterable[tuple[str, str]]) -> list[str]:
+    return [n for n, _ in headers if n.lower().startswith("p-app-")]
+
+
+def assert_to_worker(relay: Relay, dst_uri: str, *, app: str = "voicemail") -> None:
+    """A branch toward a worker: headers, Record-Route param and offer, once each."""
+    assert relay.dst_uri == dst_uri
+    assert relay.on_branch == "ksr_branch_worker"
+    assert relay.header_values("P-App-Name") == [app]
+    assert len(relay.header_values("P-App-Param")) == 1
+    assert relay.record_route
+    assert relay.rr_params == (";vm=1",)
+    assert [c.operation for c in relay.rtpengine] == ["offer"]
+    assert FLT_OFFERED in relay.flags
+    assert relay.on_reply == "ksr_onreply_worker"
+    assert relay.on_failure == "ksr_failure_worker"
+    assert relay.fr_timers == (60_000, 2_000)
+
+
+def assert_to_phone(relay: Relay) -> None:
+    assert p_app_headers(relay.headers) == []
+    assert relay.rr_params == ()
+    assert relay.rtpengine == ()
+    assert relay.on_branch is None
 
 
 def app_param(relay: Relay) -> dict[str, str]:
@@ -202,9 +237,8 @@ def test_invite_to_an_unregistered_subscriber_goes_to_voicemail(
     proxy = proxy_module.mod_init()
     route(kam, proxy, invite(BOB))
     relay = only_relay(kam)
-    assert relay.dst_uri == WORKER1
+    assert_to_worker(relay, WORKER1)
     assert relay.ruri == BOB
-    assert relay.header_values("P-App-Name") == ["voicemail"]
     assert app_param(relay) == {
         "user": "bob",
         "domain": DOMAIN,
@@ -214,15 +248,14 @@ def test_invite_to_an_unregistered_subscriber_goes_to_voicemail(
         "language": "de",
         "typ": "vm",
     }
-    assert [(c.operation, c.flags) for c in kam.rtpengine] == [
+    assert [(c.operation, c.flags) for c in relay.rtpengine] == [
         ("offer", proxy_module.OFFER_TO_WORKER)
     ]
-    assert "codec-mask-all" in kam.rtpengine[0].flags
-    assert "codec-transcode-PCMU" in kam.rtpengine[0].flags
-    assert relay.on_failure == "ksr_failure_worker"
-    assert relay.on_reply == "ksr_onreply_worker"
-    assert relay.rr_params == (";vm=1",)
-    assert relay.record_route
+    assert "codec-mask-all" in relay.rtpengine[0].flags
+    assert "codec-transcode-PCMU" in relay.rtpengine[0].flags
+    assert kam.rtpengine == list(relay.rtpengine)
+    # The branch route added them to the branch: the request tm keeps has none of them.
+    assert p_app_headers(kam.transaction_headers()) == []
 
 
 def test_voicemail_without_an_email_address_stores_in_the_box(
@@ -250,8 +283,18 @@ def test_invite_to_a_registered_user_rings_with_a_no_answer_timer(
     assert relay.ruri == "sip:bob@192.0.2.20:5060"
     assert relay.on_failure == "ksr_failure_phone"
     assert relay.fr_timers == (25_000, 0)
-    assert relay.header_values("P-App-Name") == []
+    assert_to_phone(relay)
     assert kam.rtpengine == []
+
+
+def test_no_phone_branch_carries_worker_headers(kam: FakeKamailio, proxy: Any) -> None:
+    kam.register(
+        f"bob@{DOMAIN}", Contact("sip:bob@192.0.2.20:5060"), Contact("sip:bob@192.0.2.21:5060")
+    )
+    route(kam, proxy, invite(BOB, headers=(("P-App-Name", "voicebox"),)))
+    assert [r.ruri for r in kam.relays] == ["sip:bob@192.0.2.20:5060", "sip:bob@192.0.2.21:5060"]
+    for relay in kam.relays:
+        assert_to_phone(relay)
 
 
 def test_a_caller_from_elsewhere_may_call_a_local_user(kam: FakeKamailio, proxy: Any) -> None:
@@ -295,12 +338,10 @@ def test_busy_or_no_answer_goes_to_the_callees_voicemail(
     relay = only_relay(kam)
     assert relay.route_type == "failure"
     assert relay.ruri == BOB  # not the contact lookup() put in the R-URI
-    assert relay.dst_uri == WORKER1
-    assert relay.header_values("P-App-Name") == ["voicemail"]
+    assert_to_worker(relay, WORKER1)
     param = app_param(relay)
     assert (param["user"], param["domain"], param["mode"]) == ("bob", DOMAIN, "both")
     assert param["email"] == "bob@mail.example"
-    assert relay.on_failure == "ksr_failure_worker"
     assert [c.operation for c in kam.rtpengine] == ["offer"]
 
 
@@ -338,7 +379,7 @@ def test_access_numbers_use_the_callers_own_profile(
 ) -> None:
     route(kam, proxy, invite(f"sip:{number}@{DOMAIN}"))
     relay = only_relay(kam)
-    assert relay.header_values("P-App-Name") == [app]
+    assert_to_worker(relay, WORKER1, app=app)
     assert relay.ruri == ALICE
     param = app_param(relay)
     assert (param["user"], param["domain"]) == ("alice", DOMAIN)
@@ -370,7 +411,7 @@ def test_a_forged_p_app_param_gives_the_callers_own_mailbox(kam: FakeKamailio, p
     forged = (("P-App-Name", "voicebox"), ("P-App-Param", "usr=bob;dom=lab.example"))
     route(kam, proxy, invite(f"sip:1000@{DOMAIN}", headers=forged))
     relay = only_relay(kam)
-    assert relay.header_values("P-App-Name") == ["voicebox"]
+    assert_to_worker(relay, WORKER1, app="voicebox")
     [param] = relay.header_values("P-App-Param")
     assert param.startswith("usr=alice;dom=lab.example")
     assert app_param(relay)["user"] == "alice"
@@ -397,13 +438,36 @@ def test_a_failed_worker_is_marked_and_the_next_one_tried(
     kam: FakeKamailio, proxy: Any, status: int, timed_out: bool
 ) -> None:
     call_unregistered_bob(kam, proxy)
+    first = app_param(only_relay(kam))
     assert failure(kam, proxy, status, timed_out=timed_out) == "ksr_failure_worker"
     assert kam.ds_marks == [(WORKER1, "ip")]
     relay = only_relay(kam)
-    assert relay.dst_uri == WORKER2
-    assert relay.header_values("P-App-Name") == ["voicemail"]  # kept from the first try
-    assert len(relay.header_values("P-App-Param")) == 1
-    assert relay.on_failure == "ksr_failure_worker"
+    assert relay.route_type == "failure"
+    assert_to_worker(relay, WORKER2)  # the branch route added them again
+    assert app_param(relay) == first
+    assert relay.ruri == BOB
+
+
+def test_a_failover_after_the_phone_did_not_answer_keeps_the_worker_headers(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    """Phone (request route), worker 1 (failure route), worker 2 (the next failure
+    route, which Kamailio starts without what the first one added)."""
+    ring_bob(kam, proxy)
+    assert_to_phone(only_relay(kam))
+    failure(kam, proxy, 408, timed_out=True)
+    to_worker1 = only_relay(kam)
+    assert_to_worker(to_worker1, WORKER1)
+    assert failure(kam, proxy, 503) == "ksr_failure_worker"
+    assert p_app_headers(kam.current_headers()) == []  # failure route 2 starts clean
+    to_worker2 = only_relay(kam)
+    assert_to_worker(to_worker2, WORKER2)
+    assert to_worker2.header_values("P-App-Param") == to_worker1.header_values("P-App-Param")
+    assert [(c.operation, c.flags) for c in to_worker2.rtpengine] == [
+        (c.operation, c.flags) for c in to_worker1.rtpengine
+    ]
+    assert reply(kam, proxy, 200, body=SDP) == "ksr_onreply_worker"
+    assert [c.operation for c in kam.rtpengine] == ["answer"]  # FLT_OFFERED survived
 
 
 def test_when_every_worker_failed_the_failure_passes_through(kam: FakeKamailio, proxy: Any) -> None:
@@ -435,26 +499,48 @@ def test_an_inactive_worker_is_skipped(kam: FakeKamailio, proxy: Any) -> None:
     assert only_relay(kam).dst_uri == WORKER2
 
 
-def test_rtpengine_refusing_the_offer_is_503(kam: FakeKamailio, proxy: Any) -> None:
+def test_rtpengine_refusing_the_offer_drops_the_branch(kam: FakeKamailio, proxy: Any) -> None:
     kam.rtpengine_available = False
     route(kam, proxy, invite(BOB))
-    assert kam.replies == [Reply(503, "Media relay unavailable", "tm")]
     assert kam.relays == []
+    [dropped] = kam.dropped_branches
+    assert dropped.dst_uri == WORKER1
+    assert [c.operation for c in dropped.rtpengine] == ["offer"]
+    assert kam.replies == [Reply(500, "Server Internal Error", "sl")]  # t_relay failed
+    assert any("rtpengine refused the offer" in text for _, text in kam.logs)
+
+
+def test_rtpengine_refusing_the_failovers_offer_drops_that_branch(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    call_unregistered_bob(kam, proxy)
+    kam.rtpengine_available = False
+    failure(kam, proxy, 503)
+    assert kam.relays == []
+    assert [r.dst_uri for r in kam.dropped_branches] == [WORKER2]
 
 
 def test_without_rtpengine_switch_no_offer(kam: FakeKamailio, proxy_module: Any) -> None:
     del kam.defines["WITH_RTPENGINE"]
     proxy = proxy_module.mod_init()
     route(kam, proxy, invite(BOB))
-    assert only_relay(kam).dst_uri == WORKER1
+    relay = only_relay(kam)
+    assert relay.dst_uri == WORKER1
+    assert relay.header_values("P-App-Name") == ["voicemail"]
+    assert relay.rr_params == (";vm=1",)
+    assert FLT_OFFERED not in relay.flags
+    assert kam.rtpengine == []
+    reply(kam, proxy, 200, body=SDP)
     assert kam.rtpengine == []
 
 
-def test_the_workers_answer_goes_to_rtpengine(kam: FakeKamailio, proxy: Any) -> None:
+def test_the_workers_answer_goes_to_rtpengine(kam: FakeKamailio, proxy_module: Any) -> None:
+    proxy = proxy_module.mod_init()
     call_unregistered_bob(kam, proxy)
-    name = kam.reply(200, body=SDP)
-    assert getattr(proxy, name)(None) == 1
-    assert [c.operation for c in kam.rtpengine] == ["answer"]
+    reply(kam, proxy, 200, body=SDP)
+    assert [(c.operation, c.flags) for c in kam.rtpengine] == [
+        ("answer", proxy_module.ANSWER_FROM_WORKER)
+    ]
 
 
 def test_a_late_offer_from_the_worker_is_offered_to_rtpengine(
@@ -465,10 +551,13 @@ def test_a_late_offer_from_the_worker_is_offered_to_rtpengine(
         proxy,
         sip_request("INVITE", BOB, from_=ALICE, credentials=Credentials(f"alice@{DOMAIN}")),
     )
-    assert only_relay(kam).dst_uri == WORKER1
+    relay = only_relay(kam)
+    assert relay.dst_uri == WORKER1
+    assert relay.header_values("P-App-Name") == ["voicemail"]
+    assert FLT_OFFERED not in relay.flags
+    assert relay.rtpengine == ()
     assert kam.rtpengine == []
-    name = kam.reply(200, body=SDP)
-    assert getattr(proxy, name)(None) == 1
+    reply(kam, proxy, 200, body=SDP)
     assert [c.operation for c in kam.rtpengine] == ["offer"]
 
 
@@ -476,9 +565,56 @@ def test_a_provisional_reply_without_sdp_leaves_rtpengine_alone(
     kam: FakeKamailio, proxy: Any
 ) -> None:
     call_unregistered_bob(kam, proxy)
-    name = kam.reply(180)
-    assert getattr(proxy, name)(None) == 1
+    reply(kam, proxy, 180)
     assert kam.rtpengine == []
+
+
+def reinvite_to_worker(*, body: str = "") -> Request:
+    return sip_request(
+        "INVITE",
+        WORKER1.replace("sip:", "sip:voicemail@"),
+        from_=ALICE,
+        to=BOB,
+        to_tag="worker-tag",
+        body=body,
+        headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+    )
+
+
+def test_a_reinvite_toward_a_worker_is_offered(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, reinvite_to_worker(body=SDP))
+    relay = only_relay(kam)
+    assert [c.operation for c in kam.rtpengine] == ["offer"]
+    assert FLT_OFFERED in relay.flags
+    assert relay.on_reply == "ksr_onreply_worker"
+    assert p_app_headers(relay.headers) == []
+    reply(kam, proxy, 200, body=SDP)
+    assert [c.operation for c in kam.rtpengine] == ["answer"]
+
+
+def test_a_reinvite_without_sdp_gets_the_workers_offer(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, reinvite_to_worker())
+    relay = only_relay(kam)
+    assert kam.rtpengine == []
+    assert FLT_OFFERED not in relay.flags
+    assert relay.on_reply == "ksr_onreply_worker"
+    reply(kam, proxy, 200, body=SDP)
+    assert [c.operation for c in kam.rtpengine] == ["offer"]
+
+
+def test_an_ack_toward_a_worker_with_sdp_is_the_answer(kam: FakeKamailio, proxy: Any) -> None:
+    ack = sip_request(
+        "ACK",
+        "sip:voicemail@127.0.0.1:5080",
+        from_=ALICE,
+        to=BOB,
+        to_tag="worker-tag",
+        body=SDP,
+        headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+    )
+    route(kam, proxy, ack)
+    assert only_relay(kam).ruri == "sip:voicemail@127.0.0.1:5080"
+    assert [c.operation for c in kam.rtpengine] == ["answer"]
 
 
 @pytest.mark.parametrize(
@@ -516,13 +652,16 @@ def test_a_cancel_follows_its_transaction(kam: FakeKamailio, proxy: Any) -> None
     assert only_relay(kam).ruri == BOB
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kemi/proxy.py ignores t_check_trans() == 0 (a retransmission tm already "
-    "answered) and routes the retransmitted INVITE again",
-)
-def test_a_retransmitted_invite_is_not_routed_again(kam: FakeKamailio, proxy: Any) -> None:
-    route(kam, proxy, invite(BOB, known_transaction=True))
+@pytest.mark.parametrize("known", ["known_transaction", "in_process"])
+def test_a_retransmitted_invite_is_not_routed_again(
+    kam: FakeKamailio, proxy: Any, known: str
+) -> None:
+    """Known to tm (t_check_trans: 0), or still routed by another process (tmx
+    t_precheck_trans: 1)."""
+    request = invite(BOB)
+    setattr(request, known, True)
+    route(kam, proxy, request)
     assert kam.rtpengine == []
     assert kam.sql_queries == []
     assert kam.relays == []
+    assert kam.replies == []
