@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # Debian packages the product and its tests run against.
 APT_PACKAGES := postgresql python3-venv sox espeak-ng baresip-core sip-tester asterisk-core-sounds-en-wav \
   kamailio kamailio-python3-modules kamailio-sqlite-modules kamailio-postgres-modules \
-  kamailio-presence-modules rtpengine-daemon
+  kamailio-presence-modules rtpengine-daemon docker-compose
 
 .PHONY: setup system-packages venv lab test lint pytest bench clean
 

@@ -141,6 +141,6 @@ def _run_part(control: object, lab: Lab, part: str | None) -> int:
     if part not in commands:
         print(f"voicemail lab run: name a part: {', '.join(commands)}", file=sys.stderr)
         return 2
-    control.prepare(_say)
+    control.prepare(_say, part)
     command = commands[part]
     os.execvp(command[0], command)  # noqa: S606 - the part replaces this process

@@ -97,11 +97,15 @@ class Controller:
 
     # ----- up -----
 
-    def prepare(self, say: Callable[[str], None]) -> None:
-        """Configuration files, the database with the lab users, the prompts."""
-        self.lab.write_configs()
-        asyncio.run(self._database(say))
-        if not (self.lab.prompts / "en").is_dir():
+    def prepare(self, say: Callable[[str], None], part: str | None = None) -> None:
+        """What ``part`` needs before it starts (all parts' needs when None): its
+        configuration files; Kamailio the database with the lab users; a worker the
+        prompts. Each part prepares only its own, so containers sharing the lab
+        directory never write the same file."""
+        self.lab.write_configs(part)
+        if part in (None, "kamailio"):
+            asyncio.run(self._database(say))
+        if (part is None or part.startswith("worker")) and not (self.lab.prompts / "en").is_dir():
             from media_worker.prompts import build_prompts
 
             written = build_prompts("en", self.lab.prompts)

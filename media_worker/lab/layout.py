@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import media_worker
+from media_worker.files import write_atomic
 
 SOURCE_TREE = Path(media_worker.__file__).resolve().parents[1]
 KAMAILIO_CFG = SOURCE_TREE / "kamailio-cfg" / "kamailio.cfg"
@@ -124,16 +125,25 @@ class Lab:
             f"prompts: {{built: {self.prompts}}}\n"
         )
 
-    def write_configs(self) -> None:
-        """Write every generated file; the repository's kamailio.cfg is copied beside
-        its kamailio-local.cfg (Kamailio reads import_file next to the cfg)."""
+    def write_configs(self, part: str | None = None) -> None:
+        """Write the generated files ``part`` needs (every part's when None). The
+        repository's kamailio.cfg is copied beside its kamailio-local.cfg: Kamailio reads
+        import_file next to the cfg."""
         for directory in (self.root, self.kamailio_dir, self.run_dir, self.log_dir, self.mail):
             directory.mkdir(parents=True, exist_ok=True)
-        (self.kamailio_dir / "kamailio.cfg").write_text(KAMAILIO_CFG.read_text())
-        (self.kamailio_dir / "kamailio-local.cfg").write_text(self.kamailio_local_cfg())
-        (self.kamailio_dir / "dispatcher.list").write_text(self.dispatcher_list())
+        files: dict[str, dict[Path, str]] = {
+            "kamailio": {
+                self.kamailio_dir / "kamailio.cfg": KAMAILIO_CFG.read_text(),
+                self.kamailio_dir / "kamailio-local.cfg": self.kamailio_local_cfg(),
+                self.kamailio_dir / "dispatcher.list": self.dispatcher_list(),
+            }
+        }
         for index in range(len(self.worker_ports())):
-            self.worker_config(index).write_text(self.worker_yaml(index))
+            files[f"worker{index + 1}"] = {self.worker_config(index): self.worker_yaml(index)}
+        for name, contents in files.items():
+            if part is None or part == name:
+                for path, text in contents.items():
+                    write_atomic(path, text.encode())
 
     # ----- the parts' commands (foreground; the same in containers) -----
 
