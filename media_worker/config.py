@@ -20,6 +20,9 @@ import yaml
 
 from media_worker.apps.params import AppName, AppRouting, Mode
 from media_worker.mail.outbox import SmtpSettings
+from media_worker.mwi import MIN_EXPIRES
+from media_worker.sip.address import SipUri
+from media_worker.sip.dialog import Destination
 from media_worker.worker import DEFAULT_TRUSTED
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
@@ -151,6 +154,26 @@ class PromptsConfig:
 
 
 @dataclass(frozen=True)
+class MwiConfig:
+    proxy: str = "sip:127.0.0.1:5060"  # where PUBLISH goes (UDP, from sip.port)
+    expires: int = 3600  # seconds a publication lives; refreshed before it expires
+
+    def check(self, key: str) -> None:
+        try:
+            uri = SipUri.parse(self.proxy)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.proxy: {exc}") from None
+        if uri.transport != "udp":
+            raise ConfigError(f"{key}.proxy: only UDP is supported, got {self.proxy!r}")
+        _address(uri.host.strip("[]"), f"{key}.proxy")
+        if not MIN_EXPIRES <= self.expires <= 86400:
+            raise ConfigError(f"{key}.expires: {self.expires} is outside {MIN_EXPIRES}..86400")
+
+    def destination(self) -> Destination:
+        return Destination.from_uri(SipUri.parse(self.proxy))
+
+
+@dataclass(frozen=True)
 class WorkerConfig:
     data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox
     sip: SipConfig = field(default_factory=SipConfig)
@@ -160,6 +183,7 @@ class WorkerConfig:
     email: EmailConfig = field(default_factory=EmailConfig)
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    mwi: MwiConfig | None = None  # None: no message-waiting indication
 
 
 def _address(value: str, key: str) -> None:

@@ -11,6 +11,7 @@ from media_worker.apps.service import ServiceSettings, VoicemailService
 from media_worker.config import WorkerConfig
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import load_templates
+from media_worker.mwi_publisher import LearningApplication, MwiPublisher, MwiSettings
 from media_worker.prompts import PromptLibrary
 from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.worker import Worker, WorkerSettings
@@ -47,6 +48,7 @@ async def serve(config: WorkerConfig) -> None:
             overrides=Path(config.prompts.overrides) if config.prompts.overrides else None,
         ),
     )
+    publisher: MwiPublisher | None = None
     worker = Worker(
         WorkerSettings(
             sip_host=config.sip.listen,
@@ -59,11 +61,18 @@ async def serve(config: WorkerConfig) -> None:
         ),
         service,
     )
+    if config.mwi is not None:
+        publisher = MwiPublisher(
+            MwiSettings(config.mwi.destination(), config.mwi.expires), store, worker.request
+        )
+        worker.app = LearningApplication(service, publisher, config.apps.routing())
     recovered = await service.recover()
     if recovered:
         log.info("delivered %d recording(s) left by an earlier run", recovered)
     await outbox.start()
     await worker.start()
+    if publisher is not None:
+        publisher.start()  # after the worker: it sends from the worker's socket
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -72,6 +81,8 @@ async def serve(config: WorkerConfig) -> None:
         await stop.wait()
         log.info("stopping")
     finally:
+        if publisher is not None:
+            await publisher.stop()
         await worker.stop()
         await outbox.stop()
         await store.close()

@@ -36,7 +36,8 @@ from media_worker.sip.core import (
     Source,
     Transmit,
 )
-from media_worker.sip.message import Message, Request
+from media_worker.sip.dialog import Destination
+from media_worker.sip.message import Message, Request, Response
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
 from media_worker.sip.transport import SipTransport
 
@@ -120,6 +121,7 @@ class Worker:
         self.ports = PortAllocator(settings.rtp_host or settings.sip_host, *settings.rtp_ports)
         self.pacer = Pacer()
         self._calls: dict[int, _CallState] = {}
+        self._requests: dict[int, asyncio.Future[Response | None]] = {}  # by id(request)
         self._kick = asyncio.Event()
         self._timer_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,6 +185,9 @@ class Worker:
             elif isinstance(action, RequestDone):
                 status = action.response.status if action.response else "timeout"
                 log.debug("%s %s: %s", action.request.method, action.request.call_id, status)
+                waiting = self._requests.pop(id(action.request), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(action.response)
         self._kick.set()
 
     async def _timer_loop(self) -> None:
@@ -190,9 +195,23 @@ class Worker:
             deadline = self.core.next_deadline()
             self._kick.clear()
             delay = None if deadline is None else max(deadline - self._now(), 0)
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and stop() would wait for this loop in vain.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
             self._dispatch(self.core.on_timer(self._now()))
+
+    async def request(self, request: Request, destination: Destination) -> Response | None:
+        """Send a non-INVITE request outside any call (a PUBLISH, say) in a client
+        transaction; returns its final response, or None when it timed out."""
+        future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+        self._requests[id(request)] = future
+        try:
+            self._dispatch(self.core.send_request(request, destination, self._now()))
+            return await future
+        finally:
+            self._requests.pop(id(request), None)
 
     def _call_log(self, call: Call) -> CallLog:
         return CallLog(log, {"call_id": call.call_id})

@@ -1,0 +1,178 @@
+"""Publishes each mailbox's message-waiting state to the presence server (Kamailio).
+
+On every change the store reports (new message, read, deleted; greetings do not count)
+the publisher counts the mailbox and sends a PUBLISH (media_worker/mwi.py) to the
+configured proxy. It keeps each mailbox's entity tag, refreshes the publication before it
+expires, and starts over when the server no longer knows it (412).
+
+The presentity is the SIP address phones subscribe to. A mailbox keyed by uid/did is
+published under the usr@dom the proxy's P-App-Param gave for it (learnt from the calls
+this worker admitted); until this worker has seen such a call, it is published under
+uid@did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from media_worker.apps.params import AppRequest, AppRouting, Refusal, app_request
+from media_worker.mwi import Outcome, Publication, account_uri
+from media_worker.sip.dialog import Destination
+from media_worker.sip.message import Request, Response
+from media_worker.worker import ActiveCall, Application
+from storage import Storage
+from storage.model import ChangeEvent, ChangeKind
+
+log = logging.getLogger("voicemail.mwi")
+
+Send = Callable[[Request, Destination], Awaitable[Response | None]]
+Mailbox = tuple[str, str]  # (domain, user) as the store keys it
+RETRIES = 2  # extra PUBLISHes after a 412 or 423 before giving up until the next change
+
+
+@dataclass(frozen=True)
+class MwiSettings:
+    proxy: Destination  # where PUBLISH goes: Kamailio, which must know us as a worker
+    expires: int = 3600
+
+
+class MwiPublisher:
+    def __init__(self, settings: MwiSettings, store: Storage, send: Send) -> None:
+        self.settings = settings
+        self.store = store
+        self._send = send
+        self._publications: dict[Mailbox, Publication] = {}
+        self._accounts: dict[Mailbox, tuple[str, str]] = {}  # mailbox -> (user, domain)
+        self._running: dict[Mailbox, asyncio.Task[None]] = {}
+        self._dirty: set[Mailbox] = set()
+        self._wake = asyncio.Event()
+        self._refresher: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # ----- life cycle -----
+
+    def start(self) -> None:
+        self._unsubscribe = self.store.subscribe(self._on_change)
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="mwi-refresh")
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        tasks = [*self._running.values(), *([self._refresher] if self._refresher else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._running.clear()
+        self._refresher = None
+
+    async def idle(self) -> None:
+        """Wait until no PUBLISH is in flight or due to a change (for tests)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    # ----- what triggers a PUBLISH -----
+
+    def learn(self, request: AppRequest) -> None:
+        """Note the SIP address of the mailbox a call is about (uid/did mailboxes)."""
+        user, domain = request.usr or request.user, request.dom or request.domain
+        if (user, domain) != (request.user, request.domain):
+            self._accounts[(request.domain, request.user)] = (user, domain)
+
+    def _on_change(self, event: ChangeEvent) -> None:
+        if event.kind is not ChangeKind.GREETING:
+            self.changed(event.domain, event.user)
+
+    def changed(self, domain: str, user: str) -> None:
+        """Publish the mailbox's state soon (once more if a PUBLISH is in flight)."""
+        mailbox = (domain, user)
+        if mailbox in self._running:
+            self._dirty.add(mailbox)
+            return
+        task = asyncio.create_task(self._publish(mailbox), name=f"mwi {user}@{domain}")
+        self._running[mailbox] = task
+        task.add_done_callback(lambda _: self._running.pop(mailbox, None))
+
+    # ----- publishing -----
+
+    def _publication(self, mailbox: Mailbox) -> Publication:
+        publication = self._publications.get(mailbox)
+        if publication is None:
+            domain, user = mailbox
+            account = account_uri(*self._accounts.get(mailbox, (user, domain)))
+            publication = Publication(account, self.settings.expires)
+            self._publications[mailbox] = publication
+        return publication
+
+    async def _publish(self, mailbox: Mailbox) -> None:
+        publication = self._publication(mailbox)
+        retries = RETRIES
+        while True:
+            self._dirty.discard(mailbox)
+            try:
+                counts = await self.store.count(*mailbox)
+            except Exception:  # a store outage must not stop later updates
+                log.exception("mwi %s: cannot count the mailbox", publication.account)
+                return
+            request = publication.request(counts.new, counts.saved)
+            response = await self._send(request, self.settings.proxy)
+            outcome = publication.on_response(response, asyncio.get_running_loop().time())
+            self._wake.set()
+            status = "timeout" if response is None else f"{response.status} {response.reason}"
+            if outcome is Outcome.DONE:
+                log.debug(
+                    "mwi %s: published %d new, %d saved",
+                    publication.account, counts.new, counts.saved,
+                )  # fmt: skip
+            elif outcome is not Outcome.FAILED and retries > 0:
+                retries -= 1
+                log.info("mwi %s: %s, publishing again", publication.account, status)
+                continue
+            else:
+                log.warning("mwi %s: PUBLISH failed: %s", publication.account, status)
+            if mailbox not in self._dirty:
+                return
+
+    async def _refresh_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            now = loop.time()
+            due = [m for m, p in self._publications.items() if p.refresh_at and p.refresh_at <= now]
+            for mailbox in due:
+                self._publications[mailbox].refresh_at = None  # set again by the answer
+                self.changed(*mailbox)
+            pending = [p.refresh_at for p in self._publications.values() if p.refresh_at]
+            delay = max(min(pending) - now, 0) if pending else None
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and stop() would wait for this loop in vain.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+
+class LearningApplication:
+    """Wraps the worker's application so that the publisher learns the SIP address of
+    each mailbox a call reaches (usr/dom besides uid/did in P-App-Param)."""
+
+    def __init__(self, app: Application, publisher: MwiPublisher, routing: AppRouting) -> None:
+        self.app = app
+        self.publisher = publisher
+        self.routing = routing
+
+    def admit(self, invite: Request) -> Refusal | None:
+        refusal = self.app.admit(invite)
+        if refusal is None:
+            request = app_request(invite, self.routing)
+            if isinstance(request, AppRequest):
+                self.publisher.learn(request)
+        return refusal
+
+    async def run(self, call: ActiveCall) -> None:
+        await self.app.run(call)

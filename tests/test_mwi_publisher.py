@@ -1,0 +1,264 @@
+"""The MWI publisher: storage changes become PUBLISHes of the mailbox counts, entity tags
+are kept and refreshed, a 412 starts over; and Worker.request carries a PUBLISH over
+UDP to a presence server and back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from media_worker.apps.params import AppRequest
+from media_worker.config import ConfigError, parse_config
+from media_worker.mwi import MessageSummary
+from media_worker.mwi_publisher import MwiPublisher, MwiSettings
+from media_worker.sip.dialog import Destination
+from media_worker.sip.headers import Headers
+from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
+from media_worker.worker import Worker, WorkerSettings
+from storage import Storage, open_storage
+
+PROXY = Destination("udp", "127.0.0.1", 5060)
+DOMAIN = "lab.example"
+WAV = b"RIFF-not-really-a-wav"
+
+
+class PresenceServer:
+    """Answers PUBLISHes like Kamailio's presence: a new entity tag per accepted request,
+    412 for an unknown SIP-If-Match; ``answers`` overrides the next statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+        self.etags: set[str] = set()
+        self.answers: list[int | None] = []  # None: no answer (timeout)
+        self.expires = 3600
+        self._counter = itertools.count(1)
+        self.arrived = asyncio.Event()  # set on each request
+
+    async def wait_for_requests(self, count: int) -> None:
+        async with asyncio.timeout(30):
+            while len(self.requests) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    def answer(self, request: Request) -> Response | None:
+        self.requests.append(request)
+        self.arrived.set()
+        match = request.headers.get("SIP-If-Match")
+        if self.answers:
+            scripted = self.answers.pop(0)
+            if scripted is None:
+                return None
+            status = scripted
+        else:
+            status = 412 if match is not None and match not in self.etags else 200
+        response = response_to(request, status, to_tag="srv")
+        if status == 200:
+            etag = f"e{next(self._counter)}"
+            self.etags.discard(match or "")
+            self.etags.add(etag)
+            response.headers.add("SIP-ETag", etag)
+            response.headers.add("Expires", str(self.expires))
+        return response
+
+    async def send(self, request: Request, destination: Destination) -> Response | None:
+        assert destination == PROXY
+        return self.answer(request)
+
+    def summaries(self) -> list[MessageSummary]:
+        return [MessageSummary.parse(r.body) for r in self.requests]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_storage(f"fs://{tmp_path / 'spool'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def server_and_publisher(
+    store: Storage,
+) -> AsyncIterator[tuple[PresenceServer, MwiPublisher]]:
+    server = PresenceServer()
+    publisher = MwiPublisher(MwiSettings(PROXY, 3600), store, server.send)
+    publisher.start()
+    yield server, publisher
+    await publisher.stop()
+
+
+async def test_each_change_publishes_the_counts(
+    store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
+) -> None:
+    server, publisher = server_and_publisher
+    name = await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+    await publisher.idle()
+    await store.mark_read(DOMAIN, "bob", name)
+    await publisher.idle()
+    await store.put_greeting(DOMAIN, "bob", "vm", WAV)  # not a message: no PUBLISH
+    await store.delete_message(DOMAIN, "bob", name)
+    await publisher.idle()
+    account = f"sip:bob@{DOMAIN}"
+    assert server.summaries() == [
+        MessageSummary(account, 1, 0),
+        MessageSummary(account, 0, 1),
+        MessageSummary(account, 0, 0),
+    ]
+    matches = [r.headers.get("SIP-If-Match") for r in server.requests]
+    assert matches == [None, "e1", "e2"]
+    assert {r.uri for r in server.requests} == {account}
+
+
+async def test_changes_during_a_publish_end_in_the_latest_state(
+    store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
+) -> None:
+    server, publisher = server_and_publisher
+    for second in range(3):
+        await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=second + 1)
+    await publisher.idle()
+    assert server.summaries()[-1].new == 3
+    assert len(server.requests) <= 3
+
+
+async def test_a_412_publishes_again_from_scratch(
+    store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
+) -> None:
+    server, publisher = server_and_publisher
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+    await publisher.idle()
+    server.etags.clear()  # the presence server restarted and forgot us
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=2)
+    await publisher.idle()
+    matches = [r.headers.get("SIP-If-Match") for r in server.requests]
+    assert matches == [None, "e1", None]
+    assert server.summaries()[-1].new == 2
+
+
+async def test_a_timeout_is_given_up_until_the_next_change(
+    store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
+) -> None:
+    server, publisher = server_and_publisher
+    server.answers = [None]
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+    await publisher.idle()
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=2)
+    await publisher.idle()
+    assert [r.headers.get("SIP-If-Match") for r in server.requests] == [None, None]
+
+
+async def test_publications_are_refreshed_before_they_expire(
+    store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
+) -> None:
+    server, _ = server_and_publisher
+    server.expires = 1  # refreshed after refresh_delay(1): 1 s
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+    await server.wait_for_requests(3)
+    server.expires = 3600
+    refresh = server.requests[1]
+    assert refresh.headers.get("SIP-If-Match") == "e1"
+    assert MessageSummary.parse(refresh.body).new == 1  # refreshes carry the current state
+
+
+async def test_uid_mailboxes_are_published_under_the_sip_address(
+    store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
+) -> None:
+    server, publisher = server_and_publisher
+    publisher.learn(
+        AppRequest(
+            app="voicemail", user="u-42", domain="d-7", sender="alice", mode="box",
+            email=None, language=None, typ="vm", pin=None,
+            uid="u-42", did="d-7", usr="bob", dom=DOMAIN,
+        )
+    )  # fmt: skip
+    await store.put_message("d-7", "u-42", WAV, sender="alice", received_at=1)
+    await store.put_message("d-8", "u-43", WAV, sender="alice", received_at=1)
+    await publisher.idle()
+    assert sorted(s.account for s in server.summaries()) == [
+        f"sip:bob@{DOMAIN}",
+        "sip:u-43@d-8",  # not learnt: published under its storage key
+    ]
+
+
+def test_mwi_configuration() -> None:
+    assert parse_config({}).mwi is None
+    config = parse_config({"mwi": {"proxy": "sip:10.0.0.1:5070"}})
+    assert config.mwi is not None
+    assert config.mwi.expires == 3600
+    assert config.mwi.destination() == Destination("udp", "10.0.0.1", 5070)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"proxy": "kamailio"}, "mwi.proxy: not a SIP URI: 'kamailio'"),
+        ({"proxy": "sip:proxy.example"}, "mwi.proxy: not an IP address: 'proxy.example'"),
+        (
+            {"proxy": "sip:127.0.0.1;transport=tcp"},
+            "mwi.proxy: only UDP is supported, got 'sip:127.0.0.1;transport=tcp'",
+        ),
+        ({"expires": 10}, "mwi.expires: 10 is outside 60..86400"),
+        ({"expire": 10}, "mwi.expire: unknown key (known: proxy, expires)"),
+    ],
+)
+def test_mwi_configuration_errors(data: dict[str, object], error: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({"mwi": data})
+    assert str(raised.value) == error
+
+
+class _NoCalls:
+    def admit(self, invite: Request) -> None:
+        raise AssertionError("no calls here")
+
+    async def run(self, call: object) -> None:
+        raise AssertionError("no calls here")
+
+
+async def test_worker_request_carries_a_publish_over_udp() -> None:
+    loop = asyncio.get_running_loop()
+    server = PresenceServer()
+    received: asyncio.Queue[Request] = asyncio.Queue()
+
+    class Udp(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = cast(asyncio.DatagramTransport, transport)
+
+        def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+            request = parse_message(data)
+            assert isinstance(request, Request)
+            received.put_nowait(request)
+            response = server.answer(request)
+            assert response is not None
+            self.transport.sendto(serialize(response), addr)
+
+    transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    worker = Worker(WorkerSettings(sip_port=0), _NoCalls())
+    await worker.start()
+    try:
+        request = Request(
+            "PUBLISH",
+            f"sip:bob@{DOMAIN}",
+            Headers(
+                [
+                    ("From", f"<sip:bob@{DOMAIN}>;tag=1"),
+                    ("To", f"<sip:bob@{DOMAIN}>"),
+                    ("Call-ID", "publish-1"),
+                    ("CSeq", "1 PUBLISH"),
+                    ("Event", "message-summary"),
+                ]
+            ),
+        )
+        response = await worker.request(request, Destination("udp", "127.0.0.1", port))
+        assert response is not None
+        assert response.status == 200
+        assert response.headers.get("SIP-ETag") == "e1"
+        sent = await received.get()
+        via = sent.headers.get("Via") or ""
+        assert via.startswith(f"SIP/2.0/UDP 127.0.0.1:{worker.port};branch=z9hG4bK")
+    finally:
+        await worker.stop()
+        transport.close()
