@@ -214,6 +214,8 @@ class VoicemailCall:
             elif isinstance(action, ev.DeliverMessage):
                 await self._finish_journal(deliver=True)
             elif isinstance(action, ev.HangUp):
+                if self.request.mode == "ann":
+                    self.outcome = "announcement played"
                 await drain_playback(self.call)
                 return True
         return False

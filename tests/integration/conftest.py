@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
+import media_worker
+from media_worker.apps.params import AppRouting
+from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.mail.outbox import Outbox, SmtpSettings
+from media_worker.mail.template import load_templates
+from media_worker.prompts import PromptLibrary
 from media_worker.worker import Application, Worker, WorkerSettings
+from storage import Storage, open_storage
 from tests.support.baresip import Baresip
+from tests.support.procs import free_port
+from tests.test_outbox import Inbox
 
 PROMPT = Path("/usr/share/asterisk/sounds/en_US_f_Allison/vm-intro.wav")
+TEMPLATES = Path(media_worker.__file__).parent / "templates"
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +42,16 @@ def caller_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     return speech
+
+
+@pytest.fixture
+def quiet_caller(tmp_path: Path) -> Path:
+    """A caller who listens: 40 s of silence to send."""
+    out = tmp_path / "quiet.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out), "trim", "0", "40"], check=True
+    )
+    return out
 
 
 @pytest.fixture
@@ -70,3 +92,36 @@ async def start_worker() -> AsyncIterator[WorkerFactory]:
     finally:
         for worker in workers:
             await worker.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with open_storage(f"fs://{tmp_path}/spool") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def smtp_inbox() -> AsyncIterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free port that keeps what it receives."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    await asyncio.to_thread(controller.start)
+    try:
+        yield inbox, port
+    finally:
+        await asyncio.to_thread(controller.stop)
+
+
+def service(
+    tmp_path: Path,
+    store: Storage,
+    smtp_port: int,
+    routing: AppRouting,
+    prompts: PromptLibrary | None = None,
+) -> tuple[VoicemailService, Outbox]:
+    """The worker's application on ``store``, mailing through an outbox to ``smtp_port``."""
+    outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=smtp_port, timeout=5), backoff=(0.2,))
+    settings = ServiceSettings(routing=routing, journal_dir=tmp_path / "journal")
+    return VoicemailService(
+        settings, store, outbox, load_templates(TEMPLATES), prompts or PromptLibrary()
+    ), outbox

@@ -7,62 +7,25 @@ from __future__ import annotations
 import asyncio
 import email
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
-import media_worker
 from media_worker.apps.journal import Journal
 from media_worker.apps.params import AppRequest, AppRouting
-from media_worker.apps.service import ServiceSettings, VoicemailService
 from media_worker.audio import read_wav
-from media_worker.mail.outbox import Outbox, SmtpSettings
-from media_worker.mail.template import load_templates
 from media_worker.prompts import ASTERISK_EN, PromptLibrary, build_prompts
-from storage import Storage, open_storage
-from tests.integration.conftest import WorkerFactory
+from storage import Storage
+from tests.integration.conftest import WorkerFactory, service
 from tests.support.audio_match import match, pcm_samples, read_pcm
 from tests.support.baresip import Baresip
 from tests.support.procs import eventually, free_port
 from tests.test_outbox import Inbox
 
 pytestmark = pytest.mark.integration
-TEMPLATES = Path(media_worker.__file__).parent / "templates"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Storage]:
-    async with open_storage(f"fs://{tmp_path}/spool") as opened:
-        yield opened
-
-
-@pytest.fixture
-async def smtp_inbox() -> AsyncIterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    await asyncio.to_thread(controller.start)
-    try:
-        yield inbox, port
-    finally:
-        await asyncio.to_thread(controller.stop)
-
-
-def service(
-    tmp_path: Path,
-    store: Storage,
-    smtp_port: int,
-    routing: AppRouting,
-    prompts: PromptLibrary | None = None,
-) -> tuple[VoicemailService, Outbox]:
-    outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=smtp_port, timeout=5), backoff=(0.2,))
-    settings = ServiceSettings(routing=routing, journal_dir=tmp_path / "journal")
-    return VoicemailService(
-        settings, store, outbox, load_templates(TEMPLATES), prompts or PromptLibrary()
-    ), outbox
 
 
 @pytest.fixture
@@ -169,16 +132,6 @@ async def test_recording_left_by_a_crash_is_delivered_at_start_up(
     [info] = await store.list_mailbox("lab.example", "bob")
     assert (info.received_at, info.sender) == (1_700_000_500, "carol")
     assert await app.recover() == 0  # delivered once
-
-
-@pytest.fixture
-def quiet_caller(tmp_path: Path) -> Path:
-    """A caller who listens: 40 s of silence to send."""
-    out = tmp_path / "quiet.wav"
-    subprocess.run(
-        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(out), "trim", "0", "40"], check=True
-    )
-    return out
 
 
 async def test_voicebox_over_baresip_dtmf(
