@@ -275,6 +275,7 @@ class HomeProxy:
             self.reply(500, "Voicemail profile unusable")
             return
         KSR.seturi(f"sip:{call.user}@{call.domain}")
+        KSR.pv.sets("$avp(vm_ruri)", f"sip:{call.user}@{call.domain}")
         # The branch route adds the headers and the rtpengine offer to each branch
         # toward a worker, the failover's too; a phone's branch never carries them.
         KSR.pv.sets("$avp(vm_app)", call.app)
@@ -290,8 +291,8 @@ class HomeProxy:
         KSR.tm.t_on_reply("ksr_onreply_worker")
         KSR.tm.t_on_failure("ksr_failure_worker")
         KSR.tm.t_set_fr(WORKER_ANSWER_MS, WORKER_FIRST_RESPONSE_MS)
-        if KSR.tm.t_relay() < 0:
-            KSR.sl.sl_reply_error()
+        if KSR.tm.t_relay() < 0:  # no branch left (rtpengine refused every offer)
+            KSR.tm.t_send_reply(503, "Voicemail unavailable")
 
     def ksr_branch_worker(self, msg: object) -> int:
         KSR.hdr.append(f"{APP_NAME_HEADER}: {_pv('$avp(vm_app)')}\r\n")
@@ -358,6 +359,8 @@ class HomeProxy:
             self.log(f"worker {_pv('$du')} failed ({status}); no other worker left")
             return 1
         self.log(f"worker failed ({status}); trying {_pv('$du')}")
+        # A failure route starts from the R-URI the transaction was created with.
+        KSR.seturi(_pv("$avp(vm_ruri)"))
         self.relay_to_worker()
         return 1
 

@@ -463,6 +463,7 @@ def test_a_failover_after_the_phone_did_not_answer_keeps_the_worker_headers(
     to_worker2 = only_relay(kam)
     assert_to_worker(to_worker2, WORKER2)
     assert to_worker2.header_values("P-App-Param") == to_worker1.header_values("P-App-Param")
+    assert to_worker2.ruri == BOB  # the mailbox, not the contact tm created the call with
     assert [(c.operation, c.flags) for c in to_worker2.rtpengine] == [
         (c.operation, c.flags) for c in to_worker1.rtpengine
     ]
@@ -506,7 +507,7 @@ def test_rtpengine_refusing_the_offer_drops_the_branch(kam: FakeKamailio, proxy:
     [dropped] = kam.dropped_branches
     assert dropped.dst_uri == WORKER1
     assert [c.operation for c in dropped.rtpengine] == ["offer"]
-    assert kam.replies == [Reply(500, "Server Internal Error", "sl")]  # t_relay failed
+    assert kam.replies == [Reply(503, "Voicemail unavailable", "tm")]  # t_relay failed
     assert any("rtpengine refused the offer" in text for _, text in kam.logs)
 
 
