@@ -24,6 +24,15 @@ from kemi.app_param import (
     build_app_param,
     preferences_from_rows,
 )
+from kemi.mwi import (
+    MWI_EVENT,
+    REFRESH_NOTIFY,
+    REPLIES,
+    MwiVerdict,
+    event_package,
+    publish_verdict,
+    subscribe_verdict,
+)
 from kemi.routing import (
     AppCall,
     Target,
@@ -60,6 +69,8 @@ ANSWER_FROM_WORKER = "replace-origin replace-session-connection"
 
 # cfg defines that switch features; read with $def().
 DEFINE_AUTH, DEFINE_RTPENGINE, DEFINE_VOICEMAIL = "WITH_AUTH", "WITH_RTPENGINE", "WITH_VOICEMAIL"
+DEFINE_MWI = "WITH_MWI"
+DEFINE_MWI_REFRESH_ON_REGISTER = "MWI_REFRESH_ON_REGISTER"  # kamailio.cfg: 1 by default
 
 
 def _define(name: str) -> str | None:
@@ -81,11 +92,14 @@ class HomeProxy:
     def __init__(self) -> None:
         self.auth = _define(DEFINE_AUTH) is not None
         self.voicemail = _define(DEFINE_VOICEMAIL) is not None
+        self.mwi = _define(DEFINE_MWI) is not None  # kamailio.cfg: implies WITH_VOICEMAIL
+        refresh = _define(DEFINE_MWI_REFRESH_ON_REGISTER)
+        self.mwi_refresh_on_register = self.mwi and refresh is not None and refresh.strip() != "0"
         self.settings: Settings = load_settings(
             _define, rtpengine=_define(DEFINE_RTPENGINE) is not None
         )
         KSR.info(
-            f"voicemail proxy: auth={self.auth} voicemail={self.voicemail} "
+            f"voicemail proxy: auth={self.auth} voicemail={self.voicemail} mwi={self.mwi} "
             f"settings={self.settings}\n"
         )
 
@@ -116,6 +130,9 @@ class HomeProxy:
             return 1
         if KSR.is_ACK():
             return 1  # an ACK without To-tag belongs to a transaction t_check_trans ended
+        if self.mwi and KSR.is_method_in("PS") and KSR.is_myself_ruri():
+            self.message_summary()
+            return 1
         authenticated = self.authenticate()
         if authenticated is None:
             return 1
@@ -160,6 +177,9 @@ class HomeProxy:
             if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) > 0:
                 self.worker_dialog_media()
             self.relay()
+            return
+        if self.mwi and KSR.is_SUBSCRIBE() and KSR.is_myself_ruri():
+            self.to_presence(MwiVerdict.SUBSCRIBE)  # a refresh or end of a subscription
             return
         if KSR.is_ACK():
             if KSR.tm.t_check_trans() > 0:
@@ -207,6 +227,50 @@ class HomeProxy:
             KSR.setbflag(FLB_NATB)
         if KSR.registrar.save("location", 0) < 0:
             KSR.sl.sl_reply_error()
+            return
+        if self.mwi_refresh_on_register:
+            # A phone that registers (again, after a reboot, say) gets its light back.
+            aor = f"sip:{_pv('$tU')}@{_pv('$td')}"
+            if KSR.presence.pres_has_subscribers(aor, MWI_EVENT) > 0:
+                KSR.presence.pres_refresh_watchers(aor, MWI_EVENT, REFRESH_NOTIFY)
+
+    # ----- message-waiting indication (presence) -----
+
+    def message_summary(self) -> None:
+        """PUBLISH from a media worker; SUBSCRIBE from a local user to their own mailbox."""
+        event = _pv("$hdr(Event)")
+        if KSR.is_PUBLISH():
+            from_worker = KSR.dispatcher.ds_is_from_list(self.settings.worker_set) > 0
+            verdict = publish_verdict(event, from_worker=from_worker)
+        else:
+            authenticated = False
+            if event_package(event) == MWI_EVENT:  # no password asked for a refusal anyway
+                checked = self.authenticate()
+                if checked is None:
+                    return  # challenged
+                authenticated = checked
+            verdict = subscribe_verdict(
+                event,
+                authenticated=authenticated,
+                subscriber=(_pv("$fU"), _pv("$fd")),
+                mailbox=(_pv("$rU"), _pv("$rd")),
+            )
+        if verdict in REPLIES:
+            status, reason = REPLIES[verdict]
+            self.log(f"{_pv('$rm')} {_pv('$ru')} from {_pv('$fu')}: {status} {reason}")
+            KSR.sl.sl_send_reply(status, reason)
+            return
+        self.to_presence(verdict)
+
+    def to_presence(self, verdict: MwiVerdict) -> None:
+        """presence answers (and NOTIFYs) statefully."""
+        if KSR.tm.t_newtran() < 0:
+            KSR.sl.sl_reply_error()
+            return
+        if verdict is MwiVerdict.PUBLISH:
+            KSR.presence.handle_publish()
+        else:
+            KSR.presence.handle_subscribe()
 
     def local_target(self, authenticated: bool) -> None:
         target = access_target(_pv("$rU"), self.settings)
