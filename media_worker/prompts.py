@@ -42,6 +42,18 @@ CATALOGUE_EN: dict[str, tuple[str, ...]] = {
     "received": ("vm-received",),
     "from": ("vm-from",),
     "unknown_caller": ("vm-unknown-caller",),
+    # The envelope's date and time (Asterisk's digits/ set; day-0 is Sunday).
+    "at": ("digits/at",),
+    "today": ("digits/today",),
+    "yesterday": ("digits/yesterday",),
+    "oclock": ("digits/oclock",),
+    "oh": ("digits/oh",),
+    "am": ("digits/a-m",),
+    "pm": ("digits/p-m",),
+    "thousand": ("digits/thousand",),
+    "hundred": ("digits/hundred",),
+    **{f"weekday_{d}": (f"digits/day-{d}",) for d in range(7)},
+    **{f"month_{m}": (f"digits/mon-{m - 1}",) for m in range(1, 13)},
 }
 
 
@@ -66,6 +78,46 @@ def german_number(n: int) -> tuple[str, ...]:
     files = (f"digits/{hundreds}", "digits/hundert") if hundreds else ()
     return files + ((f"digits/{rest}",) if rest or not hundreds else ())
 
+
+def english_ordinal(n: int) -> tuple[str, ...]:
+    """Files that say the day ``n`` (1-31) as an ordinal: "first" ... "thirty-first"."""
+    if not 1 <= n <= 31:
+        raise ValueError(f"cannot say the ordinal {n}: 1-31 only")
+    if n <= 20 or n == 30:
+        return (f"digits/h-{n}",)
+    tens, units = divmod(n, 10)
+    return (f"digits/{tens * 10}", f"digits/h-{units}")
+
+
+def german_ordinal(n: int) -> tuple[str, ...]:
+    """The generated German ordinal (1-31, dative: "am ersten")."""
+    if not 1 <= n <= 31:
+        raise ValueError(f"cannot say the ordinal {n}: 1-31 only")
+    return (f"ordinals/{n}",)
+
+
+_DE_UNITS = ("", "ein", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun")
+_DE_TEENS = ("zehn", "elf", "zwölf", "dreizehn", "vierzehn", "fünfzehn", "sechzehn",
+             "siebzehn", "achtzehn", "neunzehn")  # fmt: skip
+_DE_ORDINAL_STEM = {1: "ers", 3: "drit", 7: "sieb", 8: "ach"}
+
+
+def german_ordinal_word(n: int) -> str:
+    """ "ersten", "zweiten", ..., "neunzehnten", "zwanzigsten", "einunddreißigsten"."""
+    if n in _DE_ORDINAL_STEM:
+        return _DE_ORDINAL_STEM[n] + "ten"
+    if n < 10:
+        return _DE_UNITS[n] + "ten"
+    if n < 20:
+        return _DE_TEENS[n - 10] + "ten"
+    tens, units = divmod(n, 10)
+    word = {2: "zwanzig", 3: "dreißig"}[tens]
+    return (f"{_DE_UNITS[units]}und{word}" if units else word) + "sten"
+
+
+_DE_WEEKDAYS = ["Sonntag", "Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag"]
+_DE_MONTHS = ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August",
+              "September", "Oktober", "November", "Dezember"]  # fmt: skip
 
 # What `voicemail prompts build LANG` speaks with espeak-ng, for a language without a
 # recorded set (German, SEMS' default) or for prompts a recorded set lacks.
@@ -102,7 +154,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "enter_pin": "Bitte geben Sie Ihre PIN ein und drücken Sie die Raute-Taste.",
         "wrong_pin": "Die PIN ist falsch.",
         "record_greeting": "Bitte sprechen Sie Ihre Ansage nach dem Signalton.",
-        "received": "Empfangen um",
+        "received": "Empfangen",
+        "at": "um",
+        "today": "heute",
+        "yesterday": "gestern",
+        "oclock": "Uhr",
+        "oh": "null",
+        "am": "vormittags",
+        "pm": "nachmittags",
+        "thousand": "tausend",
+        "hundred": "hundert",
+        **{f"weekday_{d}": f"am {name}" for d, name in enumerate(_DE_WEEKDAYS)},
+        **{f"month_{m}": name for m, name in enumerate(_DE_MONTHS, 1)},
         "greeting_welcome": "Hier nehmen Sie die Ansage auf, die Ihre Anrufer hören.",
         "greeting_current": "Ihre aktuelle Ansage ist:",
         "greeting_record_prompt": "Drücken Sie eine Taste, um eine neue Ansage aufzunehmen, "
@@ -126,6 +189,10 @@ NUMBER_RULES: dict[str, Callable[[int], tuple[str, ...]]] = {
     "en": english_number,
     "de": german_number,
 }
+ORDINAL_RULES: dict[str, Callable[[int], tuple[str, ...]]] = {
+    "en": english_ordinal,
+    "de": german_ordinal,
+}
 
 
 def build_prompts(language: str, directory: Path, espeak: str = "espeak-ng") -> list[Path]:
@@ -140,6 +207,8 @@ def build_prompts(language: str, directory: Path, espeak: str = "espeak-ng") -> 
     if language in NUMBER_RULES and language != "en":  # English digits come with Asterisk
         texts |= {f"digits/{n}": str(n) for n in range(100)}
         texts |= {f"digits/{k}": v for k, v in NUMBER_WORDS.get(language, {}).items()}
+    if language == "de":
+        texts |= {f"ordinals/{n}": german_ordinal_word(n) for n in range(1, 32)}
     target = directory / language
     written = []
     for name, synth in TONES.items():
@@ -211,12 +280,18 @@ class PromptLibrary:
             pcm = self._cache[path] = read_wav(path.read_bytes(), str(path)).data
         return pcm
 
+    def language_for(self, language: str | None) -> str:
+        """The language a caller asking for ``language`` hears."""
+        return language if language in self.sets else self.default_language
+
     def get(self, name: str, language: str | None = None, domain: str | None = None) -> bytes:
-        """PCM of a prompt; ``number:N`` says the number N."""
-        language = language if language in self.sets else self.default_language
-        if name.startswith("number:"):
+        """PCM of a prompt; ``number:N`` says the number N, ``ordinal:N`` the Nth (day)."""
+        language = self.language_for(language)
+        kind, colon, value = name.partition(":")
+        if colon and kind in ("number", "ordinal"):
             directory = self.sets[language][0]
-            spoken = NUMBER_RULES.get(language, english_number)(int(name[7:]))
+            rules = NUMBER_RULES if kind == "number" else ORDINAL_RULES
+            spoken = rules.get(language, rules["en"])(int(value))
             return b"".join(self._pcm(directory / f"{stem}.wav") for stem in spoken)
         if self.overrides is not None:
             for parts in ((domain, language), (domain,), (language,)):
@@ -240,6 +315,8 @@ class PromptLibrary:
                 wanted.setdefault(name, (name,))  # every prompt an app may ask for
             number = NUMBER_RULES.get(language, english_number)
             wanted["numbers"] = tuple(dict.fromkeys(f for n in range(1000) for f in number(n)))
+            ordinal = ORDINAL_RULES.get(language, english_ordinal)
+            wanted["ordinals"] = tuple(f for n in range(1, 32) for f in ordinal(n))
             for name, files in wanted.items():
                 missing += [
                     f"{language}: {name}: {directory / f'{stem}.wav'}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hmac
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from media_worker.apps import events as ev
 from media_worker.apps.calls import EventSource, drain_playback, play, prompt_audio
+from media_worker.apps.envelope import envelope_prompts
 from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import Lockout, PinError, verify_pin
 from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings
@@ -100,16 +102,11 @@ class VoiceboxCall:
         return b"".join(parts)
 
     def _envelope(self, name: str) -> tuple[str, ...]:
-        """ "received at <hour> <minute> from <caller's number, or unknown caller>"."""
+        """ "received <day> at <time> from <caller>", in the caller's prompt language."""
         received_at, sender = self._received.get(name, (0, ""))
-        local = time.localtime(received_at)
-        words = ["received", f"number:{local.tm_hour}", f"number:{local.tm_min}", "from"]
-        user = sender.split("sip:", 1)[-1].split("@", 1)[0].lstrip("+")
-        if user.isdigit() and len(user) <= 15:
-            words += [f"number:{int(digit)}" for digit in user]
-        else:
-            words.append("unknown_caller")
-        return tuple(words)
+        language = self.service.prompts.language_for(self.request.language)
+        received = datetime.fromtimestamp(received_at)  # the worker's local time
+        return envelope_prompts(received, datetime.now(), sender, language)
 
     async def _check_pin(self, digits: str) -> ev.PinChecked:
         """The P-App PIN or the mailbox's own; failures count towards the lockout."""
