@@ -191,6 +191,11 @@ class Kamailio(LoggedProcess):
             lines.append(f'#!define RTPENGINE_SOCKET "udp:127.0.0.1:{rtpengine.ng_port}"')
         (directory / "kamailio-local.cfg").write_text("\n".join(lines) + "\n")
 
+    def define(self, name: str, value: str) -> None:
+        """One more define in kamailio-local.cfg (before the start)."""
+        with (self.dir / "kamailio-local.cfg").open("a") as local:
+            local.write(f"#!define {name} {value}\n")
+
     def command(self) -> list[str]:
         return [
             "kamailio",
@@ -259,9 +264,10 @@ class Stack(Managed):
         workers: int = 1,
         prompts: Path | None = None,
         kamailio_settings: dict[str, str] | None = None,
+        mwi: bool = False,
     ) -> None:
         """``prompts``: a directory `voicemail prompts build` filled (the menu prompts
-        Debian's English set lacks)."""
+        Debian's English set lacks); ``mwi``: Kamailio WITH_MWI, workers publishing."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
         self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
         self.spool = self.dir / "spool"
@@ -276,8 +282,22 @@ class Stack(Managed):
             db_url=self.db_url,
             workers=self.workers,
             rtpengine=self.rtpengine,
+            switches=(
+                "WITH_AUTH",
+                "WITH_VOICEMAIL",
+                "WITH_RTPENGINE",
+                *(("WITH_MWI",) if mwi else ()),
+            ),
             settings={"VM_NO_ANSWER_TIMEOUT": "4", **(kamailio_settings or {})},
         )
+        if mwi:
+            proxy = f"sip:127.0.0.1:{self.kamailio.port}"
+            self.kamailio.define(
+                "MWI_SERVER_ADDRESS", f'"sip:voicemail@127.0.0.1:{self.kamailio.port}"'
+            )
+            for worker in self.workers:
+                with worker.config.open("a") as config:
+                    config.write(f'mwi: {{proxy: "{proxy}"}}\n')
         self._started: list[Managed] = []
 
     def start(self) -> None:
