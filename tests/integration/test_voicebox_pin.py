@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from media_worker.apps.envelope import caller_prompts
 from media_worker.apps.params import AppRouting, Refusal
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
@@ -51,6 +53,17 @@ class Watched:
         await eventually(lambda: not self.busy(), 20, describe)
 
 
+@dataclass
+class ListenedLibrary(PromptLibrary):
+    """The prompt library, noting every prompt the worker fetched to play."""
+
+    asked: list[str] = field(default_factory=list)
+
+    def get(self, name: str, language: str | None = None, domain: str | None = None) -> bytes:
+        self.asked.append(name)
+        return super().get(name, language, domain)
+
+
 async def mailbox_with_pin(store: Storage) -> None:
     """One new message, and the mailbox's own PIN set as `voicemail pin set` does."""
     await store.put_message(
@@ -87,19 +100,19 @@ def in_order(heard: list[int], prompts: list[tuple[str, bytes]]) -> list[float]:
 @pytest.fixture
 async def voicebox(
     tmp_path: Path, store: Storage, start_worker: WorkerFactory
-) -> tuple[Watched, int, PromptLibrary]:
+) -> tuple[Watched, int, ListenedLibrary]:
     await mailbox_with_pin(store)
     routing = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
-    library = PromptLibrary()
+    library = ListenedLibrary()
     app, _ = service(tmp_path, store, free_port(), routing, library)
     watched = Watched(app)
     worker = await start_worker(watched)
     return watched, worker.port, library
 
 
-async def test_wrong_pin_then_the_right_one_opens_the_box(
+async def test_wrong_pin_then_the_right_one_opens_the_box_and_its_envelope(
     store: Storage,
-    voicebox: tuple[Watched, int, PromptLibrary],
+    voicebox: tuple[Watched, int, ListenedLibrary],
     phones: Callable[..., Baresip],
     quiet_caller: Path,
 ) -> None:
@@ -121,6 +134,9 @@ async def test_wrong_pin_then_the_right_one_opens_the_box(
         return (await store.count("127.0.0.1", "bob")).new == 0
 
     await eventually(opened, 20, phone.log)
+    phone.command("5")  # the envelope: when the message came and who left it
+    await eventually(lambda: "received" in library.asked, 10, phone.log)
+    await watched.played_out(phone.log)
     phone.hangup()
     await phone.wait_for("terminated")
     phone.stop()
@@ -135,13 +151,15 @@ async def test_wrong_pin_then_the_right_one_opens_the_box(
             ("you have", library.get("you_have")),
             ("1 new message", library.get("number:1") + library.get("new_message")),
             ("first message", library.get("first_message")),
+            ("received", library.get("received")),
+            ("from 4930", b"".join(library.get(n) for n in caller_prompts("sip:4930@x"))),
         ],
     )
 
 
 async def test_three_wrong_pins_end_the_call_with_goodbye(
     store: Storage,
-    voicebox: tuple[Watched, int, PromptLibrary],
+    voicebox: tuple[Watched, int, ListenedLibrary],
     phones: Callable[..., Baresip],
     quiet_caller: Path,
 ) -> None:
