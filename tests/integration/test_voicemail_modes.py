@@ -7,6 +7,8 @@ emailed; ann: the greeting, then the worker hangs up; nothing recorded, nothing 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import email
 import logging
@@ -18,6 +20,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from media_worker.apps.params import AppRouting, Refusal
 from media_worker.apps.service import VoicemailService
@@ -29,7 +32,7 @@ from storage import Storage
 from tests.integration.conftest import WorkerFactory, service
 from tests.support.audio_match import RATE, match, pcm_samples, read_pcm
 from tests.support.baresip import Baresip
-from tests.support.procs import eventually
+from tests.support.procs import eventually, free_port
 from tests.test_outbox import Inbox
 
 pytestmark = pytest.mark.integration
@@ -204,3 +207,43 @@ async def test_ann_mode_plays_the_greeting_and_hangs_up(
     assert inbox.messages == []
     assert outbox.pending() == []
     assert not (tmp_path / "journal").exists() or list((tmp_path / "journal").iterdir()) == []
+
+
+async def test_smtp_down_during_the_call_then_up_the_email_arrives(
+    tmp_path: Path,
+    store: Storage,
+    start_worker: WorkerFactory,
+    phones: Callable[..., Baresip],
+    late_speaker: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The mail server is down when the message is left: the email waits in the outbox,
+    retried, and is delivered once the server is up."""
+    caplog.set_level(logging.INFO, logger="voicemail")
+    smtp_port = free_port()  # nothing listens here yet
+    app, outbox = service(tmp_path, store, smtp_port, AppRouting())
+    worker = await start_worker(AsTheProxySends(app, f"mod=both;eml={EMAIL}"))
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    await outbox.start()
+    try:
+        phone = phones(late_speaker)
+        phone.dial(f"sip:bob@127.0.0.1:{worker.port}")
+        await phone.wait_for("Call established")
+        await phone.wait_for("terminated", 40)
+        await eventually(lambda: "mode both: " in caplog.text, 20, lambda: caplog.text[-3000:])
+        assert len(outbox.pending()) == 1  # queued, the server refused the connection
+        await asyncio.sleep(0.5)  # a few retries fail meanwhile; the job stays
+        assert len(outbox.pending()) == 1
+        await asyncio.to_thread(controller.start)
+        await eventually(lambda: len(inbox.messages) == 1, 30, lambda: caplog.text[-3000:])
+        await eventually(lambda: outbox.pending() == [], 10, lambda: caplog.text[-3000:])
+    finally:
+        await outbox.stop()
+        with contextlib.suppress(AssertionError, RuntimeError):
+            await asyncio.to_thread(controller.stop)
+    phone.stop()
+    parsed, wav = attachment(inbox.messages[0])
+    assert parsed["To"] == EMAIL
+    [stored] = await store.list_mailbox("127.0.0.1", "bob")
+    assert (await store.get_message("127.0.0.1", "bob", stored.name)).audio == wav
