@@ -1,4 +1,5 @@
-"""baresip (Debian's baresip-core) as a scriptable phone for integration tests.
+"""baresip (Debian's baresip-core) as a scriptable phone for integration tests: the
+product's lab phone (media_worker/lab/phone.py) as a context manager, with an async wait.
 
 Each phone gets its own config directory, SIP port and console port. Commands go to the
 ``cons`` module over UDP, exactly as keys typed at its console: "/dial URI", a digit
@@ -9,20 +10,15 @@ what the phone heard and what it sent to WAV files.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from pathlib import Path
-from typing import IO
 
-from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process
+from media_worker.lab.phone import MODULES, Phone
+from tests.support.procs import Managed
 
-MODULES = ("g711.so", "aufile.so", "sndfile.so", "cons.so")
+__all__ = ["MODULES", "Baresip"]
 
 
-class Baresip(Managed):
+class Baresip(Phone, Managed):
     def __init__(
         self,
         source_wav: Path,
@@ -37,98 +33,20 @@ class Baresip(Managed):
         channels: int = 1,
     ) -> None:
         """``account``: a baresip account line (registration, auth, outbound proxy)
-        instead of the default unregistered one; ``sample_rate``: the audio device's
-        rate and channels, which the source file must have (G.722: 16000 Hz; opus: 48000 Hz,
-        2 channels)."""
-        self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
-        # baresip listens on both UDP and TCP on these ports.
-        self.sip_port = free_udp_tcp_port()
-        self.cons_port = free_udp_tcp_port()
-        self.dumps = self.dir / "dumps"
-        self.dumps.mkdir()
-        rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1
-        config = [
-            "poll_method epoll",
-            f"sip_listen 127.0.0.1:{self.sip_port}",
-            "net_interface 127.0.0.1",
-            f"audio_source aufile,{source_wav}",
-            "audio_alert aufile,/dev/null",
-            f"audio_srate {sample_rate}",
-            f"audio_channels {channels}",
-            f"rtp_ports {rtp_base}-{rtp_base + 40}",
-            "module_path /usr/lib/baresip/modules",
-            *(f"module {m}" for m in modules),
-            "module_app account.so",
-            "module_app menu.so",
-            f"cons_listen 127.0.0.1:{self.cons_port}",
-            f"snd_path {self.dumps}",
-            extra_config,
-        ]
-        (self.dir / "config").write_text("\n".join(config) + "\n")
-        params = f";transport={transport}" if transport != "udp" else ""
+        instead of the default one, unregistered as ``user`` at 127.0.0.1 over
+        ``transport`` with ``codecs``."""
         if account is None:
+            params = f";transport={transport}" if transport != "udp" else ""
             account = f"<sip:{user}@127.0.0.1{params}>;regint=0;audio_codecs={codecs}"
-        (self.dir / "accounts").write_text(account + "\n")
-        self.log_path = self.dir / "baresip.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            ["baresip", "-f", str(self.dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            source_wav,
+            account=account,
+            modules=modules,
+            sample_rate=sample_rate,
+            channels=channels,
+            extra_config=extra_config,
         )
-        self.wait_for_log("baresip is ready", 10)
-
-    def command(self, text: str) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.sendto(
-                text.encode() + (b"\n" if text.startswith("/") else b""),
-                ("127.0.0.1", self.cons_port),
-            )
-
-    def dial(self, uri: str) -> None:
-        self.command(f"/dial {uri}")
-
-    def hangup(self) -> None:
-        self.command("b")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            if self.proc is not None and self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"baresip did not log {text!r} in {timeout} s:\n{self.log()[-3000:]}")
 
     async def wait_for(self, text: str, within: float = 10) -> None:
         """wait_for_log without blocking the event loop the worker runs on."""
         await asyncio.to_thread(self.wait_for_log, text, within)
-
-    def dump(self, kind: str) -> Path:
-        """The WAV sndfile wrote: kind "dec" is what the phone heard, "enc" what it sent."""
-        found = sorted(self.dumps.glob(f"*-{kind}.wav"))
-        if not found:
-            raise AssertionError(
-                f"no sndfile dump *-{kind}.wav in {self.dumps}: {self.log()[-2000:]}"
-            )
-        return found[-1]
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
