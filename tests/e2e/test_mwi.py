@@ -74,14 +74,18 @@ class PhoneEvents:
 
 @pytest.fixture
 def mwi_phone() -> Iterator[Any]:
-    """``mwi_phone(stack, user, source)``: a registered baresip with mwi and ctrl_tcp."""
+    """``mwi_phone(stack, user, source)``: a registered baresip with mwi and ctrl_tcp.
+
+    The phone starts without the user's account, so that nothing it reports is missed:
+    the account is added (it registers, then subscribes) once its events are listened to.
+    """
     with ExitStack() as stop:
 
         def start(stack: Any, user: str, source: Path) -> tuple[Baresip, PhoneEvents]:
             ctrl_port = free_udp_tcp_port()
             phone = Baresip(
                 source,
-                account=stack.phone_account(user),
+                user="nobody",  # an unregistered placeholder account
                 modules=(*MODULES, "mwi.so", "ctrl_tcp.so"),
                 extra_config=f"ctrl_tcp_listen 127.0.0.1:{ctrl_port}",
             )
@@ -89,13 +93,15 @@ def mwi_phone() -> Iterator[Any]:
             stop.enter_context(phone)
             events = PhoneEvents(ctrl_port)
             stop.callback(events.close)
+            phone.command(f"/uanew {stack.phone_account(user)}")
             phone.wait_for_log("200 OK", 10)
+            phone.wait_for_log("mwi: subscribing", 10)
             return phone, events
 
         yield start
 
 
-def test_bobs_light_follows_a_message_left_read_and_deleted(
+def test_bobs_light_follows_a_message_left_read_and_deleted_and_a_new_phone_gets_it(
     make_stack: StackFactory,
     phone: PhoneFactory,
     mwi_phone: Any,
@@ -108,9 +114,10 @@ def test_bobs_light_follows_a_message_left_read_and_deleted(
     def logs() -> str:
         return f"{stack.logs()}\n----- bob\n{bob.log()[-4000:]}\n{light.poll()}"
 
-    bob.wait_for_log("mwi: subscribing", 10)
+    # The subscription's first NOTIFY has no body (nothing was published for bob yet):
+    # the phone reports none.
     wait_until(lambda: "NOTIFY sip:bob@" in stack.kamailio.log(), 15, logs)
-    assert light.last() is None  # nothing published for bob yet
+    assert light.last() is None
 
     alice = phone(stack, "alice", message_speech)
     alice.dial(f"sip:bob@{DOMAIN}")  # bob's phone rings unanswered: voicemail
@@ -118,6 +125,9 @@ def test_bobs_light_follows_a_message_left_read_and_deleted(
     wait_until(lambda: len(mailbox(stack, "bob")) == 1, 40, logs)
     wait_until(lambda: light.last() == (True, 1, 0), 15, logs)
     assert light.summaries()[-1].account == f"sip:bob@{DOMAIN}"
+    # A phone that starts (again) and subscribes gets the state at once.
+    _, rebooted = mwi_phone(stack, "bob", silence)
+    wait_until(lambda: rebooted.last() == (True, 1, 0), 15, logs)
 
     bob.dial(f"sip:1000@{DOMAIN}")
     bob.wait_for_log("Call established", 15)
