@@ -92,12 +92,20 @@ class MwiPublisher:
     def changed(self, domain: str, user: str) -> None:
         """Publish the mailbox's state soon (once more if a PUBLISH is in flight)."""
         mailbox = (domain, user)
-        if mailbox in self._running:
+        running = self._running.get(mailbox)
+        # A finished task may still be listed (its done callback comes later): it would
+        # not see the change.
+        if running is not None and not running.done():
             self._dirty.add(mailbox)
             return
         task = asyncio.create_task(self._publish(mailbox), name=f"mwi {user}@{domain}")
         self._running[mailbox] = task
-        task.add_done_callback(lambda _: self._running.pop(mailbox, None))
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        for mailbox, running in list(self._running.items()):
+            if running is task:
+                del self._running[mailbox]
 
     # ----- publishing -----
 
