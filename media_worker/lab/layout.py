@@ -22,7 +22,7 @@ USERS: dict[str, tuple[str, str]] = {
     "bob": ("bob-pw", "both"),
     "carol": ("carol-pw", "voicemail"),
 }
-DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE")
+DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,16 @@ class Lab:
             *(f"#!define {name}" for name in self.switches),
             *(f"#!define {name} {value}" for name, value in self.kamailio_defines),
         ]
+        if self.mwi:
+            lines.append(f'#!define MWI_SERVER_ADDRESS "{self.proxy_uri(user="voicemail")}"')
         return "\n".join(lines) + "\n"
+
+    @property
+    def mwi(self) -> bool:
+        return "WITH_MWI" in self.switches
+
+    def proxy_uri(self, user: str = "") -> str:
+        return f"sip:{user + '@' if user else ''}{self.host}:{self.ports.sip}"
 
     def dispatcher_list(self) -> str:
         return "".join(f"1 sip:{self.host}:{port};transport=udp\n" for port in self.worker_ports())
@@ -123,6 +132,7 @@ class Lab:
             f"email: {{smtp: {{host: {self.host}, port: {self.ports.smtp}, timeout: 10}}}}\n"
             "apps: {default_mode: box}\n"
             f"prompts: {{built: {self.prompts}}}\n"
+            + (f'mwi: {{proxy: "{self.proxy_uri()}"}}\n' if self.mwi else "")
         )
 
     def write_configs(self, part: str | None = None) -> None:
