@@ -40,4 +40,5 @@ def test_each_dockerfile_installs_the_project_and_its_daemon() -> None:
     for image, package in daemons.items():
         text = (REPO / "docker" / image / "Dockerfile").read_text()
         assert package in text
-        assert "pip install" in text and "/opt/kamailio-voicemail" in text
+        assert "pip install" in text
+        assert "/opt/kamailio-voicemail" in text
