@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.kemi.fake_ksr import (
+    ACTIVE,
     API_FILE,
+    REFRESH_NOTIFY,
+    REFRESH_RULES,
     SDP,
+    TERMINATED,
     Contact,
     Credentials,
     FakeKamailio,
+    Notify,
     Reply,
+    Request,
     offered_functions,
     parse_api_file,
     parse_api_list,
     posix_regex,
     sip_request,
+    uri_host_port,
 )
 
 ALICE, BOB = "sip:alice@lab.example", "sip:bob@lab.example"
@@ -478,6 +487,28 @@ def test_dispatcher_round_robin_failover_and_marks(kam: FakeKamailio) -> None:
         ds.ds_select_dst(1, 0)
 
 
+def test_ds_is_from_list_matches_address_and_port_of_any_state(kam: FakeKamailio) -> None:
+    kam.add_worker("sip:127.0.0.1:5080;transport=udp", active=False)
+    kam.add_worker("sip:192.0.2.30", set_id=2)  # no port: any port
+    ds = kam.ksr.dispatcher
+    for source, set_id, expected in [
+        (("127.0.0.1", 5080), 1, 1),
+        (("127.0.0.1", 5081), 1, -1),
+        (("127.0.0.2", 5080), 1, -1),
+        (("127.0.0.1", 5080), 2, -1),
+        (("192.0.2.30", 6000), 2, 1),
+        (("192.0.2.30", 6000), -1, 1),  # -1: every set
+        (("127.0.0.1", 5080), 3, -1),  # no such set
+    ]:
+        kam.receive(sip_request("PUBLISH", BOB, from_=BOB, src_ip=source[0], src_port=source[1]))
+        assert ds.ds_is_from_list(set_id) == expected, (source, set_id)
+
+
+def test_uri_host_port() -> None:
+    assert uri_host_port("sip:127.0.0.1:5080;transport=udp") == ("127.0.0.1", 5080)
+    assert uri_host_port("sip:bob@lab.example") == ("lab.example", 0)
+
+
 def test_rr(kam: FakeKamailio) -> None:
     assert kam.ksr.rr.loose_route() == -1
     kam.receive(
@@ -513,3 +544,107 @@ def test_rtpengine_and_nathelper_are_recorded(kam: FakeKamailio) -> None:
     assert kam.ksr.nathelper.nat_uac_test(19) == -1
     kam.ksr.force_rport()
     assert kam.nat_calls == ["nat_uac_test(19)", "force_rport"]
+
+
+# ----- presence -----
+
+SUMMARY = "Messages-Waiting: yes\r\n"
+
+
+def mwi_request(method: str, *headers: tuple[str, str], body: str = "", **fields: Any) -> Request:
+    return sip_request(
+        method,
+        BOB,
+        from_=BOB,
+        headers=(("Event", "message-summary"), *headers),
+        body=body,
+        content_type="application/simple-message-summary",
+        **fields,
+    )
+
+
+def test_presence_keeps_publications_and_notifies_the_watchers(kam: FakeKamailio) -> None:
+    presence, store = kam.ksr.presence, kam.presence
+    kam.receive(mwi_request("SUBSCRIBE", ("Expires", "600")))
+    assert presence.handle_subscribe() == 1
+    [subscription] = store.subscriptions
+    assert (subscription.presentity, subscription.watcher, subscription.expires) == (BOB, BOB, 600)
+    assert kam.replies == [Reply(200, "OK", "presence")]
+    kam.receive(mwi_request("PUBLISH", body=SUMMARY))
+    assert presence.handle_publish() == 1
+    [publication] = store.publications
+    assert (publication.presentity, publication.body, publication.expires) == (BOB, SUMMARY, 3600)
+    # A refresh (no body) keeps the state under a new ETag, and NOTIFYs it again.
+    kam.receive(mwi_request("PUBLISH", ("SIP-If-Match", publication.etag)))
+    assert presence.handle_publish() == 1
+    [refreshed] = store.publications
+    assert (refreshed.body, refreshed.etag != publication.etag) == (SUMMARY, True)
+    kam.receive(mwi_request("PUBLISH", ("SIP-If-Match", refreshed.etag), ("Expires", "0")))
+    assert presence.handle_publish() == 1
+    assert store.publications == []
+    call = "call-1@192.0.2.10"
+    assert store.notifies == [
+        Notify(BOB, BOB, "message-summary", call, ACTIVE, ""),
+        Notify(BOB, BOB, "message-summary", call, ACTIVE, SUMMARY),
+        Notify(BOB, BOB, "message-summary", call, ACTIVE, SUMMARY),
+        Notify(BOB, BOB, "message-summary", call, ACTIVE, ""),
+    ]
+
+
+def test_presence_refuses_what_it_cannot_take(kam: FakeKamailio) -> None:
+    presence = kam.ksr.presence
+    for request, status, reason in [
+        (mwi_request("PUBLISH", ("SIP-If-Match", "etag-9"), body=SUMMARY), 412,
+         "Conditional request failed"),
+        (mwi_request("PUBLISH"), 400, "Invalid request"),  # no body, no ETag
+        (sip_request("PUBLISH", BOB, from_=BOB, headers=(("Event", "presence"),)), 489,
+         "Bad Event"),
+        (sip_request("PUBLISH", BOB, from_=BOB, body=SUMMARY,
+                     headers=(("Event", "message-summary;id=1"),)), 489, "Bad Event"),
+    ]:  # fmt: skip
+        kam.receive(request)
+        assert presence.handle_publish() == -1
+        assert kam.replies == [Reply(status, reason, "presence")]
+    kam.receive(mwi_request("SUBSCRIBE", to_tag="pres-9"))
+    assert presence.handle_subscribe() == -1
+    assert kam.replies == [Reply(481, "Subscription does not exist", "presence")]
+    with pytest.raises(NotImplementedError, match="handle_publish for a PUBLISH only"):
+        presence.handle_publish()
+    assert (kam.presence.publications, kam.presence.subscriptions) == ([], [])
+
+
+def test_a_subscription_lives_in_its_dialog(kam: FakeKamailio) -> None:
+    presence, store = kam.ksr.presence, kam.presence
+    kam.receive(mwi_request("SUBSCRIBE", ("Expires", "7200")))  # capped at max_expires
+    presence.handle_subscribe()
+    [subscription] = store.subscriptions
+    assert subscription.expires == 3600
+    to_tag = subscription.to_tag
+    kam.receive(mwi_request("SUBSCRIBE", ("Expires", "60"), call_id="other@192.0.2.10",
+                            to_tag=to_tag))  # fmt: skip
+    assert presence.handle_subscribe() == -1  # another dialog
+    kam.receive(mwi_request("SUBSCRIBE", ("Expires", "60"), to_tag=to_tag))
+    assert presence.handle_subscribe() == 1
+    assert [s.expires for s in store.subscriptions] == [60]
+    kam.receive(mwi_request("SUBSCRIBE", ("Expires", "0"), to_tag=to_tag))
+    assert presence.handle_subscribe() == 1
+    assert store.subscriptions == []
+    assert [n.state for n in store.notifies] == [ACTIVE, ACTIVE, TERMINATED]
+
+
+def test_pres_has_subscribers_and_refresh_watchers(kam: FakeKamailio) -> None:
+    presence, store = kam.ksr.presence, kam.presence
+    assert presence.pres_has_subscribers(BOB, "message-summary") == -1
+    kam.receive(mwi_request("SUBSCRIBE"))
+    presence.handle_subscribe()
+    assert presence.pres_has_subscribers(BOB, "message-summary") == 1
+    assert presence.pres_has_subscribers(ALICE, "message-summary") == -1
+    assert presence.pres_has_subscribers(BOB, "presence") == -1  # not registered
+    assert presence.pres_refresh_watchers(BOB, "message-summary", REFRESH_NOTIFY) == 0
+    assert len(store.notifies) == 2
+    assert presence.pres_refresh_watchers(BOB, "message-summary", REFRESH_RULES) == -1
+    assert presence.pres_refresh_watchers(BOB, "dialog", REFRESH_NOTIFY) == -1
+    with pytest.raises(NotImplementedError, match="type 1, not 2"):
+        presence.pres_refresh_watchers(BOB, "message-summary", 2)
+    with pytest.raises(TypeError, match="argument kind must be int, not str"):
+        presence.pres_refresh_watchers(BOB, "message-summary", "1")  # type: ignore[arg-type]

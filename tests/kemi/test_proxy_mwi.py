@@ -1,17 +1,13 @@
-"""Message-waiting indication in the KEMI home proxy (WITH_MWI), with the fake KSR:
-workers PUBLISH, authenticated local users SUBSCRIBE to their own mailbox, a REGISTER
-refreshes the watchers; plus the pure decisions of kemi/mwi.py.
-
-The fake implements neither the presence module nor dispatcher.ds_is_from_list, so this
-file adds both to its KSR object, each call checked against the KEMI API file."""
+"""Message-waiting indication in the KEMI home proxy (WITH_MWI), with the fake KSR and
+its presence: workers PUBLISH, authenticated local users SUBSCRIBE to their own mailbox,
+a REGISTER refreshes the watchers; plus the pure decisions of kemi/mwi.py."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from types import ModuleType, SimpleNamespace
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,14 +21,14 @@ from kemi.mwi import (
     subscribe_verdict,
 )
 from tests.kemi.fake_ksr import (
+    ACTIVE,
+    TERMINATED,
     Credentials,
     FakeKamailio,
+    Notify,
     Reply,
     Request,
-    load_api,
     sip_request,
-    uri_of,
-    uri_user_host,
 )
 
 DOMAIN = "lab.example"
@@ -45,85 +41,21 @@ ALL_ON = {
     "WITH_MWI": "",
     "MWI_REFRESH_ON_REGISTER": "1",
 }
-API = load_api()
-TYPES = {"str": str, "int": int}
+SUMMARY = "Messages-Waiting: yes\r\nMessage-Account: sip:bob@lab.example\r\n"
+PRESENCE_OK = Reply(200, "OK", "presence")
 
 
-def kemi(module: str, func: Callable[..., int]) -> Callable[..., int]:
-    """``func`` as KSR.<module>.<name>: positional arguments of the API file's types."""
-    params, _ = API[(module, func.__name__)]
-    types = [] if params == "none" else [TYPES[p.strip()] for p in params.split(",")]
-
-    def call(*args: Any) -> int:
-        assert [type(a) for a in args] == types, f"KSR.{module}.{func.__name__}{args}"
-        return func(*args)
-
-    return call
-
-
-@dataclass
-class Presence:
-    """What the script asked of presence (each would answer the request itself)."""
-
-    kam: FakeKamailio
-    handled: list[tuple[str, str]] = field(default_factory=list)  # (function, R-URI)
-    refreshed: list[tuple[str, str, int]] = field(default_factory=list)
-    watched: set[tuple[str, str]] = field(default_factory=set)  # (presentity, event)
-
-    def install(self) -> None:
-        def handle_publish() -> int:
-            self.handled.append(("handle_publish", self.kam.ruri))
-            return 1
-
-        def handle_subscribe() -> int:
-            self.handled.append(("handle_subscribe", self.kam.ruri))
-            return 1
-
-        def pres_has_subscribers(uri: str, event: str) -> int:
-            return 1 if (uri, event) in self.watched else -1
-
-        def pres_refresh_watchers(uri: str, event: str, kind: int) -> int:
-            self.refreshed.append((uri, event, kind))
-            return 1
-
-        def ds_is_from_list(set_id: int) -> int:
-            source = (self.kam.request.src_ip, self.kam.request.src_port)
-            for destination in self.kam.dispatcher.get(set_id, []):
-                _, host = uri_user_host(uri_of(destination.uri))
-                port = int(destination.uri.split(":")[2].split(";")[0])
-                if (host, port) == source:
-                    return 1
-            return -1
-
-        functions = (handle_publish, handle_subscribe, pres_has_subscribers, pres_refresh_watchers)
-        presence = SimpleNamespace(**{f.__name__: kemi("presence", f) for f in functions})
-        setattr(self.kam.ksr, "presence", presence)  # noqa: B010 - not in the fake's type
-        setattr(self.kam.ksr.dispatcher, "ds_is_from_list", kemi("dispatcher", ds_is_from_list))  # noqa: B010
-
-
-def make_kam(defines: dict[str, str]) -> tuple[FakeKamailio, Presence]:
+def make_kam(defines: dict[str, str]) -> FakeKamailio:
     fake = FakeKamailio(defines=defines)
     for user in ("alice", "bob"):
         fake.add_subscriber(f"{user}@{DOMAIN}", f"{user}-pw")
     fake.add_worker(f"sip:{WORKER[0]}:{WORKER[1]};transport=udp")
-    presence = Presence(fake)
-    presence.install()
-    return fake, presence
+    return fake
 
 
 @pytest.fixture
-def world() -> tuple[FakeKamailio, Presence]:
+def kam() -> FakeKamailio:
     return make_kam(ALL_ON)
-
-
-@pytest.fixture
-def kam(world: tuple[FakeKamailio, Presence]) -> FakeKamailio:
-    return world[0]
-
-
-@pytest.fixture
-def presence(world: tuple[FakeKamailio, Presence]) -> Presence:
-    return world[1]
 
 
 def load_proxy(kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
@@ -146,14 +78,25 @@ def route(kam: FakeKamailio, proxy: Any, request: Request) -> None:
     assert proxy.ksr_request_route(None) == 1
 
 
-def publish(*, event: str = MWI_EVENT, source: tuple[str, int] = WORKER) -> Request:
+def publish(
+    *,
+    event: str = MWI_EVENT,
+    source: tuple[str, int] = WORKER,
+    etag: str | None = None,
+    body: str = SUMMARY,
+) -> Request:
+    """A worker's PUBLISH of bob's mailbox state; ``etag``: a refresh or change of it."""
     return sip_request(
         "PUBLISH",
         BOB,
         from_=BOB,
         to=BOB,
-        headers=(("Event", event), ("Expires", "3600"), ("SIP-If-Match", "e1")),
-        body="Messages-Waiting: yes\r\nMessage-Account: sip:bob@lab.example\r\n",
+        headers=(
+            ("Event", event),
+            ("Expires", "3600"),
+            *((("SIP-If-Match", etag),) if etag else ()),
+        ),
+        body=body,
         content_type="application/simple-message-summary",
         src_ip=source[0],
         src_port=source[1],
@@ -186,112 +129,147 @@ def subscribe(
 # ----- PUBLISH -----
 
 
-def test_a_worker_publishes_without_a_password(
-    kam: FakeKamailio, proxy: Any, presence: Presence
-) -> None:
+def test_a_worker_publishes_without_a_password(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, publish())
-    assert presence.handled == [("handle_publish", BOB)]
-    assert kam.replies == []
+    [publication] = kam.presence.publications
+    assert (publication.presentity, publication.event, publication.body) == (
+        BOB,
+        MWI_EVENT,
+        SUMMARY,
+    )
+    assert kam.replies == [PRESENCE_OK]
     assert kam.challenges == []
     assert kam.relays == []
 
 
-def test_nobody_else_publishes_mailbox_state(
-    kam: FakeKamailio, proxy: Any, presence: Presence
-) -> None:
+def test_a_workers_publish_reaches_bobs_phone(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, subscribe())
+    route(kam, proxy, publish())
+    etag = kam.presence.publications[0].etag
+    route(kam, proxy, publish(etag=etag, body="Messages-Waiting: no\r\n"))
+    assert [n.body for n in kam.presence.notifies] == ["", SUMMARY, "Messages-Waiting: no\r\n"]
+    assert [p.body for p in kam.presence.publications] == ["Messages-Waiting: no\r\n"]
+
+
+def test_nobody_else_publishes_mailbox_state(kam: FakeKamailio, proxy: Any) -> None:
     request = publish(source=("192.0.2.10", 5060))
     request.credentials = Credentials(f"bob@{DOMAIN}")  # not even bob himself
     route(kam, proxy, request)
     assert kam.replies == [Reply(403, "Only media workers publish mailbox state", "sl")]
-    assert presence.handled == []
+    assert kam.presence.publications == []
 
 
-def test_a_worker_on_another_port_is_not_a_worker(
-    kam: FakeKamailio, proxy: Any, presence: Presence
-) -> None:
+def test_a_worker_on_another_port_is_not_a_worker(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, publish(source=(WORKER[0], WORKER[1] + 1)))
     assert kam.replies == [Reply(403, "Only media workers publish mailbox state", "sl")]
-    assert presence.handled == []
+    assert kam.presence.publications == []
 
 
-def test_only_message_summary_is_published(
-    kam: FakeKamailio, proxy: Any, presence: Presence
-) -> None:
+def test_only_message_summary_is_published(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, publish(event="presence"))
     assert kam.replies == [Reply(489, "Bad Event", "sl")]
-    assert presence.handled == []
+    assert kam.presence.publications == []
 
 
 # ----- SUBSCRIBE -----
 
 
-def test_bob_subscribes_to_his_mailbox(kam: FakeKamailio, proxy: Any, presence: Presence) -> None:
+def test_bob_subscribes_to_his_mailbox(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, subscribe())
-    assert presence.handled == [("handle_subscribe", BOB)]
-    assert kam.replies == []
+    [subscription] = kam.presence.subscriptions
+    assert (subscription.presentity, subscription.watcher) == (BOB, BOB)
+    assert kam.replies == [PRESENCE_OK]
+    assert kam.presence.notifies == [Notify(BOB, BOB, MWI_EVENT, "call-1@192.0.2.10", ACTIVE, "")]
     assert kam.relays == []
 
 
-def test_an_event_parameter_is_fine(kam: FakeKamailio, proxy: Any, presence: Presence) -> None:
-    route(kam, proxy, subscribe(event="message-summary;id=1"))
-    assert presence.handled == [("handle_subscribe", BOB)]
+def test_a_subscriber_gets_the_published_state_at_once(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, publish())
+    route(kam, proxy, subscribe())
+    assert [n.body for n in kam.presence.notifies] == [SUMMARY]
 
 
-def test_a_subscribe_without_credentials_is_challenged(
-    kam: FakeKamailio, proxy: Any, presence: Presence
+def test_an_event_parameter_passes_the_script_but_presence_refuses_it(
+    kam: FakeKamailio, proxy: Any
 ) -> None:
+    """presence_mwi registers message-summary without parameters; presence matches
+    the parameters too (the real Kamailio answers 489 as well)."""
+    route(kam, proxy, subscribe(event="message-summary;id=1"))
+    assert kam.replies == [Reply(489, "Bad Event", "presence")]
+    assert kam.presence.subscriptions == []
+
+
+def test_a_subscribe_without_credentials_is_challenged(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, subscribe(auth=False))
     assert kam.challenges == [DOMAIN]
     assert [r.status for r in kam.replies] == [407]
-    assert presence.handled == []
+    assert kam.presence.subscriptions == []
 
 
-def test_alice_cannot_watch_bobs_mailbox(kam: FakeKamailio, proxy: Any, presence: Presence) -> None:
+def test_alice_cannot_watch_bobs_mailbox(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, subscribe(BOB, subscriber=ALICE))
     assert kam.replies == [Reply(403, "Not your mailbox", "sl")]
-    assert presence.handled == []
+    assert kam.presence.subscriptions == []
 
 
-def test_a_foreign_user_cannot_watch_a_mailbox(
-    kam: FakeKamailio, proxy: Any, presence: Presence
-) -> None:
+def test_a_foreign_user_cannot_watch_a_mailbox(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, subscribe(BOB, subscriber="sip:mallory@evil.example", auth=False))
     assert kam.replies == [Reply(403, "Mailbox state needs authentication", "sl")]
-    assert presence.handled == []
+    assert kam.presence.subscriptions == []
 
 
 def test_other_event_packages_are_refused_without_a_challenge(
-    kam: FakeKamailio, proxy: Any, presence: Presence
+    kam: FakeKamailio, proxy: Any
 ) -> None:
     route(kam, proxy, subscribe(event="presence", auth=False))
     assert kam.replies == [Reply(489, "Bad Event", "sl")]
     assert kam.challenges == []
-    assert presence.handled == []
+    assert kam.presence.subscriptions == []
 
 
-def test_a_subscription_refresh_goes_to_presence(
-    kam: FakeKamailio, proxy: Any, presence: Presence
+def refresh(expires: str, to_tag: str) -> Request:
+    """bob's phone re-SUBSCRIBEs in the dialog, to the Contact presence gave it."""
+    request = subscribe("sip:voicemail@127.0.0.1:5060", to_tag=to_tag, auth=False)
+    request.headers = [(n, expires if n == "Expires" else v) for n, v in request.headers]
+    return request
+
+
+def test_a_subscription_is_refreshed_and_ended_in_its_dialog(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, subscribe())
+    to_tag = kam.presence.subscriptions[0].to_tag
+    route(kam, proxy, refresh("1800", to_tag))
+    assert kam.replies == [PRESENCE_OK]
+    assert [s.expires for s in kam.presence.subscriptions] == [1800]
+    route(kam, proxy, refresh("0", to_tag))
+    assert kam.replies == [PRESENCE_OK]
+    assert kam.presence.subscriptions == []
+    assert [n.state for n in kam.presence.notifies] == [ACTIVE, ACTIVE, TERMINATED]
+
+
+def test_a_refresh_of_an_unknown_subscription_is_refused_by_presence(
+    kam: FakeKamailio, proxy: Any
 ) -> None:
-    server = "sip:voicemail@127.0.0.1:5060"
-    route(kam, proxy, subscribe(server, to_tag="pres-1", auth=False))
-    assert presence.handled == [("handle_subscribe", server)]
-    assert kam.replies == []
+    route(kam, proxy, refresh("3600", "pres-unknown"))
+    assert kam.replies == [Reply(481, "Subscription does not exist", "presence")]
 
 
 def test_without_auth_nobody_subscribes(monkeypatch: pytest.MonkeyPatch) -> None:
-    kam, presence = make_kam({"WITH_VOICEMAIL": "", "WITH_MWI": ""})
+    kam = make_kam({"WITH_VOICEMAIL": "", "WITH_MWI": ""})
     proxy = load_proxy(kam, monkeypatch).mod_init()
     route(kam, proxy, subscribe())
     assert kam.replies == [Reply(403, "Mailbox state needs authentication", "sl")]
-    assert presence.handled == []
+    assert kam.presence.subscriptions == []
 
 
 def test_without_mwi_presence_is_never_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    kam, presence = make_kam({"WITH_AUTH": "", "WITH_VOICEMAIL": ""})
+    kam = make_kam({"WITH_AUTH": "", "WITH_VOICEMAIL": ""})
     proxy = load_proxy(kam, monkeypatch).mod_init()
     route(kam, proxy, publish())
+    assert PRESENCE_OK not in kam.replies
     route(kam, proxy, subscribe())
-    assert presence.handled == []
+    assert PRESENCE_OK not in kam.replies
+    assert kam.presence.publications == []
+    assert kam.presence.subscriptions == []
 
 
 # ----- REGISTER -----
@@ -309,27 +287,27 @@ def register(user: str) -> Request:
     )
 
 
-def test_a_registering_phone_gets_its_mailbox_state_again(
-    kam: FakeKamailio, proxy: Any, presence: Presence
-) -> None:
-    presence.watched.add((BOB, MWI_EVENT))
+def test_a_registering_phone_gets_its_mailbox_state_again(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, publish())
+    route(kam, proxy, subscribe())
     route(kam, proxy, register("bob"))
     assert kam.replies == [Reply(200, "OK", "registrar")]
-    assert presence.refreshed == [(BOB, MWI_EVENT, 1)]
+    assert [n.body for n in kam.presence.notifies] == [SUMMARY, SUMMARY]
 
 
-def test_no_refresh_without_watchers(kam: FakeKamailio, proxy: Any, presence: Presence) -> None:
+def test_no_refresh_without_watchers(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, subscribe())
     route(kam, proxy, register("alice"))
     assert kam.replies == [Reply(200, "OK", "registrar")]
-    assert presence.refreshed == []
+    assert len(kam.presence.notifies) == 1  # bob's subscription's first NOTIFY only
 
 
 def test_the_refresh_on_register_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    kam, presence = make_kam({**ALL_ON, "MWI_REFRESH_ON_REGISTER": "0"})
+    kam = make_kam({**ALL_ON, "MWI_REFRESH_ON_REGISTER": "0"})
     proxy = load_proxy(kam, monkeypatch).mod_init()
-    presence.watched.add((BOB, MWI_EVENT))
+    route(kam, proxy, subscribe())
     route(kam, proxy, register("bob"))
-    assert presence.refreshed == []
+    assert len(kam.presence.notifies) == 1
 
 
 # ----- pure decisions -----

@@ -4,7 +4,8 @@ In the spirit of sipwise/lua-ngcp-kamailio: the fake holds one SIP request (head
 body, source address) and the proxy's tables (location, subscriber, usr_preferences,
 dispatcher set), answers the KSR functions the script calls the way Kamailio 5.6 does,
 and records what the script did (replies, relays with the headers they carried, armed
-routes, rtpengine calls, SQL queries, log lines).
+routes, rtpengine calls, SQL queries, log lines). presence keeps its publications and
+subscriptions and records the NOTIFYs it sent.
 
 tm is modelled as Kamailio runs it: ``t_on_branch`` arms a branch route for the next
 t_relay, which runs it for each new branch on that branch's own copy of the request
@@ -20,8 +21,8 @@ argument parsing is), and tests compare the annotations with that file and with 
 live ``app_python.api_list`` of the real Kamailio.
 
 Layout: ``api`` (API file, live list, call checking), ``sip`` (requests and helpers),
-``state`` (records and message/transaction state), ``modules`` and ``tables`` (the KSR
-modules), ``ksr`` (core functions), ``world`` (FakeKamailio).
+``state`` (records and message/transaction state), ``modules``, ``tables`` and
+``presence`` (the KSR modules), ``ksr`` (core functions), ``world`` (FakeKamailio).
 """
 
 from tests.kemi.fake.api import (
@@ -34,12 +35,23 @@ from tests.kemi.fake.api import (
     parse_api_list,
 )
 from tests.kemi.fake.ksr import METHOD_LETTERS, FakeKSR, offered_functions
+from tests.kemi.fake.presence import (
+    ACTIVE,
+    REFRESH_NOTIFY,
+    REFRESH_RULES,
+    TERMINATED,
+    Notify,
+    PresenceState,
+    Publication,
+    Subscription,
+)
 from tests.kemi.fake.sip import (
     SDP,
     Credentials,
     Request,
     posix_regex,
     sip_request,
+    uri_host_port,
     uri_of,
     uri_user_host,
 )
@@ -54,6 +66,7 @@ from tests.kemi.fake.tables import (
 from tests.kemi.fake.world import USR_PREFERENCES_SCHEMA, FakeKamailio
 
 __all__ = [
+    "ACTIVE",
     "API_FILE",
     "AUTH_INVALID_PASSWORD",
     "AUTH_NO_CREDENTIALS",
@@ -62,18 +75,25 @@ __all__ = [
     "AUTH_USER_UNKNOWN",
     "CORE",
     "METHOD_LETTERS",
+    "REFRESH_NOTIFY",
+    "REFRESH_RULES",
     "SDP",
+    "TERMINATED",
     "USR_PREFERENCES_SCHEMA",
     "Contact",
     "Credentials",
     "Destination",
     "FakeKSR",
     "FakeKamailio",
+    "Notify",
+    "PresenceState",
+    "Publication",
     "Relay",
     "Reply",
     "Request",
     "RtpengineCall",
     "Signature",
+    "Subscription",
     "Xval",
     "load_api",
     "offered_functions",
@@ -81,6 +101,7 @@ __all__ = [
     "parse_api_list",
     "posix_regex",
     "sip_request",
+    "uri_host_port",
     "uri_of",
     "uri_user_host",
 ]

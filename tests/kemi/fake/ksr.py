@@ -19,6 +19,7 @@ from tests.kemi.fake.modules import (
     Tm,
     Tmx,
 )
+from tests.kemi.fake.presence import Presence
 from tests.kemi.fake.sip import uri_of, uri_user_host
 from tests.kemi.fake.tables import Auth, AuthDb, Dispatcher, Registrar, Sqlops
 
@@ -64,6 +65,7 @@ class FakeKSR(_Module, module=CORE):
         self.sanity = Sanity(kam)
         self.nathelper = Nathelper(kam)
         self.rtpengine = Rtpengine(kam)
+        self.presence = Presence(kam)
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"the fake KSR does not implement KSR.{name}")

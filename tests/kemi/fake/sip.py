@@ -23,6 +23,14 @@ def uri_user_host(uri: str) -> tuple[str, str]:
     return user, re.split(r"[;?:]", hostport, maxsplit=1)[0]
 
 
+def uri_host_port(uri: str) -> tuple[str, int]:
+    """(host, port) of ``sip:user@host:port;params``; port is 0 when absent."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    hostport = re.split(r"[;?]", rest.rpartition("@")[2], maxsplit=1)[0]
+    host, _, port = hostport.partition(":")
+    return host, int(port) if port else 0
+
+
 def _header_param(value: str, name: str) -> str | None:
     tail = value[value.index(">") + 1 :] if ">" in value else value
     for part in tail.split(";")[1:]:

@@ -12,7 +12,7 @@ from tests.kemi.fake.api import Xval
 class Reply:
     status: int
     reason: str
-    via: str  # "sl", "tm", "auth", "registrar", "siputils"
+    via: str  # "sl", "tm", "auth", "registrar", "siputils", "presence"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ auth_db (subscriber), sqlops (usr_preferences), dispatcher (the workers)."""
 from __future__ import annotations
 
 from tests.kemi.fake.api import Xval, _Module
-from tests.kemi.fake.sip import _header_param, uri_of, uri_user_host
+from tests.kemi.fake.sip import _header_param, uri_host_port, uri_of, uri_user_host
 from tests.kemi.fake.state import Contact
 
 
@@ -154,3 +154,16 @@ class Dispatcher(_Module, module="dispatcher"):
         current.active = not any(c in flags.lower() for c in "id")
         self._k.ds_marks.append((current.uri, flags))
         return 1
+
+    def ds_is_from_list(self, set_id: int) -> int:
+        """The source address is a destination's of the set (-1: of any set), whatever
+        its state; the port counts unless the destination names none, the protocol
+        never (dispatcher's DS_MATCH_NOPROTO)."""
+        kam = self._k
+        sets = kam.dispatcher.values() if set_id == -1 else [kam.dispatcher.get(set_id, [])]
+        source = (kam.request.src_ip, kam.request.src_port)
+        for destination in (d for destinations in sets for d in destinations):
+            host, port = uri_host_port(destination.uri)
+            if host == source[0] and port in (0, source[1]):
+                return 1
+        return -1

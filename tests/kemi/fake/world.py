@@ -10,6 +10,7 @@ from typing import Any
 
 from tests.kemi.fake.api import Xval
 from tests.kemi.fake.ksr import FakeKSR
+from tests.kemi.fake.presence import PresenceState
 from tests.kemi.fake.sip import Request, sip_request, uri_of, uri_user_host
 from tests.kemi.fake.state import (
     Contact,
@@ -60,6 +61,7 @@ class FakeKamailio:
         self.location: dict[str, list[Contact]] = {}  # user@domain -> contacts
         self.registrar_error = False
         self.dispatcher: dict[int, list[Destination]] = {}
+        self.presence = PresenceState()  # publications, subscriptions, NOTIFYs sent
         self.rtpengine_available = True
         self.relay_result = 1
         self.script: Any = None  # the object whose methods are the routes (mod_init's)
