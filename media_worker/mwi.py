@@ -3,8 +3,9 @@
 The worker tells Kamailio's presence server the state of a mailbox; phones SUBSCRIBE to
 ``message-summary`` there and get it in NOTIFYs. This module builds and parses the
 ``application/simple-message-summary`` body, builds the PUBLISH requests and keeps one
-publication per mailbox (its entity tag and when it must be refreshed). Time is an
-argument; the asyncio side is media_worker/mwi_publisher.py.
+publication per mailbox (its entity tag and when it must be refreshed), and the msgpack
+record that keeps a mailbox's publication across restarts. Time is an argument; the
+asyncio side is media_worker/mwi_publisher.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import enum
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
+
+import msgpack
 
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response
@@ -23,6 +27,7 @@ CONTENT_TYPE = "application/simple-message-summary"
 REFRESH_MARGIN = 60.0
 REFRESH_SHARE = 0.2
 MIN_EXPIRES = 60  # RFC 3903 lets a server ask for at least this much (423 Interval Too Brief)
+RECORD_VERSION = 1
 
 _VOICE = re.compile(r"([0-9]+)/([0-9]+)(?:\s*\(([0-9]+)/([0-9]+)\))?")
 
@@ -145,6 +150,7 @@ class Publication:
     expires: int
     etag: str | None = None
     refresh_at: float | None = None
+    expires_at: float | None = None  # when the server forgets it unless refreshed
     cseq: int = 0
     call_id: str = ""
     from_tag: str = ""
@@ -171,18 +177,19 @@ class Publication:
     def on_response(self, response: Response | None, now: float) -> Outcome:
         """Take the answer to the last request (None: it timed out)."""
         if response is None:
-            self.etag, self.refresh_at = None, None
+            self._forget()
             return Outcome.FAILED
         if 200 <= response.status < 300:
             etag = response.headers.get("SIP-ETag")
             if not etag:
-                self.etag, self.refresh_at = None, None
+                self._forget()
                 return Outcome.FAILED
             self.etag = etag.strip()
             granted = _int(response.headers.get("Expires"), self.expires)
             self.refresh_at = now + refresh_delay(granted)
+            self.expires_at = now + granted
             return Outcome.DONE
-        self.etag, self.refresh_at = None, None
+        self._forget()
         if response.status == 412:  # Conditional Request Failed: our etag is unknown
             return Outcome.RETRY_FRESH
         if response.status == 423:
@@ -191,6 +198,141 @@ class Publication:
                 self.expires = minimum
                 return Outcome.RETRY_LONGER
         return Outcome.FAILED
+
+    def _forget(self) -> None:
+        self.etag, self.refresh_at, self.expires_at = None, None, None
+
+    def saved(self, wall_offset: float) -> SavedPublication:
+        """This publication as kept on disk; ``wall_offset`` is wall-clock time minus
+        the time base of ``now`` (the event loop's clock does not survive a restart)."""
+        return SavedPublication(
+            account=self.account,
+            expires=self.expires,
+            etag=self.etag,
+            refresh_at=None if self.refresh_at is None else self.refresh_at + wall_offset,
+            expires_at=None if self.expires_at is None else self.expires_at + wall_offset,
+            cseq=self.cseq,
+            call_id=self.call_id,
+            from_tag=self.from_tag,
+        )
+
+    @classmethod
+    def restore(cls, saved: SavedPublication, *, now: float, wall_now: float) -> Publication:
+        """The publication back from disk. One the server still holds keeps its entity
+        tag and is refreshed when due (at once if that time passed while no worker ran);
+        one that expired meanwhile, or had failed, has none: publish it from scratch."""
+        publication = cls(
+            saved.account, saved.expires, cseq=saved.cseq,
+            call_id=saved.call_id, from_tag=saved.from_tag,
+        )  # fmt: skip
+        if saved.etag is not None and saved.expires_at is not None and saved.expires_at > wall_now:
+            offset = now - wall_now
+            publication.etag = saved.etag
+            publication.expires_at = saved.expires_at + offset
+            # No refresh time: stopped while one was in flight. Either way, a refresh
+            # missed while no worker ran is due now.
+            refresh_at = saved.refresh_at if saved.refresh_at is not None else wall_now
+            publication.refresh_at = max(min(refresh_at, saved.expires_at), wall_now) + offset
+        return publication
+
+
+@dataclass(frozen=True)
+class SavedPublication:
+    """A Publication as kept on disk; times are unix seconds."""
+
+    account: str
+    expires: int
+    etag: str | None
+    refresh_at: float | None
+    expires_at: float | None
+    cseq: int
+    call_id: str
+    from_tag: str
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    """One mailbox's entry in a worker's durable publication table: the SIP address
+    learnt for it from calls (uid/did mailboxes) and its publication, if any."""
+
+    domain: str
+    user: str
+    address: tuple[str, str] | None = None  # (user, domain) that phones subscribe to
+    publication: SavedPublication | None = None
+
+    def serialize(self) -> bytes:
+        saved = self.publication
+        return bytes(
+            msgpack.packb(
+                {
+                    "v": RECORD_VERSION,
+                    "domain": self.domain,
+                    "user": self.user,
+                    "address": None if self.address is None else list(self.address),
+                    "publication": None if saved is None else {
+                        "account": saved.account,
+                        "expires": saved.expires,
+                        "etag": saved.etag,
+                        "refresh_at": saved.refresh_at,
+                        "expires_at": saved.expires_at,
+                        "cseq": saved.cseq,
+                        "call_id": saved.call_id,
+                        "from_tag": saved.from_tag,
+                    },
+                }
+            )
+        )  # fmt: skip
+
+    @classmethod
+    def parse(cls, data: bytes) -> MailboxRecord:
+        try:
+            fields: Any = msgpack.unpackb(data)
+        except ValueError as exc:
+            raise ValueError(f"MWI record is not msgpack: {exc}") from None
+        if not isinstance(fields, dict) or fields.get("v") != RECORD_VERSION:
+            raise ValueError("not a version 1 MWI record")
+        address = _field(fields, "address", list, optional=True)
+        if address is not None and (
+            len(address) != 2 or not all(isinstance(part, str) for part in address)
+        ):
+            raise ValueError(f"MWI record address is not [user, domain]: {address!r}")
+        saved = _field(fields, "publication", dict, optional=True)
+        return cls(
+            domain=_field(fields, "domain", str),
+            user=_field(fields, "user", str),
+            address=None if address is None else (address[0], address[1]),
+            publication=None if saved is None else SavedPublication(
+                account=_field(saved, "account", str),
+                expires=_field(saved, "expires", int),
+                etag=_field(saved, "etag", str, optional=True),
+                refresh_at=_time(saved, "refresh_at"),
+                expires_at=_time(saved, "expires_at"),
+                cseq=_field(saved, "cseq", int),
+                call_id=_field(saved, "call_id", str),
+                from_tag=_field(saved, "from_tag", str),
+            ),
+        )  # fmt: skip
+
+
+def _field(
+    fields: dict[Any, Any],
+    name: str,
+    kind: type[Any] | tuple[type[Any], ...],
+    optional: bool = False,
+) -> Any:
+    if name not in fields:
+        raise ValueError(f"MWI record without {name}")
+    value = fields[name]
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"MWI record {name} has the wrong type: {value!r}")
+    return value
+
+
+def _time(fields: dict[Any, Any], name: str) -> float | None:
+    value = _field(fields, name, (int, float), optional=True)
+    return None if value is None else float(value)
 
 
 def _int(value: str | None, default: int) -> int:

@@ -9,18 +9,31 @@ The presentity is the SIP address phones subscribe to. A mailbox keyed by uid/di
 published under the usr@dom the proxy's P-App-Param gave for it (learnt from the calls
 this worker admitted); until this worker has seen such a call, it is published under
 uid@did.
+
+With a state directory (the worker's ``data_dir/mwi``) the publication table is durable:
+each mailbox's entity tag, refresh and expiry times and learnt SIP address are written
+after every answer to a PUBLISH and every newly learnt address, and read back at start,
+so a restarted worker refreshes the publications the presence server still holds (and
+publishes again from scratch those that expired meanwhile) instead of letting the lights
+go out. An unreadable record is set aside in ``corrupt/`` with a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
 
 from media_worker.apps.params import AppRequest, AppRouting, Refusal, app_request
-from media_worker.mwi import Outcome, Publication, account_uri
+from media_worker.files import write_atomic
+from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Application
@@ -38,13 +51,61 @@ RETRIES = 2  # extra PUBLISHes after a 412 or 423 before giving up until the nex
 class MwiSettings:
     proxy: Destination  # where PUBLISH goes: Kamailio, which must know us as a worker
     expires: int = 3600
+    state_dir: Path | None = None  # the durable publication table; None: memory only
+
+
+class PublicationTable:
+    """The publication table on disk: one small msgpack file per mailbox, replaced
+    atomically. A write touches only its mailbox's few hundred bytes and start-up is a
+    directory scan, so there is no log to compact, and damage stays with one mailbox.
+    A lost or stale record costs one PUBLISH: the server answers 412 and we start over."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, mailbox: Mailbox) -> Path:
+        domain, user = mailbox
+        name = f"{quote(user, safe='')}@{quote(domain, safe='')}"
+        if len(name) > 200:  # NAME_MAX is 255, with the suffix and write_atomic's temp name
+            name = hashlib.sha256(name.encode()).hexdigest()
+        return self.directory / f"{name}.mwi"
+
+    def load(self) -> list[MailboxRecord]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        records = []
+        for path in sorted(self.directory.glob("*.mwi")):
+            try:
+                record = MailboxRecord.parse(path.read_bytes())
+                if self.path((record.domain, record.user)) != path:
+                    raise ValueError(f"the record of {record.user}@{record.domain}")
+            except Exception as exc:  # noqa: BLE001 - any damage: set aside, never crash
+                log.error("mwi record %s is unreadable (%s): moved to corrupt/", path.name, exc)
+                corrupt = self.directory / "corrupt"
+                corrupt.mkdir(exist_ok=True)
+                os.replace(path, corrupt / path.name)
+                continue
+            records.append(record)
+        return records
+
+    def write(self, records: dict[Mailbox, bytes]) -> None:
+        for mailbox, data in records.items():
+            write_atomic(self.path(mailbox), data)
 
 
 class MwiPublisher:
-    def __init__(self, settings: MwiSettings, store: Storage, send: Send) -> None:
+    def __init__(
+        self,
+        settings: MwiSettings,
+        store: Storage,
+        send: Send,
+        *,
+        clock: Callable[[], float] = time.time,  # wall clock: record times outlive the loop
+    ) -> None:
         self.settings = settings
         self.store = store
         self._send = send
+        self._clock = clock
+        self._table = None if settings.state_dir is None else PublicationTable(settings.state_dir)
         self._publications: dict[Mailbox, Publication] = {}
         self._accounts: dict[Mailbox, tuple[str, str]] = {}  # mailbox -> (user, domain)
         self._running: dict[Mailbox, asyncio.Task[None]] = {}
@@ -52,12 +113,29 @@ class MwiPublisher:
         self._wake = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._unsaved: set[Mailbox] = set()
+        self._save_wake = asyncio.Event()
+        self._saver: asyncio.Task[None] | None = None
+        self._closing = False
 
     # ----- life cycle -----
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        stale: list[Mailbox] = []
+        if self._table is not None:
+            records = await asyncio.to_thread(self._table.load)
+            stale = self._restore(records)
+            self._closing = False
+            self._saver = asyncio.create_task(self._save_loop(), name="mwi-save")
         self._unsubscribe = self.store.subscribe(self._on_change)
         self._refresher = asyncio.create_task(self._refresh_loop(), name="mwi-refresh")
+        for domain, user in stale:
+            self.changed(domain, user)
+        if self._table is not None:
+            log.info(
+                "mwi: %d publication(s) restored, %d to publish again",
+                len(self._publications) - len(stale), len(stale),
+            )  # fmt: skip
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -71,6 +149,11 @@ class MwiPublisher:
                 await task
         self._running.clear()
         self._refresher = None
+        if self._saver is not None:  # let it write the last state, then end
+            self._closing = True
+            self._save_wake.set()
+            await self._saver
+            self._saver = None
 
     async def idle(self) -> None:
         """Wait until no PUBLISH is in flight or due to a change (for tests)."""
@@ -82,8 +165,12 @@ class MwiPublisher:
     def learn(self, request: AppRequest) -> None:
         """Note the SIP address of the mailbox a call is about (uid/did mailboxes)."""
         user, domain = request.usr or request.user, request.dom or request.domain
-        if (user, domain) != (request.user, request.domain):
-            self._accounts[(request.domain, request.user)] = (user, domain)
+        mailbox = (request.domain, request.user)
+        if (user, domain) == (request.user, request.domain):
+            return
+        if self._accounts.get(mailbox) != (user, domain):
+            self._accounts[mailbox] = (user, domain)
+            self._save(mailbox)
 
     def _on_change(self, event: ChangeEvent) -> None:
         if event.kind is not ChangeKind.GREETING:
@@ -111,9 +198,11 @@ class MwiPublisher:
 
     def _publication(self, mailbox: Mailbox) -> Publication:
         publication = self._publications.get(mailbox)
-        if publication is None:
-            domain, user = mailbox
-            account = account_uri(*self._accounts.get(mailbox, (user, domain)))
+        domain, user = mailbox
+        account = account_uri(*self._accounts.get(mailbox, (user, domain)))
+        # A SIP address learnt since (or changed): publish under it from now on; the
+        # publication under the old address expires on its own.
+        if publication is None or publication.account != account:
             publication = Publication(account, self.settings.expires)
             self._publications[mailbox] = publication
         return publication
@@ -132,6 +221,7 @@ class MwiPublisher:
             response = await self._send(request, self.settings.proxy)
             outcome = publication.on_response(response, asyncio.get_running_loop().time())
             self._wake.set()
+            self._save(mailbox)
             status = "timeout" if response is None else f"{response.status} {response.reason}"
             if outcome is Outcome.DONE:
                 log.debug(
@@ -163,6 +253,55 @@ class MwiPublisher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    # ----- the durable table -----
+
+    def _restore(self, records: list[MailboxRecord]) -> list[Mailbox]:
+        """Take the records read at start; returns the mailboxes to publish from scratch."""
+        now, wall_now = asyncio.get_running_loop().time(), self._clock()
+        stale = []
+        for record in records:
+            mailbox = (record.domain, record.user)
+            if record.address is not None:
+                self._accounts[mailbox] = record.address
+            if record.publication is not None:
+                publication = Publication.restore(record.publication, now=now, wall_now=wall_now)
+                self._publications[mailbox] = publication
+                if publication.etag is None:
+                    stale.append(mailbox)
+        return stale
+
+    def _save(self, mailbox: Mailbox) -> None:
+        if self._table is not None:
+            self._unsaved.add(mailbox)
+            self._save_wake.set()
+
+    async def _save_loop(self) -> None:
+        """One writer, off the event loop, always writing each mailbox's latest state:
+        writes never overtake one another, and a burst of changes costs one write."""
+        assert self._table is not None
+        while True:
+            await self._save_wake.wait()
+            self._save_wake.clear()
+            offset = self._clock() - asyncio.get_running_loop().time()
+            batch = {mailbox: self._record(mailbox, offset) for mailbox in self._unsaved}
+            self._unsaved.clear()
+            if batch:
+                try:
+                    await asyncio.to_thread(self._table.write, batch)
+                except OSError:  # the table lags; a stale entity tag costs a 412, no more
+                    log.exception("mwi: cannot write %d publication record(s)", len(batch))
+            if self._closing and not self._unsaved:
+                return
+
+    def _record(self, mailbox: Mailbox, wall_offset: float) -> bytes:
+        publication = self._publications.get(mailbox)
+        return MailboxRecord(
+            domain=mailbox[0],
+            user=mailbox[1],
+            address=self._accounts.get(mailbox),
+            publication=None if publication is None else publication.saved(wall_offset),
+        ).serialize()
 
 
 class LearningApplication:

@@ -63,7 +63,9 @@ async def serve(config: WorkerConfig) -> None:
     )
     if config.mwi is not None:
         publisher = MwiPublisher(
-            MwiSettings(config.mwi.destination(), config.mwi.expires), store, worker.request
+            MwiSettings(config.mwi.destination(), config.mwi.expires, data_dir / "mwi"),
+            store,
+            worker.request,
         )
         worker.app = LearningApplication(service, publisher, config.apps.routing())
     recovered = await service.recover()
@@ -72,7 +74,7 @@ async def serve(config: WorkerConfig) -> None:
     await outbox.start()
     await worker.start()
     if publisher is not None:
-        publisher.start()  # after the worker: it sends from the worker's socket
+        await publisher.start()  # after the worker: it sends from the worker's socket
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

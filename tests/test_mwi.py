@@ -1,19 +1,22 @@
-"""The message-summary body (RFC 3842), the PUBLISH requests (RFC 3903) and a mailbox's
-publication state, without sockets or clocks."""
+"""The message-summary body (RFC 3842), the PUBLISH requests (RFC 3903), a mailbox's
+publication state and its durable record, without sockets or clocks."""
 
 from __future__ import annotations
 
 import re
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from media_worker.mwi import (
     CONTENT_TYPE,
+    MailboxRecord,
     MessageSummary,
     Outcome,
     Publication,
+    SavedPublication,
     build_publish,
     refresh_delay,
 )
@@ -165,3 +168,125 @@ def test_failures_forget_the_publication(response: Response | None) -> None:
     assert publication.on_response(response, now=0.0) is Outcome.FAILED
     assert publication.etag is None
     assert publication.refresh_at is None
+
+
+# ----- the durable record -----
+
+SAVED = SavedPublication(
+    account=BOB, expires=3600, etag="e7", refresh_at=1_700_003_540.0,
+    expires_at=1_700_003_600.0, cseq=4, call_id="c1@voicemail", from_tag="f1",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        MailboxRecord("lab.example", "bob", publication=SAVED),
+        MailboxRecord("d-7", "u-42", address=("bob", "lab.example")),
+        MailboxRecord("d-7", "u-42", ("bob", "lab.example"), SAVED),
+        MailboxRecord(
+            "lab.example",
+            "bob",
+            publication=SavedPublication(BOB, 3600, None, None, None, 9, "c2", "f2"),
+        ),
+    ],
+)
+def test_record_round_trip(record: MailboxRecord) -> None:
+    assert MailboxRecord.parse(record.serialize()) == record
+
+
+@given(
+    st.text(min_size=1),
+    st.text(min_size=1),
+    st.none() | st.tuples(st.text(), st.text()),
+    st.none() | st.text(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_record_round_trip_of_any_text(
+    domain: str, user: str, address: tuple[str, str] | None, etag: str | None, t: float
+) -> None:
+    saved = SavedPublication(f"sip:{user}@{domain}", 60, etag, t, t, 0, "c", "f")
+    record = MailboxRecord(domain, user, address, saved)
+    assert MailboxRecord.parse(record.serialize()) == record
+
+
+def _packed(**changes: object) -> bytes:
+    fields = msgpack.unpackb(MailboxRecord("lab.example", "bob", None, SAVED).serialize())
+    fields.update(changes)
+    return bytes(msgpack.packb(fields))
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (
+            MailboxRecord("lab.example", "bob").serialize()[:-3],
+            "MWI record is not msgpack: Unpack failed: incomplete input",
+        ),
+        (b"", "MWI record is not msgpack: Unpack failed: incomplete input"),
+        (bytes(msgpack.packb([1, 2])), "not a version 1 MWI record"),
+        (_packed(v=2), "not a version 1 MWI record"),
+        (_packed(user=None), "MWI record user has the wrong type: None"),
+        (_packed(domain=b"lab"), "MWI record domain has the wrong type: b'lab'"),
+        (_packed(address=["bob"]), "MWI record address is not [user, domain]: ['bob']"),
+        (_packed(publication={"account": BOB}), "MWI record without expires"),
+        (
+            _packed(
+                publication={**msgpack.unpackb(_packed())["publication"], "expires_at": "soon"}
+            ),
+            "MWI record expires_at has the wrong type: 'soon'",
+        ),
+        (
+            _packed(publication={**msgpack.unpackb(_packed())["publication"], "cseq": True}),
+            "MWI record cseq has the wrong type: True",
+        ),
+    ],
+)
+def test_record_parse_errors(data: bytes, error: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
+        MailboxRecord.parse(data)
+
+
+def test_saved_times_are_wall_clock_times() -> None:
+    publication = Publication(BOB, 3600, cseq=3, call_id="c1", from_tag="f1")
+    publication.request(1, 0)
+    publication.on_response(ok("e1", expires=600), now=50.0)  # event loop time
+    saved = publication.saved(wall_offset=1_700_000_000.0)
+    assert saved == SavedPublication(
+        BOB, 3600, "e1", 1_700_000_050.0 + 540, 1_700_000_050.0 + 600, 4, "c1", "f1"
+    )
+
+
+def test_a_live_publication_is_restored_with_its_entity_tag() -> None:
+    # Restarted 100 s after the record was written; the new loop's clock reads 7.
+    wall_now = 1_700_000_000.0 + 100
+    publication = Publication.restore(SAVED, now=7.0, wall_now=wall_now)
+    assert publication.etag == "e7"
+    assert publication.refresh_at == 7.0 + (SAVED.refresh_at or 0) - wall_now
+    assert publication.expires_at == 7.0 + (SAVED.expires_at or 0) - wall_now
+    request = publication.request(1, 0)
+    assert request.headers.get("SIP-If-Match") == "e7"
+    assert request.headers.get("Call-ID") == "c1@voicemail"
+    assert request.headers.get("CSeq") == "5 PUBLISH"
+
+
+def test_a_publication_whose_refresh_was_missed_is_refreshed_at_once() -> None:
+    wall_now = (SAVED.refresh_at or 0) + 30  # past the refresh, before the expiry
+    publication = Publication.restore(SAVED, now=7.0, wall_now=wall_now)
+    assert publication.etag == "e7"
+    assert publication.refresh_at == 7.0  # due now
+
+
+@pytest.mark.parametrize(
+    ("saved", "wall_now"),
+    [
+        (SAVED, SAVED.expires_at),  # expired while no worker ran
+        (SavedPublication(BOB, 3600, None, None, None, 4, "c1", "f1"), 0.0),  # had failed
+    ],
+)
+def test_a_dead_publication_is_restored_without_entity_tag(
+    saved: SavedPublication, wall_now: float
+) -> None:
+    publication = Publication.restore(saved, now=7.0, wall_now=wall_now)
+    assert (publication.etag, publication.refresh_at, publication.expires_at) == (None, None, None)
+    assert publication.request(1, 0).headers.get("SIP-If-Match") is None

@@ -1,12 +1,15 @@
 """The MWI publisher: storage changes become PUBLISHes of the mailbox counts, entity tags
-are kept and refreshed, a 412 starts over; and Worker.request carries a PUBLISH over
-UDP to a presence server and back."""
+are kept and refreshed, a 412 starts over, the publication table survives a restart;
+and Worker.request carries a PUBLISH over UDP to a presence server and back."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import cast
 
@@ -14,8 +17,8 @@ import pytest
 
 from media_worker.apps.params import AppRequest
 from media_worker.config import ConfigError, parse_config
-from media_worker.mwi import MessageSummary
-from media_worker.mwi_publisher import MwiPublisher, MwiSettings
+from media_worker.mwi import MailboxRecord, MessageSummary
+from media_worker.mwi_publisher import MwiPublisher, MwiSettings, PublicationTable
 from media_worker.sip.dialog import Destination
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
@@ -25,6 +28,11 @@ from storage import Storage, open_storage
 PROXY = Destination("udp", "127.0.0.1", 5060)
 DOMAIN = "lab.example"
 WAV = b"RIFF-not-really-a-wav"
+UID_CALL = AppRequest(
+    app="voicemail", user="u-42", domain="d-7", sender="alice", mode="box",
+    email=None, language=None, typ="vm", pin=None,
+    uid="u-42", did="d-7", usr="bob", dom=DOMAIN,
+)  # fmt: skip
 
 
 class PresenceServer:
@@ -85,7 +93,7 @@ async def server_and_publisher(
 ) -> AsyncIterator[tuple[PresenceServer, MwiPublisher]]:
     server = PresenceServer()
     publisher = MwiPublisher(MwiSettings(PROXY, 3600), store, server.send)
-    publisher.start()
+    await publisher.start()
     yield server, publisher
     await publisher.stop()
 
@@ -166,13 +174,7 @@ async def test_uid_mailboxes_are_published_under_the_sip_address(
     store: Storage, server_and_publisher: tuple[PresenceServer, MwiPublisher]
 ) -> None:
     server, publisher = server_and_publisher
-    publisher.learn(
-        AppRequest(
-            app="voicemail", user="u-42", domain="d-7", sender="alice", mode="box",
-            email=None, language=None, typ="vm", pin=None,
-            uid="u-42", did="d-7", usr="bob", dom=DOMAIN,
-        )
-    )  # fmt: skip
+    publisher.learn(UID_CALL)
     await store.put_message("d-7", "u-42", WAV, sender="alice", received_at=1)
     await store.put_message("d-8", "u-43", WAV, sender="alice", received_at=1)
     await publisher.idle()
@@ -180,6 +182,115 @@ async def test_uid_mailboxes_are_published_under_the_sip_address(
         f"sip:bob@{DOMAIN}",
         "sip:u-43@d-8",  # not learnt: published under its storage key
     ]
+
+
+# ----- the publication table survives a restart -----
+
+
+def later(seconds: float) -> Callable[[], float]:
+    """The wall clock of a worker restarted ``seconds`` from now."""
+    return lambda: time.time() + seconds
+
+
+@asynccontextmanager
+async def running(
+    store: Storage, server: PresenceServer, state_dir: Path, clock: Callable[[], float] = time.time
+) -> AsyncIterator[MwiPublisher]:
+    publisher = MwiPublisher(MwiSettings(PROXY, 3600, state_dir), store, server.send, clock=clock)
+    await publisher.start()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
+
+
+async def test_a_restarted_publisher_refreshes_the_saved_publication(
+    store: Storage, tmp_path: Path
+) -> None:
+    server, state_dir = PresenceServer(), tmp_path / "mwi"
+    async with running(store, server, state_dir) as publisher:
+        await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+        await publisher.idle()
+    assert [r.headers.get("SIP-If-Match") for r in server.requests] == [None]
+    # Started again well before its refresh is due: nothing to send yet.
+    async with running(store, server, state_dir, later(60)) as publisher:
+        await publisher.idle()
+        await asyncio.sleep(0.05)
+        assert len(server.requests) == 1
+    # Started again past the refresh time (3540 s of 3600): it refreshes at once.
+    async with running(store, server, state_dir, later(3550)):
+        await server.wait_for_requests(2)
+    refresh = server.requests[1]
+    assert refresh.headers.get("SIP-If-Match") == "e1"
+    assert refresh.headers.get("Call-ID") == server.requests[0].headers.get("Call-ID")
+    assert refresh.cseq()[0] == 2
+    assert MessageSummary.parse(refresh.body) == MessageSummary(f"sip:bob@{DOMAIN}", 1, 0)
+
+
+async def test_an_expired_saved_publication_is_published_from_scratch(
+    store: Storage, tmp_path: Path
+) -> None:
+    server, state_dir = PresenceServer(), tmp_path / "mwi"
+    async with running(store, server, state_dir) as publisher:
+        name = await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+        await publisher.idle()
+    await store.mark_read(DOMAIN, "bob", name)  # while no publisher runs
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=2)
+    server.etags.clear()  # its lifetime is over: the presence server forgot it
+    async with running(store, server, state_dir, later(3601)) as publisher:
+        await server.wait_for_requests(2)
+        await publisher.idle()
+    fresh = server.requests[1]
+    assert fresh.headers.get("SIP-If-Match") is None
+    assert MessageSummary.parse(fresh.body) == MessageSummary(f"sip:bob@{DOMAIN}", 1, 1)
+    # and the new publication is the one refreshed after the next restart
+    async with running(store, server, state_dir, later(3601 + 3550)):
+        await server.wait_for_requests(3)
+    assert server.requests[2].headers.get("SIP-If-Match") == "e2"
+
+
+async def test_the_learnt_sip_address_survives_a_restart(store: Storage, tmp_path: Path) -> None:
+    server, state_dir = PresenceServer(), tmp_path / "mwi"
+    async with running(store, server, state_dir) as publisher:
+        publisher.learn(UID_CALL)  # a call, but nothing changed in the mailbox
+    async with running(store, server, state_dir) as publisher:
+        await store.put_message("d-7", "u-42", WAV, sender="alice", received_at=1)
+        await publisher.idle()
+    assert [s.account for s in server.summaries()] == [f"sip:bob@{DOMAIN}"]
+
+
+async def test_unreadable_records_are_set_aside(
+    store: Storage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, state_dir = PresenceServer(), tmp_path / "mwi"
+    table = PublicationTable(state_dir)
+    state_dir.mkdir()
+    (state_dir / "truncated.mwi").write_bytes(MailboxRecord(DOMAIN, "bob").serialize()[:-4])
+    misfiled = table.path((DOMAIN, "carol"))
+    misfiled.write_bytes(MailboxRecord(DOMAIN, "dave").serialize())
+    caplog.set_level(logging.ERROR, "voicemail.mwi")
+    async with running(store, server, state_dir) as publisher:
+        await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+        await publisher.idle()
+    assert server.summaries() == [MessageSummary(f"sip:bob@{DOMAIN}", 1, 0)]
+    assert sorted(p.name for p in (state_dir / "corrupt").iterdir()) == [
+        misfiled.name,
+        "truncated.mwi",
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"mwi record {misfiled.name} is unreadable (the record of dave@{DOMAIN}): moved to corrupt/",
+        "mwi record truncated.mwi is unreadable (MWI record is not msgpack: Unpack failed: "
+        "incomplete input): moved to corrupt/",
+    ]
+    assert table.path((DOMAIN, "bob")).exists()
+
+
+def test_record_file_names() -> None:
+    table = PublicationTable(Path("/data/mwi"))
+    assert table.path(("lab.example", "bob")) == Path("/data/mwi/bob@lab.example.mwi")
+    assert table.path(("d/7", "u@42")) == Path("/data/mwi/u%4042@d%2F7.mwi")
+    long = table.path(("lab.example", "x" * 300))
+    assert len(long.name) == 64 + len(".mwi")
 
 
 def test_mwi_configuration() -> None:
