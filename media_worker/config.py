@@ -175,7 +175,7 @@ class MwiConfig:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox
+    data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox, mwi/
     sip: SipConfig = field(default_factory=SipConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
