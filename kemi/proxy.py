@@ -45,7 +45,6 @@ from kemi.routing import (
 from kemi.settings import Settings, load_settings
 
 # Kamailio's magic values, named.
-EXIT = -255  # a route's return value that stops processing the message
 FLT_NATS = 5  # transaction flag: the caller is behind NAT
 FLB_NATB = 6  # branch flag: the callee is behind NAT
 FLT_OFFERED = 9  # transaction flag: rtpengine has the caller's offer (else: late offer)
@@ -145,7 +144,10 @@ class HomeProxy:
             KSR.sl.sl_send_reply(484, "Address Incomplete")
             return 1
         if not KSR.is_myself_ruri():
-            self.relay()  # authenticated local caller to a foreign domain
+            if authenticated:
+                self.relay()  # a local caller to a foreign domain
+            else:  # without WITH_AUTH nobody is known to be local: no open relay
+                KSR.sl.sl_send_reply(403, "Not relaying")
             return 1
         self.local_target(authenticated)
         return 1
@@ -378,6 +380,8 @@ class HomeProxy:
                 if attribute is not None and value is not None:
                     rows.append((str(attribute), str(value)))
             KSR.sqlops.sql_result_free(DB_RESULT)
+        else:  # the message is still taken, with the worker's defaults (box mode)
+            self.log(f"usr_preferences of {user}@{domain} unreadable: default profile")
         return Profile(user, domain, preferences_from_rows(rows))
 
     # ----- reply and failure routes -----

@@ -407,6 +407,16 @@ def test_access_number_without_auth_switch_refuses(kam: FakeKamailio, proxy_modu
     assert kam.replies == [Reply(403, "Mailbox access needs authentication", "sl")]
 
 
+def test_without_auth_switch_nothing_is_relayed_to_a_foreign_domain(
+    kam: FakeKamailio, proxy_module: Any
+) -> None:
+    del kam.defines["WITH_AUTH"]
+    proxy = proxy_module.mod_init()
+    route(kam, proxy, invite("sip:someone@elsewhere.example", auth=False))
+    assert kam.replies == [Reply(403, "Not relaying", "sl")]
+    assert kam.relays == []
+
+
 def test_a_forged_p_app_param_gives_the_callers_own_mailbox(kam: FakeKamailio, proxy: Any) -> None:
     forged = (("P-App-Name", "voicebox"), ("P-App-Param", "usr=bob;dom=lab.example"))
     route(kam, proxy, invite(f"sip:1000@{DOMAIN}", headers=forged))
