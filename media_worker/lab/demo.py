@@ -44,11 +44,13 @@ def make_audio(directory: Path) -> tuple[Path, Path]:
     return alice, bob
 
 
-def _mailbox(lab: Lab, user: str) -> list[MessageInfo]:
+def mailbox_listing(spool: Path, user: str, domain: str = DOMAIN) -> list[MessageInfo]:
+    """A mailbox of an fs spool, oldest first ([] while it does not exist yet)."""
+
     async def listing() -> list[MessageInfo]:
-        async with open_storage(f"fs://{lab.spool}") as store:
+        async with open_storage(f"fs://{spool}") as store:
             try:
-                return await store.list_mailbox(DOMAIN, user)
+                return await store.list_mailbox(domain, user)
             except MailboxNotFound:
                 return []
 
@@ -66,7 +68,7 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float) -> None:
 def run_demo(lab: Lab, say: Callable[[str], None]) -> None:
     demo_dir = lab.root / "demo"
     alice_audio, bob_audio = make_audio(demo_dir)
-    before = {m.name for m in _mailbox(lab, "bob")}
+    before = {m.name for m in mailbox_listing(lab.spool, "bob")}
     mails_before = set(lab.mail.glob("*.eml"))
 
     say(f"alice calls bob@{DOMAIN} (bob has no phone registered: voicemail answers)")
@@ -83,9 +85,11 @@ def run_demo(lab: Lab, say: Callable[[str], None]) -> None:
         alice.stop()
         alice.cleanup()
 
-    _wait("the message in bob's box", lambda: len(_mailbox(lab, "bob")) > len(before), 30)
+    _wait(
+        "the message in bob's box", lambda: len(mailbox_listing(lab.spool, "bob")) > len(before), 30
+    )
     _wait("the email", lambda: set(lab.mail.glob("*.eml")) - mails_before != set(), 30)
-    [message] = [m for m in _mailbox(lab, "bob") if m.name not in before]
+    [message] = [m for m in mailbox_listing(lab.spool, "bob") if m.name not in before]
     [mail_path] = sorted(set(lab.mail.glob("*.eml")) - mails_before)
     say(f"bob's box has a new message: {message.name} ({message.size} bytes)")
 
@@ -108,7 +112,7 @@ def run_demo(lab: Lab, say: Callable[[str], None]) -> None:
     _print_mail(mail_path, say)
     say("")
     say("bob's mailbox now (voicemail mailbox list --storage fs://" + f"{lab.spool} {DOMAIN} bob):")
-    for info in _mailbox(lab, "bob"):
+    for info in mailbox_listing(lab.spool, "bob"):
         flag = "new  " if info.new else "saved"
         say(f"  {flag} {info.name}  {info.size} bytes  from {info.sender}")
     say("")

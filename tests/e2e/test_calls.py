@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from media_worker.audio import read_wav, write_wav
+from media_worker.lab.demo import mailbox_listing
 from media_worker.prompts import ASTERISK_EN
-from storage import MailboxNotFound, MessageInfo, open_storage
+from storage import MessageInfo, open_storage
 from tests.e2e.conftest import PhoneFactory, StackFactory
 from tests.support.audio_match import match, pcm_samples, read_pcm
 from tests.support.procs import free_port, wait_until
@@ -26,14 +27,7 @@ SIPP_SCENARIOS = Path(__file__).parent.parent / "data" / "sipp"
 
 
 def mailbox(stack: Stack, user: str) -> list[MessageInfo]:
-    async def listing() -> list[MessageInfo]:
-        async with open_storage(f"fs://{stack.spool}") as store:
-            try:
-                return await store.list_mailbox(DOMAIN, user)
-            except MailboxNotFound:
-                return []
-
-    return asyncio.run(listing())
+    return mailbox_listing(stack.spool, user)
 
 
 def message_audio(stack: Stack, user: str, name: str) -> bytes:

@@ -4,7 +4,6 @@ and an SMTP server; baresip phones call as users do."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import MailboxNotFound, MessageInfo, open_storage
+from media_worker.lab.demo import mailbox_listing
+from storage import MessageInfo
 from tests.integration.conftest import caller_speech
 from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG, PrivateRtpengine
 from tests.support.baresip import Baresip
@@ -83,14 +83,7 @@ def message_speech(caller_speech: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def mailbox(stack: Stack, user: str) -> list[MessageInfo]:
-    async def listing() -> list[MessageInfo]:
-        async with open_storage(f"fs://{stack.spool}") as store:
-            try:
-                return await store.list_mailbox(DOMAIN, user)
-            except MailboxNotFound:
-                return []
-
-    return asyncio.run(listing())
+    return mailbox_listing(stack.spool, user)
 
 
 def assert_message_for_bob(stack: NativeStack) -> None:
