@@ -32,10 +32,16 @@ def encode_sender(sender: str) -> str:
     encoded = quote(sender, safe=SAFE_CHARS, errors="replace")
     if len(encoded) <= MAX_SENDER_CHARS:
         return encoded
-    cut = encoded[:MAX_SENDER_CHARS]
-    # Never split a %XX escape.
-    tail = cut.rfind("%", len(cut) - 2)
-    return cut[:tail] if tail != -1 else cut
+    # Cut whole characters (never a %XX escape, nor one of a character's UTF-8 bytes), so
+    # the name decodes to a prefix of the sender.
+    pieces, size = [], 0
+    for char in sender:
+        piece = quote(char, safe=SAFE_CHARS, errors="replace")
+        if size + len(piece) > MAX_SENDER_CHARS:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces)
 
 
 def message_name(received_at: int, sender: str, seq: int = 0) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from storage.names import (
     MAX_SENDER_CHARS,
+    SAFE_CHARS,
     ParsedName,
     encode_sender,
     message_name,
@@ -55,6 +58,14 @@ def test_long_senders_are_cut_without_splitting_escapes() -> None:
 @given(st.text(max_size=30), st.integers(min_value=0, max_value=2**40), st.integers(0, 999))
 def test_our_names_round_trip_and_are_safe(sender: str, ts: int, seq: int) -> None:
     name = message_name(ts, sender, seq)
-    assert parse_message_name(name) == ParsedName(ts, sender.encode("utf-8", "replace").decode())
+    parsed = parse_message_name(name)
+    assert parsed is not None
+    assert parsed.received_at == ts
+    expected = sender.encode("utf-8", "replace").decode()
+    if len(quote(sender, safe=SAFE_CHARS, errors="replace")) <= MAX_SENDER_CHARS:
+        assert parsed.sender == expected
+    else:  # cut to fit a file name: whole characters, a prefix of the sender
+        assert expected.startswith(parsed.sender)
+        assert len(encode_sender(sender)) <= MAX_SENDER_CHARS
     assert not set(name) & set('/\\\0"<> \n\r\t')
     assert len(f"{name}.wav".encode()) <= 255
