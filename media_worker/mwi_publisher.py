@@ -45,6 +45,9 @@ log = logging.getLogger("voicemail.mwi")
 Send = Callable[[Request, Destination], Awaitable[Response | None]]
 Mailbox = tuple[str, str]  # (domain, user) as the store keys it
 RETRIES = 2  # extra PUBLISHes after a 412 or 423 before giving up until the next change
+# PUBLISHes in flight at once: a start-up that republishes thousands of mailboxes, or a
+# burst of changes, reaches the proxy as a steady stream rather than a flood.
+MAX_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class MwiPublisher:
         self._publications: dict[Mailbox, Publication] = {}
         self._accounts: dict[Mailbox, tuple[str, str]] = {}  # mailbox -> (user, domain)
         self._running: dict[Mailbox, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._dirty: set[Mailbox] = set()
         self._wake = asyncio.Event()
         self._refresher: asyncio.Task[None] | None = None
@@ -211,14 +215,15 @@ class MwiPublisher:
         publication = self._publication(mailbox)
         retries = RETRIES
         while True:
-            self._dirty.discard(mailbox)
-            try:
-                counts = await self.store.count(*mailbox)
-            except Exception:  # a store outage must not stop later updates
-                log.exception("mwi %s: cannot count the mailbox", publication.account)
-                return
-            request = publication.request(counts.new, counts.saved)
-            response = await self._send(request, self.settings.proxy)
+            async with self._slots:
+                self._dirty.discard(mailbox)  # a change from here on is counted again
+                try:
+                    counts = await self.store.count(*mailbox)
+                except Exception:  # a store outage must not stop later updates
+                    log.exception("mwi %s: cannot count the mailbox", publication.account)
+                    return
+                request = publication.request(counts.new, counts.saved)
+                response = await self._send(request, self.settings.proxy)
             outcome = publication.on_response(response, asyncio.get_running_loop().time())
             self._wake.set()
             self._save(mailbox)

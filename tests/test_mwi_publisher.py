@@ -18,7 +18,12 @@ import pytest
 from media_worker.apps.params import AppRequest
 from media_worker.config import ConfigError, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
-from media_worker.mwi_publisher import MwiPublisher, MwiSettings, PublicationTable
+from media_worker.mwi_publisher import (
+    MAX_IN_FLIGHT,
+    MwiPublisher,
+    MwiSettings,
+    PublicationTable,
+)
 from media_worker.sip.dialog import Destination
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
@@ -118,6 +123,33 @@ async def test_each_change_publishes_the_counts(
     matches = [r.headers.get("SIP-If-Match") for r in server.requests]
     assert matches == [None, "e1", "e2"]
     assert {r.uri for r in server.requests} == {account}
+
+
+async def test_a_burst_of_mailboxes_is_published_a_few_at_a_time(store: Storage) -> None:
+    server = PresenceServer()
+    in_flight, most = 0, 0
+    answering = asyncio.Event()  # the proxy answers once every change is in
+
+    async def slow_send(request: Request, destination: Destination) -> Response | None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await answering.wait()
+        in_flight -= 1
+        return server.answer(request)
+
+    publisher = MwiPublisher(MwiSettings(PROXY, 3600), store, slow_send)
+    await publisher.start()
+    try:
+        for number in range(3 * MAX_IN_FLIGHT):
+            await store.put_message(DOMAIN, f"user{number}", WAV, sender="a", received_at=1)
+        await asyncio.sleep(0.1)  # let every publishing task reach the proxy or wait
+        answering.set()
+        await publisher.idle()
+    finally:
+        await publisher.stop()
+    assert len(server.requests) == 3 * MAX_IN_FLIGHT  # every mailbox published once
+    assert most == MAX_IN_FLIGHT
 
 
 async def test_changes_during_a_publish_end_in_the_latest_state(
