@@ -37,8 +37,6 @@ COMBINATIONS = [
 ]
 CFGS = {"kemi": (KAMAILIO_CFG,), "native": (NATIVE_CFG, VOICEMAIL_CFG)}
 
-pytestmark = pytest.mark.skipif(shutil.which("kamailio") is None, reason="no kamailio")
-
 
 class PrivateRtpengine(Rtpengine):
     """rtpengine without Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI and

@@ -15,10 +15,7 @@ from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG
 from tests.kamailio.uac import Uac
 from tests.support.stack import DOMAIN, Kamailio, voicemail
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("kamailio") is None, reason="no kamailio"),
-]
+pytestmark = pytest.mark.integration
 
 ALICE, BOB = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw"}

@@ -24,10 +24,7 @@ from tests.kemi.fake_ksr import (
 from tests.support.procs import free_port
 from tests.support.stack import KEMI_SCRIPT, Kamailio, voicemail
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("kamailio") is None, reason="kamailio is not installed"),
-]
+pytestmark = pytest.mark.integration
 
 SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI")
 Api = dict[tuple[str, str], Signature]

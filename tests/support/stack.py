@@ -4,6 +4,7 @@ server, each on free ports in a temporary directory, each stopped by its PID."""
 
 from __future__ import annotations
 
+import abc
 import random
 import shutil
 import socket
@@ -59,11 +60,11 @@ class LoggedProcess(Managed):
         self.log_path = directory / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def command(self) -> list[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def command(self) -> list[str]: ...
 
-    def ready(self) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def ready(self) -> bool: ...
 
     def start(self) -> None:
         out: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
