@@ -12,7 +12,7 @@ from dataclasses import dataclass
 APP_NAME_HEADER = "P-App-Name"
 APP_PARAM_HEADER = "P-App-Param"
 # Every header a client could use to steer the worker; removed from every request.
-CLIENT_HEADER_PATTERN = "^P-App-"
+CLIENT_HEADER_PATTERN = "^[Pp]-[Aa][Pp][Pp]-"  # any letter case
 
 VOICEMAIL, VOICEBOX, ANNRECORDER = "voicemail", "voicebox", "annrecorder"
 MODES = ("voicemail", "box", "both", "ann")
@@ -26,7 +26,6 @@ PREFERENCE_KEYS = {
     "did": "did",
     "vm_greeting_type": "typ",
 }
-PREFERENCE_ATTRIBUTES = tuple(PREFERENCE_KEYS)
 
 # Characters a value may carry without quotes; anything else is quoted.
 _PLAIN = re.compile(r"[A-Za-z0-9@._+:\-<>!~*()%&$,/?\[\]]*")

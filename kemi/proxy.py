@@ -19,6 +19,7 @@ import KSR  # provided by app_python3; a fake in unit tests
 from kemi.app_param import (
     APP_NAME_HEADER,
     APP_PARAM_HEADER,
+    CLIENT_HEADER_PATTERN,
     ParamError,
     Profile,
     build_app_param,
@@ -111,7 +112,7 @@ class HomeProxy:
         if not self.request_checks():
             return 1
         # Nothing a client sends may steer a worker: only this proxy writes P-App-*.
-        KSR.textops.remove_hf_re("^[Pp]-[Aa][Pp][Pp]-")
+        KSR.textops.remove_hf_re(CLIENT_HEADER_PATTERN)
         self.nat_detect()
         if KSR.is_CANCEL():
             if KSR.tm.t_check_trans() > 0:

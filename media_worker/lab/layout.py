@@ -45,8 +45,6 @@ class Lab:
     ports: Ports = field(default_factory=Ports)
     host: str = "127.0.0.1"
     switches: tuple[str, ...] = DEFAULT_SWITCHES
-    kamailio_defines: tuple[tuple[str, str], ...] = ()
-    workers: tuple[int, ...] = ()  # extra worker ports (dispatcher set) beyond ports.worker
 
     @property
     def db_url(self) -> str:
@@ -81,7 +79,7 @@ class Lab:
         return self.run_dir / "kamailio_ctl"
 
     def worker_ports(self) -> tuple[int, ...]:
-        return (self.ports.worker, *self.workers)
+        return (self.ports.worker,)  # the dispatcher set: one worker in the lab
 
     def worker_config(self, index: int = 0) -> Path:
         return self.root / f"worker{index + 1}.yaml"
@@ -102,7 +100,6 @@ class Lab:
             f'#!define RPC_FIFO "{self.run_dir / "kamailio_rpc.fifo"}"',
             f'#!define RTPENGINE_SOCKET "udp:{self.host}:{self.ports.rtpengine_ng}"',
             *(f"#!define {name}" for name in self.switches),
-            *(f"#!define {name} {value}" for name, value in self.kamailio_defines),
         ]
         if self.mwi:
             lines.append(f'#!define MWI_SERVER_ADDRESS "{self.proxy_uri(user="voicemail")}"')
