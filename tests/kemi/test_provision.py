@@ -230,3 +230,10 @@ def test_preference_rows_carry_the_uid_as_uuid_and_skip_removals() -> None:
     ]
     (row,) = preference_rows("bob", "lab.example", {"lang": "de"})
     assert row.uuid == ""
+
+
+def test_provisioned_attributes_are_the_ones_the_proxy_reads() -> None:
+    from kemi.app_param import PREFERENCE_KEYS
+    from kemi.provision import ATTRIBUTES
+
+    assert set(ATTRIBUTES.values()) == set(PREFERENCE_KEYS)
