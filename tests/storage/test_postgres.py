@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+import storage.postgres
 from storage import BackendUnavailable, open_storage
 from storage.testing import DOMAIN, TS, USER, StorageContract
 from tests.support.postgres import PostgresServer
@@ -55,6 +56,31 @@ async def test_init_is_idempotent_and_versioned(postgres_storage_url: str) -> No
     await store.init()
     async with store:
         assert await store.count(DOMAIN, "nobody") is not None
+
+
+async def test_init_upgrades_an_older_schema_keeping_its_messages(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postgres_server.psql("CREATE DATABASE voicemail_upgrade")
+    url = postgres_server.url("voicemail_upgrade")
+    shipped = storage.postgres.migrations()
+    assert [version for version, _, _ in shipped] == list(range(1, len(shipped) + 1))
+    monkeypatch.setattr(storage.postgres, "migrations", lambda: shipped[:2])
+    await open_storage(url).init()
+    async with open_storage(url) as store:
+        name = await store.put_message(DOMAIN, USER, b"abc", sender="a", received_at=TS)
+    monkeypatch.undo()
+
+    with pytest.raises(BackendUnavailable, match="schema version 2, this release needs"):
+        await open_storage(url).count(DOMAIN, USER)
+    await open_storage(url).init()
+    async with open_storage(url) as store:
+        assert [m.name for m in await store.list_mailbox(DOMAIN, USER)] == [name]
+    indexes = postgres_server.psql(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'vm_message' ORDER BY 1",
+        "voicemail_upgrade",
+    )
+    assert indexes.split() == ["vm_message_listing", "vm_message_pkey"]
 
 
 async def test_uninitialised_database_says_what_to_do(postgres_server: PostgresServer) -> None:
