@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import json
 import logging
 import operator
@@ -20,7 +19,7 @@ import uuid
 from asyncio import to_thread
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from stat import S_ISREG, ST_ATIME, ST_MTIME
+from stat import S_ISREG, ST_ATIME, ST_MODE, ST_MTIME, ST_SIZE
 from typing import ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -54,8 +53,8 @@ FILE_MODE = 0o664
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _NAME = operator.itemgetter(0)  # of a MessageInfo
 _RECEIVED_AT = operator.itemgetter(3)
-# File names decoded and kept (about 0.4 KiB each): enough for the largest mailboxes.
-NAME_CACHE_SIZE = 16_384
+# Message entries kept (about 0.5 KiB each): enough for the largest mailboxes of a host.
+INFO_CACHE_SIZE = 65_536
 
 
 @contextlib.contextmanager
@@ -77,18 +76,30 @@ def _is_new(st: os.stat_result) -> bool:
     return st.st_atime_ns // NS == st.st_mtime_ns // NS
 
 
-@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
-def _decode_file_name(fname: str) -> tuple[str, int | None, str] | None:
-    """(name, received_at, sender) of a message file; received_at None when the name has no
-    time stamp (the file's mtime stands in), None when the API could not address it.
+# The MessageInfo of each file name seen, with the flag and size it was built for. A listing
+# still stats every file and rebuilds an entry whose flag or size changed, so this memoises
+# decoding and building, never the state of a mailbox (SEMS may mark messages read beside
+# us). Dict operations are atomic, so listings in several threads may share it.
+_INFOS: dict[str, MessageInfo] = {}
 
-    Pure, and called for every file of every listing, hence memoised.
-    """
+
+def _remember_info(fname: str, new: bool, size: int, st: os.stat_result) -> MessageInfo | None:
+    """The MessageInfo of a message file, or None when the API could not address it."""
     name = fname[:-_SUFFIX_LEN]
     if FORBIDDEN_CHARS.search(name):
         return None
     parts = split_message_name(name)
-    return (name, None, "") if parts is None else (name, *parts)
+    # A name without a time stamp takes the file's mtime, which the name cannot vouch for:
+    # such entries are built every time.
+    received_at, sender = (st[ST_MTIME], "") if parts is None else parts
+    info = tuple.__new__(
+        MessageInfo, (name, new, size, received_at, sender, estimated_duration(size))
+    )
+    if parts is not None:
+        if len(_INFOS) >= INFO_CACHE_SIZE:
+            _INFOS.clear()
+        _INFOS[fname] = info
+    return info
 
 
 def _fsync_dir(path: Path) -> None:
@@ -293,7 +304,7 @@ class FsStorage(Storage):
 
     def _list_sync(self, domain: str, user: str) -> list[MessageInfo]:
         items: list[MessageInfo] = []
-        append, decode, new_info = items.append, _decode_file_name, tuple.__new__
+        append, known, remember = items.append, _INFOS.get, _remember_info
         with self._entries(domain, user) as entries:
             for entry in entries:
                 fname = entry.name
@@ -303,22 +314,23 @@ class FsStorage(Storage):
                     st = entry.stat()
                 except FileNotFoundError:
                     continue  # deleted while we listed
-                size = st.st_size
-                if not size or not S_ISREG(st.st_mode):
+                size = st[ST_SIZE]
+                if not size or not S_ISREG(st[ST_MODE]):
                     continue
-                decoded = decode(fname)
-                if decoded is None:
-                    # The API could not address it; SEMS never writes such names.
-                    name = fname[:-_SUFFIX_LEN]
-                    log.warning("mailbox %s@%s: skipping unusable file name %r", user, domain, name)
-                    continue
-                name, received_at, sender = decoded
-                if received_at is None:
-                    received_at = st.st_mtime_ns // NS
-                # tuple.__new__ skips the named tuple's Python-level __new__.
-                info = (name, st[ST_ATIME] == st[ST_MTIME], size, received_at, sender,
-                        estimated_duration(size))  # fmt: skip
-                append(new_info(MessageInfo, info))
+                new = st[ST_ATIME] == st[ST_MTIME]
+                info = known(fname)
+                if info is None or info[1] is not new or info[2] != size:
+                    info = remember(fname, new, size, st)
+                    if info is None:
+                        # The API could not address it; SEMS never writes such names.
+                        log.warning(
+                            "mailbox %s@%s: skipping unusable file name %r",
+                            user,
+                            domain,
+                            fname[:-_SUFFIX_LEN],
+                        )
+                        continue
+                append(info)
         # By time, then name: two stable sorts on plain keys cost half of one on key tuples.
         items.sort(key=_NAME)
         items.sort(key=_RECEIVED_AT)

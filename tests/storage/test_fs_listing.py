@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import MessageInfo, open_storage
-from storage.fs import NAME_CACHE_SIZE, _decode_file_name
+from storage.fs import _INFOS, INFO_CACHE_SIZE, _remember_info
 from storage.model import estimated_duration
 from storage.testing import DOMAIN, TS, USER, make_wav
 
@@ -99,10 +99,30 @@ async def test_a_name_the_api_cannot_address_is_skipped_each_time(
     assert [r.getMessage().count("unusable file name") for r in caplog.records] == [1, 1]
 
 
-def test_decoded_names_are_memoised_within_a_bound() -> None:
-    fname = f"{TS}+%22Bob%22.wav"
-    assert _decode_file_name(fname) == (f"{TS}+%22Bob%22", TS, '"Bob"')
-    assert _decode_file_name("greeting.wav") == ("greeting", None, "")
-    assert _decode_file_name(f"{TS}+a/b.wav") is None
-    assert _decode_file_name(fname) is _decode_file_name(fname)
-    assert _decode_file_name.cache_info().maxsize == NAME_CACHE_SIZE
+async def test_entries_are_reused_only_while_flag_size_and_time_still_hold(
+    tmp_path: Path,
+) -> None:
+    first = _file(tmp_path / DOMAIN / "u1", f"{TS}+a.wav", b"x" * 100, atime=TS, mtime=TS)
+    # The same file name in another mailbox, already read.
+    _file(tmp_path / DOMAIN / "u2", f"{TS}+a.wav", b"x" * 100, atime=TS + 1, mtime=TS)
+    stamped = _file(tmp_path / DOMAIN / "u1", "greeting.wav", b"x" * 100, atime=TS, mtime=TS)
+    store = await open_storage(f"fs://{tmp_path}")
+    before = await store.list_mailbox(DOMAIN, "u1")
+    again = await store.list_mailbox(DOMAIN, "u1")
+    assert again[0] is before[0]  # built once, reused while nothing changed
+    assert [m.new for m in await store.list_mailbox(DOMAIN, "u2")] == [False]
+    os.utime(first, (TS + 1, TS))
+    os.utime(stamped, (TS + 9, TS + 9))  # no time stamp in its name: its mtime stands in
+    after = await store.list_mailbox(DOMAIN, "u1")
+    assert [(m.name, m.new, m.received_at) for m in after] == [
+        (f"{TS}+a", False, TS),
+        ("greeting", True, TS + 9),
+    ]
+
+
+def test_the_entry_memo_is_bounded(tmp_path: Path) -> None:
+    st = os.stat(_file(tmp_path, f"{TS}+a.wav", b"x", atime=TS, mtime=TS))
+    for i in range(INFO_CACHE_SIZE + 10):
+        assert _remember_info(f"{TS}+{i}.wav", True, 1, st) is not None
+    assert len(_INFOS) <= INFO_CACHE_SIZE
+    assert _remember_info(f"{TS}+a/b.wav", True, 1, st) is None
