@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +128,28 @@ def test_the_entry_memo_is_bounded(tmp_path: Path) -> None:
         assert _remember_info(f"{TS}+{i}.wav", True, 1, st) is not None
     assert len(_INFOS) <= INFO_CACHE_SIZE
     assert _remember_info(f"{TS}+a/b.wav", True, 1, st) is None
+
+
+async def test_list_and_count_open_nothing_but_the_mailbox_directory(
+    box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        _file(box, f"{TS + i}+c{i}.wav", make_wav(0.2), atime=TS, mtime=TS)
+    store = await open_storage(f"fs://{box.parent.parent}")
+    opened: list[str] = []
+    os_open, builtin_open = os.open, builtins.open
+
+    def record_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append(f"{os.fspath(path)} directory={bool(flags & os.O_DIRECTORY)}")
+        return os_open(path, flags, *args, **kwargs)
+
+    def record_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(f"{file} by open()")
+        return builtin_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", record_os_open)
+    monkeypatch.setattr(builtins, "open", record_open)
+    assert len(await store.list_mailbox(DOMAIN, USER)) == 3
+    assert (await store.count(DOMAIN, USER)).new == 3
+    monkeypatch.undo()
+    assert opened == [f"{box} directory=True"] * 2

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import Callable
 
 import pytest
 
 import storage.postgres
-from storage import BackendUnavailable, open_storage
-from storage.testing import DOMAIN, TS, USER, StorageContract
-from tests.support.postgres import PostgresServer
+from storage import BackendUnavailable, StorageError, open_storage
+from storage.testing import DOMAIN, TS, USER, StorageContract, make_wav
+from tests.support.postgres import SUPERUSER, PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -48,6 +49,31 @@ async def test_read_flag_is_a_column(
         "voicemail_test",
     )
     assert row == f"{DOMAIN}|{USER}|{name}|t|3|{TS}"
+
+
+async def test_list_and_count_never_read_audio(
+    postgres_server: PostgresServer, postgres_storage_url: str
+) -> None:
+    """A role that may read every column of a message but its audio lists and counts."""
+    postgres_server.psql("TRUNCATE vm_mailbox CASCADE", "voicemail_test")
+    async with open_storage(postgres_storage_url) as store:
+        name = await store.put_message(DOMAIN, USER, make_wav(1.0), sender="a", received_at=TS)
+    role = f"vm_no_audio_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql(
+        f"CREATE ROLE {role} LOGIN;"
+        f" GRANT SELECT ON vm_mailbox, vm_schema_migrations TO {role};"
+        " GRANT SELECT (mailbox_id, name, received_at, sender, is_read, size, duration_ms)"
+        f" ON vm_message TO {role}",
+        "voicemail_test",
+    )
+    async with open_storage(postgres_server.url("voicemail_test").replace(
+        f"{SUPERUSER}@", f"{role}@"
+    )) as store:  # fmt: skip
+        assert [m.name for m in await store.list_mailbox(DOMAIN, USER)] == [name]
+        counts = await store.count(DOMAIN, USER)
+        assert (counts.new, counts.saved) == (1, 0)
+        with pytest.raises(StorageError, match="permission denied"):
+            await store.get_message(DOMAIN, USER, name)
 
 
 async def test_init_is_idempotent_and_versioned(postgres_storage_url: str) -> None:
