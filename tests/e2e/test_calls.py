@@ -15,12 +15,13 @@ import pytest
 
 from media_worker.audio import read_wav, write_wav
 from media_worker.lab.demo import mailbox_listing
+from media_worker.lab.layout import DOMAIN
 from media_worker.prompts import ASTERISK_EN
 from storage import MessageInfo, open_storage
 from tests.e2e.conftest import PhoneFactory, StackFactory
 from tests.support.audio_match import match, pcm_samples, read_pcm
 from tests.support.procs import free_port, wait_until
-from tests.support.stack import DOMAIN, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 SIPP_SCENARIOS = Path(__file__).parent.parent / "data" / "sipp"

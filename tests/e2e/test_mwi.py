@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from media_worker.lab.layout import DOMAIN
 from media_worker.mwi import MessageSummary
 from tests.e2e.conftest import PhoneFactory, StackFactory
 from tests.e2e.test_calls import mailbox
 from tests.support.baresip import MODULES, Baresip
 from tests.support.procs import free_udp_tcp_port, wait_until
-from tests.support.stack import DOMAIN
 
 pytestmark = pytest.mark.integration
 

@@ -15,19 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.lab.layout import KAMAILIO_CFG, KAMAILIO_MODULES, KEMI_SCRIPT, SOURCE_TREE
 from tests.support.postgres import PostgresServer
 from tests.support.procs import free_udp_tcp_port
-from tests.support.stack import (
-    KAMAILIO_CFG,
-    KEMI_SCRIPT,
-    MODULES_DIR,
-    REPO,
-    Kamailio,
-    Rtpengine,
-    voicemail,
-)
+from tests.support.stack import Kamailio, Rtpengine, voicemail
 
-NATIVE_DIR = REPO / "kamailio-cfg" / "native"
+NATIVE_DIR = SOURCE_TREE / "kamailio-cfg" / "native"
 NATIVE_CFG = NATIVE_DIR / "kamailio-native.cfg"
 VOICEMAIL_CFG = NATIVE_DIR / "voicemail.cfg"
 SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_PGSQL")
@@ -38,14 +31,6 @@ COMBINATIONS = [
 CFGS = {"kemi": (KAMAILIO_CFG,), "native": (NATIVE_CFG, VOICEMAIL_CFG)}
 
 
-class PrivateRtpengine(Rtpengine):
-    """rtpengine without Debian's /etc/rtpengine/rtpengine.conf, whose fixed CLI and
-    HTTP ports (2224, 2225) are taken as soon as another stack runs beside this one."""
-
-    def command(self) -> list[str]:
-        return [*super().command(), "--config-file=none"]
-
-
 def install(directory: Path, kind: str, switches: tuple[str, ...]) -> Path:
     """The cfg files of ``kind`` copied to ``directory`` with a kamailio-local.cfg."""
     files = CFGS[kind]
@@ -54,7 +39,7 @@ def install(directory: Path, kind: str, switches: tuple[str, ...]) -> Path:
     port = free_udp_tcp_port()
     lines = [
         f"listen=udp:127.0.0.1:{port}",
-        f'mpath="{MODULES_DIR}"',
+        f'mpath="{KAMAILIO_MODULES}"',
         f'#!define KEMI_SCRIPT "{KEMI_SCRIPT}"',
         f'#!define CTL_SOCKET "unix:{directory / "kamailio_ctl"}"',
         f'#!define RPC_FIFO "{directory / "kamailio_rpc.fifo"}"',
@@ -105,7 +90,7 @@ def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
 @pytest.mark.parametrize("kind", sorted(CFGS))
 def test_kamailio_starts_with_every_switch(tmp_path: Path, pg_url: str, kind: str) -> None:
     """Fixups run, the KEMI script loads, rtpengine and the database are reached."""
-    with PrivateRtpengine(tmp_path) as rtpengine:
+    with Rtpengine(tmp_path) as rtpengine:
         kamailio = Kamailio(
             tmp_path, db_url=pg_url, workers=[], rtpengine=rtpengine, switches=SWITCHES
         )

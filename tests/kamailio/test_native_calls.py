@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from media_worker.lab.demo import mailbox_listing
+from media_worker.lab.layout import DOMAIN
 from storage import MessageInfo
 from tests.integration.conftest import caller_speech
-from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG, PrivateRtpengine
+from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG
 from tests.support.baresip import Baresip
 from tests.support.procs import free_port, wait_until
-from tests.support.stack import DOMAIN, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 __all__ = ["caller_speech"]
@@ -44,9 +45,6 @@ class NativeStack(Stack):
             )
         shutil.copy(NATIVE_CFG, self.kamailio.dir / "kamailio.cfg")
         shutil.copy(VOICEMAIL_CFG, self.kamailio.dir / "voicemail.cfg")
-        private = PrivateRtpengine(self.dir)
-        private.ng_port, private.port_min = self.rtpengine.ng_port, self.rtpengine.port_min
-        self.rtpengine = private
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.lab.layout import DOMAIN
 from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG
 from tests.kamailio.uac import Uac
-from tests.support.stack import DOMAIN, Kamailio, voicemail
+from tests.support.stack import Kamailio, voicemail
 
 pytestmark = pytest.mark.integration
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.lab.layout import KEMI_SCRIPT
 from tests.kemi.fake_ksr import (
     API_FILE,
     CORE,
@@ -22,7 +23,7 @@ from tests.kemi.fake_ksr import (
     parse_api_list,
 )
 from tests.support.procs import free_port
-from tests.support.stack import KEMI_SCRIPT, Kamailio, voicemail
+from tests.support.stack import Kamailio, voicemail
 
 pytestmark = pytest.mark.integration
 

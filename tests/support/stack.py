@@ -15,19 +15,25 @@ from collections.abc import Iterable
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO
 
 from aiosmtpd.controller import Controller
 
+from media_worker.lab.layout import (
+    DOMAIN,
+    KAMAILIO_CFG,
+    USERS,
+    account,
+    dispatcher_list,
+    kamailio_command,
+    kamailio_local_cfg,
+    rtpengine_command,
+    worker_yaml,
+)
 from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process, wait_until
 from tests.test_outbox import Inbox
 
-REPO = Path(__file__).resolve().parents[2]
-KAMAILIO_CFG = REPO / "kamailio-cfg" / "kamailio.cfg"
-KEMI_SCRIPT = REPO / "kemi" / "proxy.py"
-MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
-DOMAIN = "lab.example"
 
 
 def sip_options(port: int, transport: str = "UDP") -> bytes:
@@ -100,18 +106,9 @@ class Rtpengine(LoggedProcess):
 
     def command(self) -> list[str]:
         return [
-            "rtpengine",
-            "--foreground",
-            "--config-file=none",  # not /etc/rtpengine/rtpengine.conf and its fixed ports
-            "--log-stderr",
-            "--table=-1",
-            "--interface=127.0.0.1",
-            f"--listen-ng=127.0.0.1:{self.ng_port}",
-            f"--port-min={self.port_min}",
-            f"--port-max={self.port_min + 199}",
+            *rtpengine_command("127.0.0.1", self.ng_port, (self.port_min, self.port_min + 199)),
             f"--pidfile={self.dir / 'rtpengine.pid'}",
             "--log-level=6",
-            "--delete-delay=0",
         ]
 
     def ready(self) -> bool:
@@ -129,7 +126,13 @@ class MediaWorker(LoggedProcess):
     """``voicemail worker --config`` on a fixed port (the dispatcher list names it)."""
 
     def __init__(
-        self, directory: Path, index: int, smtp_port: int, spool: Path, prompts: Path | None
+        self,
+        directory: Path,
+        index: int,
+        smtp_port: int,
+        spool: Path,
+        prompts: Path | None,
+        mwi_proxy: str | None = None,
     ) -> None:
         self.name = f"worker{index}"
         super().__init__(directory)
@@ -137,12 +140,17 @@ class MediaWorker(LoggedProcess):
         rtp = 30000 + 1000 * index + random.randrange(0, 900, 100)
         self.config = directory / f"{self.name}.yaml"
         self.config.write_text(
-            f"data_dir: {directory / self.name}\n"
-            f"sip: {{listen: 127.0.0.1, port: {self.port}}}\n"
-            f"rtp: {{ports: [{rtp}, {rtp + 99}]}}\n"
-            f"storage: {{url: 'fs://{spool}'}}\n"
-            f"email: {{smtp: {{host: 127.0.0.1, port: {smtp_port}, timeout: 5}}}}\n"
-            "apps: {default_mode: box}\n" + (f"prompts: {{built: {prompts}}}\n" if prompts else "")
+            worker_yaml(
+                data_dir=directory / self.name,
+                host="127.0.0.1",
+                port=self.port,
+                rtp_ports=(rtp, rtp + 99),
+                spool=spool,
+                smtp_port=smtp_port,
+                smtp_timeout=5,
+                prompts=prompts,
+                mwi_proxy=mwi_proxy,
+            )
         )
 
     def command(self) -> list[str]:
@@ -167,30 +175,26 @@ class Kamailio(LoggedProcess):
         rtpengine: Rtpengine | None,
         switches: Iterable[str] = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE"),
         settings: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         super().__init__(directory)
-        self.port = free_udp_tcp_port()
+        self.port = port or free_udp_tcp_port()
         self.ctl = directory / "kamailio_ctl"
         shutil.copy(KAMAILIO_CFG, directory / "kamailio.cfg")
         dispatcher = directory / "dispatcher.list"
-        dispatcher.write_text("".join(f"1 sip:127.0.0.1:{w.port};transport=udp\n" for w in workers))
-        lines = [
-            f"listen=udp:127.0.0.1:{self.port}",
-            f"listen=tcp:127.0.0.1:{self.port}",
-            f'alias="{DOMAIN}"',
-            f'mpath="{MODULES_DIR}"',
-            f'#!define KEMI_SCRIPT "{KEMI_SCRIPT}"',
-            f'#!define DBURL "{db_url}"',
-            f'#!define VM_DISPATCHER_LIST "{dispatcher}"',
-            f'#!define CTL_SOCKET "unix:{self.ctl}"',
-            f'#!define RPC_FIFO "{directory / "kamailio_rpc.fifo"}"',
-            "#!define VM_PROBE_INTERVAL 1",
-            *(f"#!define {name}" for name in switches),
-            *(f"#!define {k} {v}" for k, v in (settings or {}).items()),
-        ]
-        if rtpengine is not None:
-            lines.append(f'#!define RTPENGINE_SOCKET "udp:127.0.0.1:{rtpengine.ng_port}"')
-        (directory / "kamailio-local.cfg").write_text("\n".join(lines) + "\n")
+        dispatcher.write_text(dispatcher_list("127.0.0.1", (w.port for w in workers)))
+        (directory / "kamailio-local.cfg").write_text(
+            kamailio_local_cfg(
+                host="127.0.0.1",
+                sip_port=self.port,
+                db_url=db_url,
+                dispatcher_list=dispatcher,
+                run_dir=directory,
+                rtpengine_ng=rtpengine.ng_port if rtpengine is not None else None,
+                switches=switches,
+                defines={"VM_PROBE_INTERVAL": "1", **(settings or {})},
+            )
+        )
 
     def define(self, name: str, value: str) -> None:
         """One more define in kamailio-local.cfg (before the start)."""
@@ -198,17 +202,7 @@ class Kamailio(LoggedProcess):
             local.write(f"#!define {name} {value}\n")
 
     def command(self) -> list[str]:
-        return [
-            "kamailio",
-            "-f",
-            str(self.dir / "kamailio.cfg"),
-            "-DD",
-            "-E",
-            "-Y",
-            str(self.dir),
-            "-n",
-            "2",
-        ]
+        return kamailio_command(self.dir / "kamailio.cfg", self.dir)
 
     def ready(self) -> bool:
         return answers_options(self.port)
@@ -251,13 +245,7 @@ def voicemail(*args: str, stdin: str | None = None) -> str:
 
 
 class Stack(Managed):
-    """Database with users, SMTP, rtpengine, ``workers`` workers and Kamailio."""
-
-    USERS: ClassVar[dict[str, tuple[str, str]]] = {
-        "alice": ("alice-pw", "box"),
-        "bob": ("bob-pw", "both"),
-        "carol": ("carol-pw", "voicemail"),
-    }
+    """Database with the lab's users, SMTP, rtpengine, ``workers`` workers and Kamailio."""
 
     def __init__(
         self,
@@ -274,12 +262,15 @@ class Stack(Managed):
         self.spool = self.dir / "spool"
         self.smtp = SmtpCatcher()
         self.rtpengine = Rtpengine(self.dir)
+        sip_port = free_udp_tcp_port()
+        mwi_proxy = f"sip:127.0.0.1:{sip_port}" if mwi else None
         self.workers = [
-            MediaWorker(self.dir, i + 1, self.smtp.port, self.spool, prompts)
+            MediaWorker(self.dir, i + 1, self.smtp.port, self.spool, prompts, mwi_proxy)
             for i in range(workers)
         ]
         self.kamailio = Kamailio(
             self.dir,
+            port=sip_port,
             db_url=self.db_url,
             workers=self.workers,
             rtpengine=self.rtpengine,
@@ -289,21 +280,17 @@ class Stack(Managed):
                 "WITH_RTPENGINE",
                 *(("WITH_MWI",) if mwi else ()),
             ),
-            settings={"VM_NO_ANSWER_TIMEOUT": "4", **(kamailio_settings or {})},
+            settings={
+                "VM_NO_ANSWER_TIMEOUT": "4",
+                **({"MWI_SERVER_ADDRESS": f'"sip:voicemail@127.0.0.1:{sip_port}"'} if mwi else {}),
+                **(kamailio_settings or {}),
+            },
         )
-        if mwi:
-            proxy = f"sip:127.0.0.1:{self.kamailio.port}"
-            self.kamailio.define(
-                "MWI_SERVER_ADDRESS", f'"sip:voicemail@127.0.0.1:{self.kamailio.port}"'
-            )
-            for worker in self.workers:
-                with worker.config.open("a") as config:
-                    config.write(f'mwi: {{proxy: "{proxy}"}}\n')
         self._started: list[Managed] = []
 
     def start(self) -> None:
         voicemail("db", "init", self.db_url)
-        for user, (password, mode) in self.USERS.items():
+        for user, (password, mode) in USERS.items():
             voicemail(
                 "user", "add", f"{user}@{DOMAIN}", "--db", self.db_url,
                 "--email", f"{user}@{DOMAIN}", "--mode", mode,
@@ -326,9 +313,6 @@ class Stack(Managed):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def phone_account(self, user: str, *, codecs: str = "PCMU,PCMA", register: bool = True) -> str:
-        password = self.USERS[user][0]
-        return (
-            f"<sip:{user}@{DOMAIN}>;auth_pass={password};"
-            f'outbound="sip:127.0.0.1:{self.kamailio.port}";'
-            f"regint={3600 if register else 0};audio_codecs={codecs}"
+        return account(
+            user, host="127.0.0.1", sip_port=self.kamailio.port, register=register, codecs=codecs
         )
