@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -149,3 +150,25 @@ async def test_corrupt_record_is_set_aside(
         await outbox.stop()
     assert (tmp_path / "corrupt" / "broken.eml").exists()
     assert "outbox record broken.job is unreadable" in caplog.text
+
+
+async def test_a_stop_waits_for_the_record_being_written() -> None:
+    """Cancelled mid-write (the outbox stopping), a record update still completes before
+    the cancellation goes on, so the job file never lags behind the log."""
+    started, release = threading.Event(), threading.Event()
+    written: list[str] = []
+
+    def slow_write(text: str) -> None:
+        started.set()
+        release.wait(5)
+        written.append(text)
+
+    task = asyncio.create_task(Outbox._durably(slow_write, "record"))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the write
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert written == ["record"]

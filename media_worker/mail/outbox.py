@@ -210,7 +210,7 @@ class Outbox:
                     "[%s] email %s for %s refused for good (%s): moved to rejected/",
                     job.call_id, job.id, job.mailbox, job.last_error,
                 )  # fmt: skip
-                await asyncio.to_thread(self._reject, job)
+                await self._durably(self._reject, job)
                 return
             await self._retry_later(job, f"{exc.code} {exc.message}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
@@ -224,11 +224,22 @@ class Outbox:
         delay = self.backoff[min(job.attempts - 1, len(self.backoff) - 1)]
         job.next_attempt = self.clock() + delay
         job.last_error = error
+        await self._durably(write_atomic, self.directory / f"{job.id}.job", job.record())
         log.warning(
             "[%s] email %s for %s not sent (attempt %d: %s); next try in %.0f s",
             job.call_id, job.id, job.mailbox, job.attempts, error, delay,
         )  # fmt: skip
-        await asyncio.to_thread(write_atomic, self.directory / f"{job.id}.job", job.record())
+
+    @staticmethod
+    async def _durably(write: Callable[..., None], *args: Any) -> None:
+        """Run a file update in a thread to its end, even when the outbox is stopped
+        meanwhile: a job's record never lags behind what its log lines said."""
+        done = asyncio.ensure_future(asyncio.to_thread(write, *args))
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await done
+            raise
 
     def _reject(self, job: Job) -> None:
         write_atomic(self.directory / f"{job.id}.job", job.record())
