@@ -66,12 +66,12 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+_INFO_WIDTH = len(MessageInfo._fields)
+
+
 def _info(row: Any) -> MessageInfo:
     """The MessageInfo of a row that starts with _INFO_COLUMNS."""
     return MessageInfo._make(row[:_INFO_WIDTH])
-
-
-_INFO_WIDTH = len(MessageInfo._fields)
 
 
 class PostgresStorage(Storage):

@@ -206,11 +206,11 @@ class Outbox:
         except aiosmtplib.SMTPResponseException as exc:
             if 500 <= exc.code < 600 and exc.code not in AUTH_FAULTS:
                 job.last_error = f"{exc.code} {exc.message}"
+                await self._durably(self._reject, job)
                 log.error(
                     "[%s] email %s for %s refused for good (%s): moved to rejected/",
                     job.call_id, job.id, job.mailbox, job.last_error,
                 )  # fmt: skip
-                await self._durably(self._reject, job)
                 return
             await self._retry_later(job, f"{exc.code} {exc.message}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
