@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import multiprocessing
+import random
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -175,6 +176,18 @@ class StorageContract:
         [info] = await store.list_mailbox(DOMAIN, USER)
         assert info.sender == sender
         assert (await store.get_message(DOMAIN, USER, name)).info.sender == sender
+
+    async def test_a_very_long_sender_is_stored(self, store: Storage) -> None:
+        """A From header is the caller's to choose: an absurdly long, incompressible one
+        still leaves a message (a backend may keep only a prefix of the sender)."""
+        rng = random.Random(7)  # noqa: S311 - fixed test data, not a secret
+        sender = "".join(rng.choice("abcdefghijkXYZ0123456789éü€😀") for _ in range(6000))
+        name = await store.put_message(DOMAIN, USER, b"audio", sender=sender, received_at=TS)
+        [info] = await store.list_mailbox(DOMAIN, USER)
+        assert info.name == name
+        assert len(info.sender) >= 10
+        assert sender.startswith(info.sender)
+        assert (await store.get_message(DOMAIN, USER, name)).info.sender == info.sender
 
     async def test_nul_is_dropped_from_the_sender(self, store: Storage) -> None:
         await store.put_message(DOMAIN, USER, b"audio", sender="a\0b", received_at=TS)

@@ -1,8 +1,9 @@
--- Voicemail message store, schema version 3: a mailbox listing straight from one index.
+-- Voicemail message store, schema version 3: a mailbox listing in index order.
 --
--- The index holds every column a listing shows, in the listing's order, so listing a
--- mailbox is an index scan without a sort (and, once vacuumed, without heap visits);
--- counting reads the same index. It replaces vm_message_flags, which it covers.
+-- The index holds a listing's order and the small columns it shows, so listing a mailbox
+-- is an index scan without a sort, and counting reads the index alone (once vacuumed).
+-- The sender stays out of it: it comes from the caller's From header, unbounded, and an
+-- index entry may not exceed about 2.7 kB. It replaces vm_message_flags, which it covers.
 CREATE INDEX vm_message_listing ON vm_message (mailbox_id, received_at, name)
-    INCLUDE (is_read, size, sender, duration_ms);
+    INCLUDE (is_read, size, duration_ms);
 DROP INDEX vm_message_flags;
