@@ -197,8 +197,10 @@ class HomeProxy:
         if KSR.is_BYE():
             KSR.rtpengine.rtpengine_delete0()
         elif KSR.is_INVITE():
-            if KSR.textops.has_body_type("application/sdp") > 0:
-                KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER)
+            if (
+                KSR.textops.has_body_type("application/sdp") > 0
+                and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) > 0
+            ):
                 KSR.setflag(FLT_OFFERED)
             KSR.tm.t_on_reply("ksr_onreply_worker")
         elif KSR.is_ACK() and KSR.textops.has_body_type("application/sdp") > 0:
@@ -265,10 +267,17 @@ class HomeProxy:
             return
         self.to_presence(verdict)
 
-    def to_presence(self, verdict: MwiVerdict) -> None:
-        """presence answers (and NOTIFYs) statefully."""
+    @staticmethod
+    def new_transaction() -> bool:
+        """The transaction this request is answered in; without one, a stateless 500."""
         if KSR.tm.t_newtran() < 0:
             KSR.sl.sl_reply_error()
+            return False
+        return True
+
+    def to_presence(self, verdict: MwiVerdict) -> None:
+        """presence answers (and NOTIFYs) statefully."""
+        if not self.new_transaction():
             return
         if verdict is MwiVerdict.PUBLISH:
             KSR.presence.handle_publish()
@@ -287,13 +296,14 @@ class HomeProxy:
             if not authenticated:
                 KSR.sl.sl_send_reply(403, "Mailbox access needs authentication")
                 return
-            KSR.tm.t_newtran()
-            self.to_worker(app_for_access(target, _pv("$fU"), _pv("$fd")))
+            if self.new_transaction():
+                self.to_worker(app_for_access(target, _pv("$fU"), _pv("$fd")))
             return
         callee_user, callee_domain = _pv("$rU"), _pv("$rd")
         rc = KSR.registrar.lookup("location")
         if rc < 0:
-            KSR.tm.t_newtran()
+            if not self.new_transaction():
+                return
             if rc in LOOKUP_NOT_FOUND and self.has_mailbox():
                 self.log(f"{callee_user}@{callee_domain} not registered: voicemail")
                 self.to_worker(app_for_voicemail(callee_user, callee_domain))

@@ -13,8 +13,9 @@ from kemi.app_param import ANNRECORDER, VOICEBOX, VOICEMAIL
 from kemi.settings import Settings
 
 # What a SQL string literal may carry: the values come from SIP URIs, which a caller
-# chooses. Anything else is refused rather than escaped.
-_SAFE_SQL_VALUE = re.compile(r"[A-Za-z0-9._~!$&*+,=:@%\-]{1,128}")
+# chooses (brackets: an IPv6 reference as the domain). Anything else is refused rather than
+# escaped.
+_SAFE_SQL_VALUE = re.compile(r"[A-Za-z0-9._~!$&*+,=:@%\[\]\-]{1,128}")
 
 
 class Target(Enum):

@@ -603,6 +603,14 @@ def test_a_reinvite_toward_a_worker_is_offered(kam: FakeKamailio, proxy: Any) ->
     assert [c.operation for c in kam.rtpengine] == ["answer"]
 
 
+def test_a_reinvite_rtpengine_refuses_is_not_marked_offered(kam: FakeKamailio, proxy: Any) -> None:
+    kam.rtpengine_available = False
+    route(kam, proxy, reinvite_to_worker(body=SDP))
+    relay = only_relay(kam)
+    assert [c.operation for c in kam.rtpengine] == ["offer"]
+    assert FLT_OFFERED not in relay.flags
+
+
 def test_a_reinvite_without_sdp_gets_the_workers_offer(kam: FakeKamailio, proxy: Any) -> None:
     route(kam, proxy, reinvite_to_worker())
     relay = only_relay(kam)

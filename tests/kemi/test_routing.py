@@ -81,7 +81,7 @@ def test_goes_to_voicemail_follows_the_configured_statuses() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["bob", "lab.example", "+4930123", "a.b-c_d~e!f$g&h*i+j,k=l:m@n%20"]
+    "value", ["bob", "lab.example", "+4930123", "a.b-c_d~e!f$g&h*i+j,k=l:m@n%20", "[2001:db8::1]"]
 )
 def test_sql_literal_quotes_safe_values(value: str) -> None:
     assert sql_literal(value) == f"'{value}'"
