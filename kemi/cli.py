@@ -13,7 +13,6 @@ from typing import TypeVar
 
 from kemi import kamdb
 from kemi.provision import (
-    MODES,
     TABLES,
     DbUrl,
     Profile,
@@ -24,6 +23,7 @@ from kemi.provision import (
     parse_address,
     parse_db_url,
 )
+from media_worker.apps.params import MODES
 
 DB_ENV = "VOICEMAIL_DB"
 EXIT_OK, EXIT_USAGE = 0, 2

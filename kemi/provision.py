@@ -16,6 +16,10 @@ from importlib import resources
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from media_worker.apps.params import LANGUAGE_TAG, MODES
+from storage.errors import BadIdentity
+from storage.identity import PROMPTS_SUFFIX, check_greeting_type, check_identity
+
 Dialect = Literal["sqlite", "postgres"]
 
 # The tables `voicemail db init` creates, in the order of the schema files.
@@ -32,7 +36,6 @@ TABLES = (
     "xcap",
     "pua",
 )
-MODES = ("voicemail", "box", "both", "ann")
 # avpops' usr_preferences.type: 0 is a string-named AVP holding a string value.
 AVP_TYPE_STRING = 0
 # Column widths of Kamailio's schema; PostgreSQL would refuse longer values, SQLite would
@@ -42,14 +45,11 @@ MAX_DOMAIN = 64
 MAX_PREF_VALUE = 128
 MAX_UUID = 64
 
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f/\\\u2028\u2029]")
 _WHITESPACE = re.compile(r"\s")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_LANG = re.compile(r"^[A-Za-z]{2,8}(?:[_-][A-Za-z0-9]{1,8})*$")
 _VERSION_ROW = re.compile(
     r"INSERT INTO version \(table_name, table_version\) values \('(\w+)','(\d+)'\)"
 )
-_CREATE_TABLE = re.compile(r"^CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*?)\n\);", re.S | re.M)
 
 
 class ProvisionError(Exception):
@@ -96,14 +96,6 @@ def schema_versions(sql: str) -> dict[str, int]:
     return {table: int(number) for table, number in _VERSION_ROW.findall(sql)}
 
 
-def schema_columns(sql: str) -> dict[str, list[str]]:
-    """``table -> column definitions`` (one stripped line each) of a schema file."""
-    tables: dict[str, list[str]] = {}
-    for name, body in _CREATE_TABLE.findall(sql):
-        tables[name] = [line.strip().rstrip(",") for line in body.splitlines() if line.strip()]
-    return tables
-
-
 # ----- database URL -----
 
 
@@ -148,19 +140,12 @@ def parse_db_url(url: str) -> DbUrl:
 
 
 def check_key(kind: str, value: str, limit: int) -> str:
-    """An identity value (user, uid, did, greeting type): opaque key, never a path."""
-    if not value:
-        raise Refused(f"bad {kind} {value!r}: must not be empty")
-    if value in (".", ".."):
-        raise Refused(f"bad {kind} {value!r}: must not be '.' or '..'")
-    bad = _FORBIDDEN.search(value)
-    if bad is not None:
-        char = bad.group()
-        if char in "/\\":
-            raise Refused(f"bad {kind} {value!r}: must not contain '/' or '\\'")
-        if char == "\0":
-            raise Refused(f"bad {kind} {value!r}: must not contain NUL")
-        raise Refused(f"bad {kind} {value!r}: must not contain control character {char!r}")
+    """An identity value (user, uid, did, email): what the store accepts as an opaque key,
+    without white space and within its column's width."""
+    try:
+        check_identity(kind, value)
+    except BadIdentity as exc:
+        raise Refused(str(exc)) from None
     if _WHITESPACE.search(value):
         raise Refused(f"bad {kind} {value!r}: must not contain white space")
     if len(value.encode("utf-8", "surrogatepass")) > limit:
@@ -178,6 +163,8 @@ def check_user(user: str) -> str:
 def check_domain(domain: str) -> str:
     """A host name, an IPv4 address or a bracketed IPv6 address."""
     check_key("domain", domain, MAX_DOMAIN)
+    if domain.endswith(PROMPTS_SUFFIX):
+        raise Refused(f"bad domain {domain!r}: must not end in {PROMPTS_SUFFIX!r} (reserved)")
     if domain.startswith("[") and domain.endswith("]"):
         try:
             ipaddress.IPv6Address(domain[1:-1])
@@ -257,16 +244,20 @@ def check_profile(profile: Profile) -> Profile:
         local, _, host = profile.email.rpartition("@")
         if not local or not host:
             raise Refused(f"bad email {profile.email!r}: expected an address with '@'")
-    if profile.lang and not _LANG.match(profile.lang):
+    if profile.lang and not LANGUAGE_TAG.fullmatch(profile.lang):
         raise Refused(f"bad lang {profile.lang!r}: expected a language tag such as en or pt_BR")
     if profile.uid:
         check_key("uid", profile.uid, MAX_UUID)
     if profile.did:
         check_key("did", profile.did, MAX_PREF_VALUE)
+        if profile.did.endswith(PROMPTS_SUFFIX):  # the did is the mailbox's domain
+            raise Refused(f"bad did {profile.did!r}: must not end in {PROMPTS_SUFFIX!r} (reserved)")
     if profile.greeting_type:
         check_key("greeting type", profile.greeting_type, MAX_PREF_VALUE)
-        if profile.greeting_type.startswith("."):
-            raise Refused(f"bad greeting type {profile.greeting_type!r}: must not start with '.'")
+        try:
+            check_greeting_type(profile.greeting_type)
+        except BadIdentity as exc:
+            raise Refused(str(exc)) from None
     return profile
 
 

@@ -44,7 +44,8 @@ KEYS = {
     "pin": "pin",
 }
 DEFAULT_GREETING_TYPE = "vm"
-_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
+# A language tag as P-App-Param lng carries it (en, de, pt_BR, zh-Hant).
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def _build(
     if app == "voicemail" and mode in ("voicemail", "both") and (not email or "@" not in email):
         raise RemoteProtocolError(f"P-App-Param: mode {mode} needs an email address (eml)")
     language = known.get("language") or None
-    if language is not None and not _LANGUAGE.fullmatch(language):
+    if language is not None and not LANGUAGE_TAG.fullmatch(language):
         raise RemoteProtocolError(f"P-App-Param: bad language '{language[:20]}'")
     typ = check_greeting_type(known.get("typ") or DEFAULT_GREETING_TYPE)
     sender = known.get("sender") or _from_without_tag(invite)

@@ -24,7 +24,6 @@ from kemi.provision import (
     parse_db_url,
     preference_changes,
     preference_rows,
-    schema_columns,
     schema_versions,
     split_statements,
 )
@@ -49,6 +48,16 @@ VERSIONS = {
     "xcap": 4,
     "pua": 7,
 }
+
+_CREATE_TABLE = re.compile(r"^CREATE TABLE (?:IF NOT EXISTS )?(\w+) \((.*?)\n\);", re.S | re.M)
+
+
+def schema_columns(sql: str) -> dict[str, list[str]]:
+    """``table -> column definitions`` (one stripped line each) of a schema file."""
+    tables: dict[str, list[str]] = {}
+    for name, body in _CREATE_TABLE.findall(sql):
+        tables[name] = [line.strip().rstrip(",") for line in body.splitlines() if line.strip()]
+    return tables
 
 
 def _indexes(sql: str) -> set[str]:
@@ -156,6 +165,7 @@ def test_url_text_hides_the_password() -> None:
         ("bob@lab..example", "bad domain 'lab..example': not a host name or IP address"),
         ("bob@[::g]", "bad domain '[::g]': not an IPv6 address"),
         ("b" * 65 + "@lab.example", "longer than 64 bytes"),
+        ("bob@lab-prompts", "bad domain 'lab-prompts': must not end in '-prompts' (reserved)"),
     ],
 )
 def test_bad_addresses(address: str, message: str) -> None:
@@ -188,6 +198,10 @@ def test_good_addresses(address: str, expected: tuple[str, str]) -> None:
         (Profile(email="bob@"), "bad email 'bob@': expected an address with '@'"),
         (Profile(email="b ob@x"), "bad email 'b ob@x': must not contain white space"),
         (Profile(lang="english language"), "bad lang 'english language'"),
+        # What the worker's P-App-Param check refuses is refused here too.
+        (Profile(lang="english"), "bad lang 'english'"),
+        (Profile(lang="en-x"), "bad lang 'en-x'"),
+        (Profile(did="b-prompts"), "bad did 'b-prompts': must not end in '-prompts' (reserved)"),
         (Profile(uid="a/b"), "bad uid 'a/b': must not contain '/' or '\\'"),
         (Profile(did=".."), "bad did '..': must not be '.' or '..'"),
         (Profile(greeting_type=".x"), "bad greeting type '.x': must not start with '.'"),
