@@ -73,7 +73,9 @@ def _os_errors(what: str) -> Iterator[None]:
 
 
 def _is_new(st: os.stat_result) -> bool:
-    return st.st_atime_ns // NS == st.st_mtime_ns // NS
+    """SEMS' flag: atime and mtime in the same whole second (st[ST_*TIME] are whole seconds;
+    the listing loops inline this test)."""
+    return st[ST_ATIME] == st[ST_MTIME]
 
 
 # The MessageInfo of each file name seen, with the flag and size it was built for. A listing
@@ -359,11 +361,8 @@ class FsStorage(Storage):
         return Counts(new=new, saved=saved)
 
     def _info(self, name: str, st: os.stat_result, duration: float | None) -> MessageInfo:
-        mtime = st.st_mtime_ns // NS
-        received_at, sender = split_message_name(name) or (mtime, "")
-        return MessageInfo(
-            name, st.st_atime_ns // NS == mtime, st.st_size, received_at, sender, duration
-        )
+        received_at, sender = split_message_name(name) or (st.st_mtime_ns // NS, "")
+        return MessageInfo(name, _is_new(st), st.st_size, received_at, sender, duration)
 
     # ----- greetings -----
 

@@ -186,17 +186,16 @@ class PostgresStorage(Storage):
             raise StorageError(f"{self.describe()}: {what}: {exc}") from exc
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, what: str) -> AsyncIterator[Any]:
-        assert self._pool is not None, "storage used before open()"
-        async with self._errors(what), self._pool.acquire() as con, con.transaction():
-            yield con
-
-    @contextlib.asynccontextmanager
     async def _statement(self, what: str) -> AsyncIterator[Any]:
         """A connection for one statement, which PostgreSQL runs as its own transaction
         (sparing the BEGIN and COMMIT round trips of a read that is one query)."""
         assert self._pool is not None, "storage used before open()"
         async with self._errors(what), self._pool.acquire() as con:
+            yield con
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[Any]:
+        async with self._statement(what) as con, con.transaction():
             yield con
 
     async def _not_found(self, con: Any, domain: str, user: str, name: str) -> MessageNotFound:

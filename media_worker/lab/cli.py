@@ -102,10 +102,11 @@ def _run_lab(args: argparse.Namespace) -> int:
         elif args.action == "down":
             control.down(_say)
         elif args.action == "status":
-            for part, pid, answers in control.status():
+            rows = control.status()
+            for part, pid, answers in rows:
                 state = "answers" if answers else "does not answer"
                 _say(f"{part:10} {'pid ' + str(pid) if pid else 'not running':16} {state}")
-            return 0 if all(answers for _, _, answers in control.status()) else 1
+            return 0 if all(answers for _, _, answers in rows) else 1
         elif args.action == "demo":
             return _demo(control, lab)
         else:

@@ -168,10 +168,6 @@ class Lab:
     def kamailio_dir(self) -> Path:
         return self.root / "kamailio"
 
-    @property
-    def ctl_socket(self) -> Path:
-        return self.run_dir / "kamailio_ctl"
-
     def worker_ports(self) -> tuple[int, ...]:
         return (self.ports.worker,)  # the dispatcher set: one worker in the lab
 
