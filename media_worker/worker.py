@@ -301,6 +301,7 @@ class Worker:
     async def _serve(self, state: _CallState) -> None:
         assert state.endpoint is not None
         active = ActiveCall(state.call, state.session, self._call_log(state.call), self)
+        state.endpoint.call_id = state.call.call_id
         try:
             await state.endpoint.start()
             await self.app.run(active)
