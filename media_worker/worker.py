@@ -49,7 +49,7 @@ log = logging.getLogger("voicemail.worker")
 
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
 STOP_GRACE = 10.0  # seconds tasks get to finish when the worker stops
-DEFAULT_MAX_CALLS = 250  # about what one worker process carries (bench/)
+DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
 DEFAULT_SIGNATURE_MAX_AGE = 30
 BUSY_RETRY_AFTER = 5  # seconds a caller (the proxy: another worker) is asked to wait
 
