@@ -7,6 +7,7 @@ import itertools
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,9 @@ from media_worker.sip.address import NameAddr
 from media_worker.sip.message import Response, parse_message
 from tests.integration.conftest import WorkerFactory
 from tests.integration.test_sipp import WaitingApp
+from tests.integration.test_worker_command import _start as start_command
+from tests.integration.test_worker_command import write_config
+from tests.support.procs import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +202,25 @@ async def test_beyond_max_calls_a_new_invite_gets_503_until_a_call_ends(
     assert (await uac.bye("second", to_tag(second))).status == 200
     assert (await uac.bye("fourth", to_tag(fourth))).status == 200
     assert app.calls == 3
+
+
+async def test_the_worker_command_takes_the_secret_from_its_configuration(
+    tmp_path: Path, uac_for: UacFactory
+) -> None:
+    config = write_config(tmp_path)
+    text = config.read_text().replace(
+        "sip: {listen: 127.0.0.1, port: 0}",
+        f"sip: {{listen: 127.0.0.1, port: 0, secret: {SECRET}, max_calls: 1}}",
+    )
+    config.write_text(text)
+    log = tmp_path / "worker.log"
+    proc, port = await asyncio.to_thread(start_command, config, log)
+    try:
+        uac = uac_for(port)
+        unsigned = await uac.invite("command-unsigned", "P-App-Name: voicemail\r\n")
+        assert (unsigned.status, unsigned.reason) == (403, "Unsigned request")
+        await uac.send(uac.request("OPTIONS", "command-probe"))
+        assert (await uac.final("command-probe", "OPTIONS")).status == 200
+        assert "sip.secret is not set" not in log.read_text()
+    finally:
+        await asyncio.to_thread(stop_process, proc)
