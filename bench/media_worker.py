@@ -91,7 +91,10 @@ async def main() -> None:
         tune_for_media()  # as the worker command does
     raise_open_file_limit()
     app = BenchApp()
-    worker = Worker(WorkerSettings(sip_port=0, rtp_ports=(40000, 50000)), app)
+    # As many calls as the port range holds: the benchmark measures what one worker
+    # carries, beyond the 503 of the default sip.max_calls.
+    settings = WorkerSettings(sip_port=0, rtp_ports=(40000, 50000), max_calls=5000)
+    worker = Worker(settings, app)
     await worker.start()
     print(worker.port, flush=True)
     loop = asyncio.get_running_loop()

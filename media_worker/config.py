@@ -18,12 +18,13 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from kemi.signing import check_secret
 from media_worker.apps.params import AppName, AppRouting, Mode
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import SipUri
 from media_worker.sip.dialog import Destination
-from media_worker.worker import DEFAULT_TRUSTED
+from media_worker.worker import DEFAULT_MAX_CALLS, DEFAULT_SIGNATURE_MAX_AGE, DEFAULT_TRUSTED
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
 T = TypeVar("T")
@@ -40,6 +41,9 @@ class SipConfig:
     advertised_address: str | None = None
     trusted: tuple[str, ...] = DEFAULT_TRUSTED
     ring_time: float = 0.0
+    secret: str | None = None  # must match Kamailio's VM_SECRET; None: unsigned
+    signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
+    max_calls: int = DEFAULT_MAX_CALLS
 
     def check(self, key: str) -> None:
         _address(self.listen, f"{key}.listen")
@@ -53,6 +57,17 @@ class SipConfig:
                 ) from None
         if self.ring_time < 0:
             raise ConfigError(f"{key}.ring_time: must not be negative")
+        if self.secret is not None:
+            try:
+                check_secret(self.secret)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.secret: {exc}") from None
+        if not 1 <= self.signature_max_age <= 3600:
+            raise ConfigError(
+                f"{key}.signature_max_age: {self.signature_max_age} is outside 1..3600"
+            )
+        if self.max_calls < 1:
+            raise ConfigError(f"{key}.max_calls: must be at least 1")
 
 
 @dataclass(frozen=True)

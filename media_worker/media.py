@@ -4,11 +4,18 @@ Outgoing: the player's audio (or silence, so that phones and rtpengine never see
 stream) goes out every 20 ms with continuous sequence numbers and timestamps and the
 marker bit at each talk-spurt start. Incoming: packets go through the receive stream;
 audio reaches the recorder and digits reach the session.
+
+Only the peer's media counts: until the first packet, only the address the SDP named
+(c=) is accepted, from any port (NAT may change it); that packet's source address and
+port are latched, and from then on packets from anywhere else are dropped and counted.
+Otherwise anyone who finds a worker's RTP port could press keys in a stranger's call
+(``#`` ends a recording, ``3`` deletes a message).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import socket
@@ -27,6 +34,23 @@ log = logging.getLogger("voicemail.media")
 
 FRAME_SAMPLES = g711.FRAME_SAMPLES  # 20 ms; also the bytes of one G.711 frame
 MAX_CATCH_UP = 10  # frames sent back to back after a stall; beyond that they are skipped
+HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})  # noqa: S104 - RFC 2543 hold, not a bind
+
+
+def source_hosts(host: str | None) -> frozenset[str]:
+    """The spellings a socket may report for packets from ``host`` (the SDP's c=)."""
+    if host is None:
+        return frozenset()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return frozenset({host})  # a name: only ever equal to itself
+    hosts = {str(address)}
+    if isinstance(address, ipaddress.IPv4Address):
+        hosts.add(f"::ffff:{address}")  # received on an IPv6 socket
+    elif address.ipv4_mapped is not None:
+        hosts |= {str(address.ipv4_mapped), f"::ffff:{address.ipv4_mapped}"}
+    return frozenset(hosts)
 
 
 class PortRangeExhausted(OSError):
@@ -172,6 +196,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._rtcp_transport: asyncio.BaseTransport | None = None
         self._remote = self._sdp_remote(params)
         self._latched = False
+        self._source: tuple[str | int, ...] | None = None  # the latched (host, port, ...)
+        self._expected = source_hosts(self._sdp_source(params))
+        self.call_id = ""  # for log lines
+        self.foreign_packets = 0
+        self._first_foreign: tuple[str | int, ...] | None = None
         self._ssrc = random.getrandbits(32)
         self._seq = random.getrandbits(16)
         self._ts = random.getrandbits(32)
@@ -199,6 +228,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def _sdp_remote(params: MediaParams) -> tuple[str, int] | None:
         return (params.remote_host, params.remote_port) if params.remote_host else None
 
+    @staticmethod
+    def _sdp_source(params: MediaParams) -> str | None:
+        return params.source_host or params.remote_host
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=self._rtp_sock)
@@ -212,6 +245,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def stop(self) -> None:
         self.pacer.remove(self)
+        if self._first_foreign is not None:  # once per call, however often stop() runs
+            log.info(
+                "[%s] dropped %d RTP packet(s) from foreign sources (first from %s:%s)",
+                self.call_id, self.foreign_packets, *self._first_foreign[:2],
+            )  # fmt: skip
+            self._first_foreign = None
         tail = self.receiver.flush().pcm
         if tail:
             self.on_audio(tail)
@@ -225,7 +264,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if params.codec != self.params.codec or params.dtmf != self.params.dtmf:
             self._configure(params)
         self._sends = params.direction.sends
+        old = (self._sdp_source(self.params), self.params.remote_port)
+        new = (self._sdp_source(params), params.remote_port)
         self.params = params
+        if new != old and new[0] not in HOLD_ADDRESSES:
+            # The media moved (signalled in the dialog): latch afresh onto the new place.
+            self._latched = False
+            self._source = None
+            self._expected = source_hosts(new[0])
         if not self._latched:
             self._remote = self._sdp_remote(params)
 
@@ -265,6 +311,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     # ----- receiving -----
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        if addr != self._source and not self._accept_source(addr):
+            return
         if is_rtcp(data):
             return
         try:
@@ -272,10 +320,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         except ValueError as exc:
             log.debug("ignored a bad RTP packet from %s: %s", addr, exc)
             return
-        if not self._latched:
-            # Symmetric RTP: answer where the media really comes from (NAT, rtpengine).
-            self._remote = (str(addr[0]), int(addr[1]))
-            self._latched = True
         if not self.params.direction.receives:
             return
         received = self.receiver.feed(packet)
@@ -286,6 +330,30 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                     self.on_digit(digit)
         for digit in received.digits:
             self.on_digit(digit)
+
+    def _accept_source(self, addr: tuple[str | int, ...]) -> bool:
+        """A packet from somewhere other than the latched source: latch onto it if it is
+        the first from the SDP's address, else drop it (counted, logged once)."""
+        if not self._latched and str(addr[0]) in self._expected:
+            # Symmetric RTP: answer where the media really comes from (NAT, rtpengine).
+            self._source = addr
+            self._remote = (str(addr[0]), int(addr[1]))
+            self._latched = True
+            if addr[1] != self.params.remote_port:
+                log.debug(
+                    "[%s] RTP latched to %s:%s (the SDP said port %d)",
+                    self.call_id, addr[0], addr[1], self.params.remote_port,
+                )  # fmt: skip
+            return True
+        self.foreign_packets += 1
+        if self._first_foreign is None and self.foreign_packets == 1:
+            self._first_foreign = addr
+            log.debug(
+                "[%s] RTP from %s:%s dropped: the call's media is %s",
+                self.call_id, addr[0], addr[1],
+                self._remote if self._latched else f"from {', '.join(sorted(self._expected))}",
+            )  # fmt: skip
+        return False
 
     def error_received(self, exc: Exception) -> None:
         log.debug("RTP socket error: %s", exc)

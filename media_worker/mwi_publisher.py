@@ -34,6 +34,7 @@ from urllib.parse import quote
 from media_worker.apps.params import AppRequest, AppRouting, Refusal, app_request
 from media_worker.files import write_atomic
 from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
+from media_worker.signature import sign_publish
 from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Application
@@ -55,6 +56,7 @@ class MwiSettings:
     proxy: Destination  # where PUBLISH goes: Kamailio, which must know us as a worker
     expires: int = 3600
     state_dir: Path | None = None  # the durable publication table; None: memory only
+    secret: str | None = None  # sip.secret: each PUBLISH is signed with it (P-App-Signature)
 
 
 class PublicationTable:
@@ -223,6 +225,10 @@ class MwiPublisher:
                     log.exception("mwi %s: cannot count the mailbox", publication.account)
                     return
                 request = publication.request(counts.new, counts.saved)
+                if self.settings.secret is not None:
+                    # The proxy takes message-summary PUBLISH only signed: anyone can
+                    # spoof a UDP source address.
+                    sign_publish(self.settings.secret, request, self._clock())
                 response = await self._send(request, self.settings.proxy)
             outcome = publication.on_response(response, asyncio.get_running_loop().time())
             self._wake.set()

@@ -187,6 +187,7 @@ class MediaParams:
     dtmf: Codec | None  # telephone-event, when both sides have it
     direction: Direction  # from our side: SENDONLY means we send only
     ptime: int = 20
+    source_host: str | None = None  # the c= address, on hold too: where media comes from
 
 
 @dataclass
@@ -280,6 +281,7 @@ def negotiate(
             dtmf=dtmf,
             direction=remote_dir.reversed(),
             ptime=ptime,
+            source_host=host,
         )
         return params, index
     raise SdpError(refusal, status=488)

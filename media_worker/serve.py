@@ -58,12 +58,20 @@ async def serve(config: WorkerConfig) -> None:
             rtp_ports=config.rtp.ports,
             trusted=config.sip.trusted,
             ring_time=config.sip.ring_time,
+            secret=config.sip.secret,
+            signature_max_age=config.sip.signature_max_age,
+            max_calls=config.sip.max_calls,
         ),
         service,
     )
     if config.mwi is not None:
         publisher = MwiPublisher(
-            MwiSettings(config.mwi.destination(), config.mwi.expires, data_dir / "mwi"),
+            MwiSettings(
+                config.mwi.destination(),
+                config.mwi.expires,
+                data_dir / "mwi",
+                secret=config.sip.secret,
+            ),
             store,
             worker.request,
         )

@@ -14,6 +14,8 @@ import ipaddress
 import logging
 import random
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,6 +24,7 @@ from media_worker.media import PortAllocator, RtpEndpoint
 from media_worker.pacer import Pacer
 from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
 from media_worker.session import MediaSession
+from media_worker.signature import UNSIGNED_METHODS, SignatureError, check_request, refusal_reason
 from media_worker.sip.core import (
     Action,
     Call,
@@ -31,6 +34,7 @@ from media_worker.sip.core import (
     CallState,
     IncomingCall,
     ReInvite,
+    Rejection,
     RequestDone,
     SipCore,
     Source,
@@ -45,6 +49,9 @@ log = logging.getLogger("voicemail.worker")
 
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
 STOP_GRACE = 10.0  # seconds tasks get to finish when the worker stops
+DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
+DEFAULT_SIGNATURE_MAX_AGE = 30
+BUSY_RETRY_AFTER = 5  # seconds a caller (the proxy: another worker) is asked to wait
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,10 @@ class WorkerSettings:
     timers: Timers = DEFAULT_TIMERS
     hangup_grace: float = 30.0
     ring_time: float = 0.0  # seconds of 180 Ringing before answering (0: answer at once)
+    secret: str | None = None  # the proxy's signing secret; None: trust by address alone
+    signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
+    max_calls: int = DEFAULT_MAX_CALLS  # calls at once; beyond, a new INVITE gets 503
+    clock: Callable[[], float] = time.time  # wall clock of the signatures' time stamps
 
 
 class CallLog(logging.LoggerAdapter[logging.Logger]):
@@ -114,7 +125,13 @@ class Worker:
         networks = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted]
         self._trusted_nets = networks
         host = settings.advertised_host or settings.sip_host
-        self.core = SipCore(host, settings.sip_port, trusted=self._trusted, timers=settings.timers)
+        self.core = SipCore(
+            host,
+            settings.sip_port,
+            trusted=self._trusted,
+            timers=settings.timers,
+            admit=self._admit,
+        )
         self.transport = SipTransport(
             settings.sip_host, settings.sip_port, self._on_message, self._trusted
         )
@@ -143,6 +160,10 @@ class Worker:
         self.core.via_port = self.transport.port
         self._timer_task = asyncio.create_task(self._timer_loop(), name="sip-timers")
         log.info("worker listening on %s:%d (UDP, TCP)", self.settings.sip_host, self.port)
+        if self.settings.secret is None:
+            log.warning(
+                "sip.secret is not set: requests from trusted addresses are served unsigned"
+            )
 
     async def stop(self) -> None:
         for state in list(self._calls.values()):
@@ -167,6 +188,30 @@ class Worker:
 
     def _on_message(self, message: Message, source: Source) -> None:
         self._dispatch(self.core.receive(message, source, self._now()))
+
+    def _admit(self, request: Request, source: Source) -> Rejection | None:
+        """Before anything is set up for an out-of-dialog request: is it the proxy's, and
+        is there room for another call?"""
+        settings = self.settings
+        if settings.secret is not None and request.method not in UNSIGNED_METHODS:
+            try:
+                check_request(
+                    settings.secret, request, settings.clock(), settings.signature_max_age
+                )
+            except SignatureError as exc:
+                reason = refusal_reason(exc)
+                log.warning(
+                    "[%s] %s from %s:%d refused: 403 %s",
+                    request.call_id, request.method, source.host, source.port, reason,
+                )  # fmt: skip
+                return Rejection(403, reason)
+        if request.method == "INVITE" and len(self._calls) >= settings.max_calls:
+            log.warning(
+                "[%s] INVITE from %s:%d refused: %d calls in progress (sip.max_calls)",
+                request.call_id, source.host, source.port, len(self._calls),
+            )  # fmt: skip
+            return Rejection(503, "Service Unavailable", (("Retry-After", str(BUSY_RETRY_AFTER)),))
+        return None
 
     def _dispatch(self, actions: list[Action]) -> None:
         for action in actions:
@@ -301,6 +346,7 @@ class Worker:
     async def _serve(self, state: _CallState) -> None:
         assert state.endpoint is not None
         active = ActiveCall(state.call, state.session, self._call_log(state.call), self)
+        state.endpoint.call_id = state.call.call_id
         try:
             await state.endpoint.start()
             await self.app.run(active)

@@ -48,14 +48,29 @@ def test_values_and_nested_sections() -> None:
     assert config.email.smtp.settings().starttls is True
 
 
+def test_the_signing_secret_and_the_call_limit() -> None:
+    assert WorkerConfig().sip.secret is None
+    assert WorkerConfig().sip.signature_max_age == 30
+    assert WorkerConfig().sip.max_calls == 250
+    sip = parse_config(
+        {"sip": {"secret": "0123456789abcdef-lab", "signature_max_age": 10, "max_calls": 2}}
+    ).sip
+    assert (sip.secret, sip.signature_max_age, sip.max_calls) == ("0123456789abcdef-lab", 10, 2)
+
+
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        ({"sip": {"prot": 5080}}, "sip.prot: unknown key (known: listen, port, advertised_address, trusted, ring_time)"),
+        ({"sip": {"prot": 5080}}, "sip.prot: unknown key (known: listen, port, advertised_address, trusted, ring_time, secret, signature_max_age, max_calls)"),
         ({"sip": {"port": "5080"}}, "sip.port: expected a whole number, got '5080'"),
         ({"sip": {"port": 70000}}, "sip.port: port 70000 out of range"),
         ({"sip": {"listen": "localhost"}}, "sip.listen: not an IP address: 'localhost'"),
         ({"sip": {"trusted": ["10.0.0.0/8", "kamailio"]}}, "sip.trusted[1]: not an address range: 'kamailio'"),
+        ({"sip": {"secret": "short"}}, "sip.secret: a signing secret is 16 to 256 characters"),
+        ({"sip": {"secret": "sixteen chars or more"}}, "sip.secret: a signing secret is 16 to 256 characters"),
+        ({"sip": {"secret": 1234567890123456789}}, "sip.secret: expected text, got 1234567890123456789"),
+        ({"sip": {"signature_max_age": 0}}, "sip.signature_max_age: 0 is outside 1..3600"),
+        ({"sip": {"max_calls": 0}}, "sip.max_calls: must be at least 1"),
         ({"rtp": {"ports": [30000, 30001]}}, "rtp.ports: 30000-30001 leaves no room for an RTP/RTCP pair"),
         ({"rtp": {"ports": [1, 2, 3]}}, "rtp.ports: expected 2 items, got 3"),
         ({"apps": {"default_mode": "tape"}}, "apps.default_mode: expected one of voicemail, box, both, ann, got 'tape'"),

@@ -15,6 +15,7 @@ from typing import cast
 
 import pytest
 
+from kemi import signing
 from media_worker.apps.params import AppRequest
 from media_worker.config import ConfigError, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
@@ -123,6 +124,47 @@ async def test_each_change_publishes_the_counts(
     matches = [r.headers.get("SIP-If-Match") for r in server.requests]
     assert matches == [None, "e1", "e2"]
     assert {r.uri for r in server.requests} == {account}
+
+
+SECRET = "mwi-test-secret-0123456789"
+
+
+async def test_with_a_secret_every_publish_is_signed(store: Storage) -> None:
+    server = PresenceServer()
+    now = 1_764_625_504.0
+    publisher = MwiPublisher(
+        MwiSettings(PROXY, 3600, secret=SECRET), store, server.send, clock=lambda: now
+    )
+    await publisher.start()
+    try:
+        name = await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+        await publisher.idle()
+        await store.delete_message(DOMAIN, "bob", name)
+        await publisher.idle()
+    finally:
+        await publisher.stop()
+    assert len(server.requests) == 2
+    for sent in server.requests:
+        sent.headers.prepend("Via", "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-1")
+        wire = parse_message(serialize(sent))  # as the proxy reads it
+        assert isinstance(wire, Request)
+        value = wire.headers.get(signing.HEADER)
+        fields = (wire.call_id, wire.uri, wire.body.decode())
+        assert signing.verify(SECRET, value, fields, now).timestamp == int(now)
+        forged = wire.body.decode().replace("Voice-Message: ", "Voice-Message: 9")
+        with pytest.raises(signing.SignatureError, match="bad signature"):
+            signing.verify(SECRET, value, (wire.call_id, wire.uri, forged), now)
+        with pytest.raises(signing.SignatureError, match="stale signature"):
+            signing.verify(SECRET, value, fields, now + 31)
+
+
+async def test_without_a_secret_publishes_are_unsigned(
+    server_and_publisher: tuple[PresenceServer, MwiPublisher], store: Storage
+) -> None:
+    server, publisher = server_and_publisher
+    await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
+    await publisher.idle()
+    assert [r.headers.get(signing.HEADER) for r in server.requests] == [None]
 
 
 async def test_a_burst_of_mailboxes_is_published_a_few_at_a_time(store: Storage) -> None:

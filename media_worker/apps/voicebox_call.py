@@ -23,6 +23,19 @@ if TYPE_CHECKING:
 INACTIVITY = 30.0  # seconds without any event at all end the call
 
 
+def pin_matches(digits: str, stored: str | None, param_pin: str | None) -> bool:
+    """A mailbox's own (hashed) PIN always wins; P-App-Param's ``pin=`` counts only for
+    a mailbox without one, so a forged or stale P-App-Param cannot replace it."""
+    if stored is not None:
+        try:
+            return verify_pin(digits, stored)
+        except PinError:
+            return False
+    if param_pin:
+        return hmac.compare_digest(digits.encode(), param_pin.encode())
+    return False
+
+
 class VoiceboxCall:
     def __init__(self, service: VoicemailService, call: ActiveCall, request: AppRequest) -> None:
         self.service = service
@@ -109,7 +122,7 @@ class VoiceboxCall:
         return envelope_prompts(received, datetime.now(), sender, language)
 
     async def _check_pin(self, digits: str) -> ev.PinChecked:
-        """The P-App PIN or the mailbox's own; failures count towards the lockout."""
+        """The mailbox's own PIN, else the P-App one; failures count towards the lockout."""
         store, request = self.service.store, self.request
         now = time.time()
         verdict: list[ev.PinChecked] = []
@@ -119,14 +132,7 @@ class VoiceboxCall:
             if lock.locked(now):
                 verdict.append(ev.PinChecked(ok=False, locked=True))
                 return record
-            if request.pin:
-                ok = hmac.compare_digest(digits.encode(), request.pin.encode())
-            else:
-                try:
-                    ok = record.hash is not None and verify_pin(digits, record.hash)
-                except PinError:
-                    ok = False
-            if ok:
+            if pin_matches(digits, record.hash, request.pin):
                 lock.succeeded()
                 verdict.append(ev.PinChecked(ok=True))
             else:

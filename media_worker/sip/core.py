@@ -39,6 +39,15 @@ BRANCH_MAGIC = "z9hG4bK"
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """An admission hook's answer to an out-of-dialog request: refuse it thus."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Source:
     """Where a message came from."""
 
@@ -137,6 +146,9 @@ class SipCore:
     timers: Timers = DEFAULT_TIMERS
     new_id: Callable[[], str] = field(default=lambda: secrets.token_hex(8))
     user_agent: str = "kamailio-voicemail"
+    # Sees each out-of-dialog request but OPTIONS and CANCEL before anything is set up
+    # for it (a signature, a call limit); a Rejection is answered in a transaction.
+    admit: Callable[[Request, Source], Rejection | None] = lambda request, source: None
 
     def __post_init__(self) -> None:
         self._servers: dict[
@@ -291,6 +303,16 @@ class SipCore:
         to_tag = NameAddr.parse(request.headers.get("To") or "").tag
         if method == "CANCEL":
             return self._cancel(request, source, key, now)
+        if not to_tag and method != "OPTIONS":
+            rejection = self.admit(request, source)
+            if rejection is not None:
+                txn = self._new_server(request, source, key)
+                refusal = response_to(
+                    request, rejection.status, rejection.reason, to_tag=self.new_id()
+                )
+                for name, value in rejection.headers:
+                    refusal.headers.add(name, value)
+                return self._reply(txn, refusal, now)
         if method == "INVITE" and not to_tag:
             return self._new_call(request, source, key, now)
         txn = self._new_server(request, source, key)
