@@ -104,6 +104,40 @@ def test_untrusted_source_is_refused_without_state() -> None:
     assert sip.next_deadline() is None
 
 
+def test_the_untrusted_refusal_goes_to_the_packet_source_not_the_via() -> None:
+    sip = core(trusted=lambda host: host == "127.0.0.1")
+    request = invite()
+    request.headers.set("Via", "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-victim;rport=9")
+    [transmit] = [a for a in sip.receive(request, Source("udp", "192.0.2.66", 5070), 0.0)]
+    assert isinstance(transmit, Transmit)
+    assert transmit.destination == Destination("udp", "192.0.2.66", 5070)
+    assert (
+        sip.receive(in_dialog("ACK", 1, "x", "z9hG4bK-a"), Source("udp", "192.0.2.66", 1), 0) == []
+    )
+
+
+def test_max_forwards_is_ascii_digits() -> None:
+    sip = core()
+    for value, status in (("1\u00b2", 400), ("\u0660", 400), ("256", 400), ("00", 483)):
+        request = invite()
+        request.headers.set("Max-Forwards", value)
+        request.headers.set("Via", f"SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-{status}{value}")
+        [response] = sent(sip.receive(request, PHONE, 0.0))
+        assert isinstance(response, Response)
+        assert response.status == status, value
+    assert sip.calls == {}
+
+
+def test_an_invite_whose_record_route_we_could_not_use_is_refused() -> None:
+    sip = core()
+    request = invite()
+    request.headers.add("Record-Route", "<mailto:x@y>")
+    [response] = sent(sip.receive(request, PHONE, 0.0))
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (400, "not a SIP URI: 'mailto:x@y'")
+    assert sip.calls == {}
+
+
 def test_retransmitted_invite_is_not_a_new_call() -> None:
     sip = core()
     sip.receive(invite(), PHONE, 0.0)
