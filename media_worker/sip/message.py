@@ -23,7 +23,8 @@ SIP_VERSION = "SIP/2.0"
 MAX_MESSAGE_BYTES = 65_535
 MAX_HEADER_FIELDS = 200
 RESPONSE_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
-_RESPONSE_KEYS = frozenset(name.lower() for name in RESPONSE_HEADERS)
+# What is kept of a head beyond MAX_HEADER_FIELDS: enough to answer, and the framing.
+_KEPT_KEYS = frozenset(name.lower() for name in (*RESPONSE_HEADERS, "Content-Length"))
 MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5
 
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
@@ -206,7 +207,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
         fields += 1
         if fields > MAX_HEADER_FIELDS:
             problem = problem or (f"more than {MAX_HEADER_FIELDS} header fields", 400)
-            if canonical_name(name).lower() not in _RESPONSE_KEYS:
+            if canonical_name(name).lower() not in _KEPT_KEYS:
                 continue
         headers.add(name, value.strip())
     request = message if isinstance(message, Request) else None
