@@ -66,6 +66,8 @@ class SipParseError(RemoteProtocolError):
     def __init__(self, message: str, request: Request | None = None, status: int = 400) -> None:
         super().__init__(message, status)
         self.request = request
+        # Over a stream: whether the message's end is unknown, so the connection must close.
+        self.framing_lost = True
 
 
 class _HeaderAccess:
@@ -252,8 +254,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
 class StreamParser:
     """Frames SIP messages out of a byte stream (TCP) by Content-Length.
 
-    ``feed`` returns complete messages (or SipParseError instances, after which the caller
-    should answer if it can and close the connection) and keep-alive pings.
+    ``feed`` returns complete messages (or SipParseError instances, which the caller should
+    answer if it can, closing the connection when their ``framing_lost`` says so) and
+    keep-alive pings.
     """
 
     PING = b"\r\n\r\n"
@@ -298,6 +301,7 @@ class StreamParser:
             try:
                 out.append(parse_message(chunk, stream=True))
             except SipParseError as exc:
+                exc.framing_lost = length is None  # a valid Content-Length framed it
                 out.append(exc)
         return out
 

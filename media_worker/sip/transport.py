@@ -128,9 +128,10 @@ class _Tcp(asyncio.Protocol):
                     self.transport.write(b"\r\n")  # RFC 5626 pong
             elif isinstance(item, SipParseError):
                 self.owner.handle_error(item, source, b"")
-                if self.transport is not None:
-                    self.transport.close()  # framing is lost
-                return
+                if item.framing_lost:  # the next message's start is unknown
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
             else:
                 self.owner.deliver(item, source)
 

@@ -233,3 +233,22 @@ async def test_lines_about_garbage_are_rate_limited(
     await eventually(lambda: caplog.text.count("dropped a malformed message") >= 10, 5)
     await asyncio.sleep(0.2)
     assert caplog.text.count("dropped a malformed message") == 10
+
+
+async def test_a_bad_request_framed_by_its_length_does_not_close_the_connection(
+    start_worker: WorkerFactory,
+) -> None:
+    """The proxy's TCP connection carries other calls: one bad request must not cut it."""
+    worker = await start_worker(WaitingApp())
+    bad = invite("127.0.0.1", worker.port, "TCP", b"Subject: caf\xe9\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", worker.port)
+    try:
+        writer.write(bad + options("127.0.0.1", worker.port, "TCP"))
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert first.startswith(b"SIP/2.0 400 header section is not UTF-8\r\n")
+        assert second.startswith(b"SIP/2.0 200 OK\r\n")
+        assert len(worker.transport.connections) == 1
+    finally:
+        writer.close()
+        await writer.wait_closed()

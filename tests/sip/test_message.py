@@ -208,6 +208,15 @@ def test_stream_reports_bad_messages_and_carries_on() -> None:
     out = parser.feed(MINIMAL + b"\r\n" + MINIMAL + b"Content-Length: 0\r\n\r\n")
     assert isinstance(out[0], SipParseError)
     assert str(out[0]) == "missing Content-Length over a stream transport"
+    assert out[0].framing_lost
+    assert isinstance(out[1], Request)
+
+
+def test_stream_error_in_a_message_framed_by_its_length_keeps_the_framing() -> None:
+    bad = MINIMAL + b"Subject: caf\xe9\r\nContent-Length: 0\r\n\r\n"
+    out = StreamParser().feed(bad + MINIMAL + b"Content-Length: 0\r\n\r\n")
+    assert isinstance(out[0], SipParseError)
+    assert not out[0].framing_lost
     assert isinstance(out[1], Request)
 
 
