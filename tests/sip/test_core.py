@@ -6,6 +6,9 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from media_worker.sip.core import (
     CallCancelled,
     CallConfirmed,
@@ -19,7 +22,7 @@ from media_worker.sip.core import (
     Transmit,
 )
 from media_worker.sip.dialog import Destination
-from media_worker.sip.message import Request, Response, parse_message, serialize
+from media_worker.sip.message import Request, Response, SipParseError, parse_message, serialize
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
 PHONE = Source("udp", "127.0.0.1", 5071)
@@ -280,3 +283,64 @@ def test_call_through_kamailio_uses_its_record_route() -> None:
     [bye] = [a for a in sip.hangup(event.call, 1.0) if isinstance(a, Transmit)]
     assert bye.destination == Destination("udp", "127.0.0.1", 5262)
     assert bye.message.headers.get("Route") == "<sip:127.0.0.1:5262;lr;ftag=6bb99402658f6253>"
+
+
+_odd_text = st.lists(
+    st.sampled_from(
+        [*'0123456789 ;:=<>@.,"/-', "sip:", "tag", "\u00b2", "\u0663", "\udcff", "a", "[", "]"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(
+    method=st.sampled_from(["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REFER"]),
+    to=st.one_of(st.just("<sip:vm@127.0.0.1>"), _odd_text),
+    sender=st.one_of(st.just("<sip:a@h>;tag=1"), _odd_text),
+    contact=st.one_of(st.just("<sip:a@127.0.0.1:5071>"), _odd_text),
+    record_route=st.one_of(st.none(), _odd_text),
+    max_forwards=st.one_of(st.just("70"), _odd_text),
+    rport=st.one_of(st.just(";rport"), _odd_text.map(lambda t: ";rport=" + t)),
+    trusted=st.booleans(),
+)
+def test_fuzz_every_framed_request_is_answered(
+    method: str,
+    to: str,
+    sender: str,
+    contact: str,
+    record_route: str | None,
+    max_forwards: str,
+    rport: str,
+    trusted: bool,
+) -> None:
+    """Whatever the header values, the core never raises on a parsed request and answers
+    every one but ACK (a new INVITE with 100 Trying, for the application to finish)."""
+    lines = [
+        f"{method} sip:vm@127.0.0.1:5080 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-f{rport}",
+        f"From: {sender}",
+        f"To: {to}",
+        "Call-ID: fuzz",
+        f"CSeq: 1 {method}",
+        f"Max-Forwards: {max_forwards}",
+        f"Contact: {contact}",
+        *([f"Record-Route: {record_route}"] if record_route is not None else []),
+        "Content-Length: 0",
+    ]
+    try:
+        message = parse_message(
+            ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        )
+    except SipParseError:
+        return
+    assert isinstance(message, Request)
+    sip = core(trusted=lambda host: trusted)
+    actions = sip.receive(message, PHONE, 0.0)
+    answers = [m for m in sent(actions) if isinstance(m, Response)]
+    if method == "ACK":
+        assert answers == []
+    else:
+        assert answers, actions
+        for answer in answers:
+            serialize(answer)
+    assert all(call.state is not CallState.ENDED for call in sip.calls.values())
