@@ -398,8 +398,11 @@ class Worker:
             return
         try:
             answer, params = local.answer(SessionDescription.parse(request.body))
-        except SdpError as exc:
-            self._dispatch(self.core.answer_reinvite(call, exc.status, now))
+        except Exception as exc:  # noqa: BLE001 - the re-INVITE is answered whatever failed
+            if not isinstance(exc, SdpError):
+                self._call_log(call).exception("re-INVITE failed")
+            status = exc.status if isinstance(exc, SdpError) else 500
+            self._dispatch(self.core.answer_reinvite(call, status, now))
             return
         state.endpoint.update(params)
         self._call_log(call).info("re-INVITE: media now %s", params.direction.value)

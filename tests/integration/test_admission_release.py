@@ -22,6 +22,7 @@ from media_worker.sip.timers import Timers
 from media_worker.worker import Worker
 from storage import Storage
 from tests.integration.conftest import WorkerFactory, service
+from tests.integration.test_sipp import WaitingApp
 from tests.support.procs import eventually
 
 pytestmark = pytest.mark.integration
@@ -69,12 +70,15 @@ class Phone:
         assert isinstance(message, Request | Response)
         return message
 
-    async def final(self, call_id: str) -> Response:
+    async def final(self, call_id: str, cseq: int = 1) -> Response:
+        """The final response to this call's request with this CSeq (retransmissions of
+        earlier ones are skipped)."""
         while True:
             message = await self.receive()
             if (
                 isinstance(message, Response)
                 and message.call_id == call_id
+                and message.cseq()[0] == cseq
                 and message.status >= 200
             ):
                 return message
@@ -183,3 +187,44 @@ async def test_a_late_offer_whose_ack_has_a_bad_answer_is_hung_up_at_once(
     assert open_fds() == fds
     assert (len(worker._calls), len(worker.core.calls), len(app._admitted)) == (0, 0, 0)
     await phone.send(serialize(response_to(bye, 200)))
+
+
+async def test_a_reinvite_that_fails_is_answered_and_the_call_goes_on(
+    start_worker: WorkerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = await start_worker(WaitingApp(), timers=FAST)
+    phone = Phone(worker.port)
+    try:
+        await phone.send(phone.invite("re", GOOD_SDP))
+        ok = await phone.final("re")
+        assert ok.status == 200
+        await phone.ack(ok)
+        to = ok.headers.get("To")
+
+        async def reinvite(seq: int, body: str) -> Response:
+            payload = body.encode()
+            await phone.send(
+                (
+                    "INVITE sip:bob@lab.example SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{phone.port};branch=z9hG4bK-re{seq}\r\n"
+                    f"From: <sip:alice@lab.example>;tag=a-re\r\nTo: {to}\r\n"
+                    f"Call-ID: re\r\nCSeq: {seq} INVITE\r\nMax-Forwards: 70\r\n"
+                    f"Contact: <sip:alice@127.0.0.1:{phone.port}>\r\n"
+                    f"Content-Type: application/sdp\r\nContent-Length: {len(payload)}\r\n\r\n"
+                ).encode()
+                + payload
+            )
+            return await phone.final("re", seq)
+
+        assert (await reinvite(2, BAD_PORT_SDP)).status == 400
+
+        def broken(self: LocalMedia, offer: object) -> object:
+            raise ZeroDivisionError("a bug")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(LocalMedia, "answer", broken)
+            assert (await reinvite(3, GOOD_SDP)).status == 500
+        assert (await reinvite(4, GOOD_SDP)).status == 200  # no re-INVITE left pending
+        assert len(worker.core.calls) == 1
+    finally:
+        phone.close()
