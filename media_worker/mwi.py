@@ -20,6 +20,7 @@ import msgpack
 
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response
+from media_worker.sip.numbers import is_number
 
 EVENT = "message-summary"
 CONTENT_TYPE = "application/simple-message-summary"
@@ -336,7 +337,6 @@ def _time(fields: dict[Any, Any], name: str) -> float | None:
 
 
 def _int(value: str | None, default: int) -> int:
-    try:
-        return int((value or "").strip())
-    except ValueError:
-        return default
+    """An Expires-like header: ASCII digits (int() would take '\u0663'), else ``default``."""
+    text = (value or "").strip()
+    return int(text) if is_number(text) and int(text) <= 2**32 - 1 else default

@@ -37,7 +37,7 @@ from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.signature import sign_publish
 from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Application
+from media_worker.worker import ActiveCall, Application, release_admission
 from storage import Storage
 from storage.model import ChangeEvent, ChangeKind
 
@@ -331,6 +331,9 @@ class LearningApplication:
             if isinstance(request, AppRequest):
                 self.publisher.learn(request)
         return refusal
+
+    def release(self, invite: Request) -> None:
+        release_admission(self.app, invite)
 
     async def run(self, call: ActiveCall) -> None:
         await self.app.run(call)

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 
 from media_worker.sip.errors import RemoteProtocolError
+from media_worker.sip.numbers import is_number, parse_number
 
 
 class SdpError(RemoteProtocolError):
@@ -53,6 +54,14 @@ STATIC_CODECS = {0: PCMU, 8: PCMA}
 SUPPORTED_AUDIO = ("PCMU", "PCMA")
 
 Line = tuple[str, str]  # ("a", "rtpmap:0 PCMU/8000")
+MAX_PAYLOAD_TYPE = 127
+MAX_RATE = 1_000_000  # Hz; clock rates in use go to 90 kHz
+MAX_PTIME = 1000  # ms
+
+
+def _number(text: str, high: int, low: int = 0) -> int | None:
+    """An ASCII number within bounds, or None (what we do not take is skipped)."""
+    return int(text) if is_number(text) and low <= int(text) <= high else None
 
 
 @dataclass
@@ -96,14 +105,17 @@ class MediaSection:
         for value in self.attributes("rtpmap"):
             pt_text, _, encoding = value.partition(" ")
             name, _, rest = encoding.strip().partition("/")
-            rate = rest.partition("/")[0]
-            if pt_text.isdigit() and rate.isdigit():
-                rtpmaps[int(pt_text)] = Codec(int(pt_text), name, int(rate))
+            pt, rate = (
+                _number(pt_text, MAX_PAYLOAD_TYPE),
+                _number(rest.partition("/")[0], MAX_RATE, 1),
+            )
+            if pt is not None and rate is not None:
+                rtpmaps[pt] = Codec(pt, name, rate)
         codecs = []
         for fmt in self.formats:
-            if not fmt.isdigit():
+            pt = _number(fmt, MAX_PAYLOAD_TYPE)
+            if pt is None:
                 continue
-            pt = int(fmt)
             codec = rtpmaps.get(pt) or STATIC_CODECS.get(pt)
             if codec is not None:
                 codecs.append(codec)
@@ -125,7 +137,7 @@ class SessionDescription:
             if not line:
                 continue
             kind, eq, value = line.partition("=")
-            if not eq or len(kind) != 1 or not kind.isalpha():
+            if not eq or len(kind) != 1 or not (kind.isascii() and kind.isalpha()):
                 raise SdpError(f"SDP line {number} is not <type>=<value>: {line[:60]!r}")
             if kind == "m":
                 media.append(_parse_m_line(value, number))
@@ -161,10 +173,15 @@ def _parse_m_line(value: str, number: int) -> MediaSection:
     parts = value.split()
     if len(parts) < 4:
         raise SdpError(f"SDP line {number}: malformed m= line {value[:60]!r}")
-    port_text = parts[1].partition("/")[0]
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise SdpError(f"SDP line {number}: malformed media port {parts[1]!r}")
-    return MediaSection(parts[0], int(port_text), parts[2], parts[3:])
+    port_text, slash, count = parts[1].partition("/")
+
+    def error(_: str) -> SdpError:
+        return SdpError(f"SDP line {number}: malformed media port {parts[1][:40]!r}")
+
+    port = parse_number(port_text, "media port", 0, 65535, error)
+    if slash:
+        parse_number(count, "port count", 1, 65535, error)
+    return MediaSection(parts[0], port, parts[2], parts[3:])
 
 
 def connection_address(value: str | None) -> str | None:
@@ -273,7 +290,7 @@ def negotiate(
         if host in ("0.0.0.0", "::"):  # noqa: S104 - RFC 2543 hold, not a bind
             remote_dir = Direction.SENDONLY if remote_dir.sends else Direction.INACTIVE
         ptime_values = section.attributes("ptime")
-        ptime = int(ptime_values[0]) if ptime_values and ptime_values[0].isdigit() else 20
+        ptime = (_number(ptime_values[0].strip(), MAX_PTIME, 1) if ptime_values else None) or 20
         params = MediaParams(
             remote_host=host if remote_dir.receives else None,
             remote_port=section.port,

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from media_worker.apps.params import Refusal as Refusal  # the answer an app may give
 from media_worker.media import PortAllocator, RtpEndpoint
@@ -106,6 +106,19 @@ class Application(Protocol):
 
     async def run(self, call: ActiveCall) -> None:
         """Serve the answered call; returning ends it."""
+
+
+@runtime_checkable
+class ReleasesAdmissions(Protocol):
+    """An Application that keeps something per admitted call until ``run`` takes it."""
+
+    def release(self, invite: Request) -> None:
+        """The admitted call is over (whether or not ``run`` ran): forget what ``admit`` kept."""
+
+
+def release_admission(app: object, invite: Request) -> None:
+    if isinstance(app, ReleasesAdmissions):
+        app.release(invite)
 
 
 @dataclass(eq=False)
@@ -266,25 +279,31 @@ class Worker:
     def _incoming(self, call: Call) -> None:
         clog = self._call_log(call)
         try:
+            self._admit(call, clog)
+        except Exception as exc:  # noqa: BLE001 - a bad INVITE must not strand what it holds
+            clog.exception("admission failed")
+            self._abandon(call, 500, f"Server Internal Error ({type(exc).__name__})")
+
+    def _admit(self, call: Call, clog: CallLog) -> None:
+        try:
             refusal = self.app.admit(call.invite)
         except Exception:  # noqa: BLE001 - an application bug must not take the worker down
             clog.exception("admission failed")
             refusal = Refusal(500, "Server Internal Error")
         if refusal is not None:
             clog.info("refused: %d %s", refusal.status, refusal.reason)
-            self._dispatch(
-                self.core.respond(call, refusal.status, self._now(), reason=refusal.reason)
-            )
+            self._abandon(call, refusal.status, refusal.reason)
             return
         advertised = self.settings.advertised_host or self.settings.sip_host
         try:
             sockets = self.ports.bind_pair()
         except OSError as exc:
             clog.error("no RTP ports: %s", exc)
-            self._dispatch(self.core.respond(call, 503, self._now(), reason="No Media Ports"))
+            self._abandon(call, 503, "No Media Ports")
             return
         local = LocalMedia(advertised, int(sockets[0].getsockname()[1]), random.getrandbits(31))
         state = _CallState(call, MediaSession(), local, sockets)
+        self._calls[id(call)] = state  # from here on _release frees the ports
         try:
             if call.invite.body:
                 answer, params = local.answer(SessionDescription.parse(call.invite.body))
@@ -293,12 +312,9 @@ class Worker:
             else:  # late offer: ours in the 200, the answer in the ACK
                 body = local.offer().serialize()
         except SdpError as exc:
-            for sock in sockets:
-                sock.close()
             clog.info("refused: %d %s", exc.status, exc)
-            self._dispatch(self.core.respond(call, exc.status, self._now(), reason=str(exc)))
+            self._abandon(call, exc.status, str(exc))
             return
-        self._calls[id(call)] = state
         if self.settings.ring_time > 0:
             self._dispatch(self.core.respond(call, 180, self._now()))
             asyncio.get_running_loop().call_later(
@@ -306,6 +322,25 @@ class Worker:
             )
         else:
             self._answer(state, body)
+
+    def _abandon(self, call: Call, status: int, reason: str) -> None:
+        """Refuse a call that will not run and free all it held: ports, the app's entry,
+        the call (its transaction ends by the timers after the final response)."""
+        state = self._calls.get(id(call))
+        if state is not None:
+            self._release(state)
+        else:
+            self._release_admission(call)
+        if call.state is CallState.EARLY:
+            self._dispatch(self.core.respond(call, status, self._now(), reason=reason[:100]))
+        else:
+            self.end_call(call)
+
+    def _release_admission(self, call: Call) -> None:
+        try:
+            release_admission(self.app, call.invite)
+        except Exception:  # noqa: BLE001 - the call is over either way
+            self._call_log(call).exception("application failed to release the call")
 
     def _answer(self, state: _CallState, body: bytes) -> None:
         if state.call.state is CallState.EARLY:  # not cancelled while ringing
@@ -336,11 +371,14 @@ class Worker:
         if state.endpoint is None:
             try:
                 params, _ = negotiate(SessionDescription.parse(ack.body))
-            except SdpError as exc:
-                clog.info("ACK without a usable answer (%s): hanging up", exc)
+                state.endpoint = self._endpoint(params, state.sockets, state.session)
+            except Exception as exc:  # noqa: BLE001 - BYE at once, and the ports go with it
+                if isinstance(exc, SdpError):
+                    clog.info("ACK without a usable answer (%s): hanging up", exc)
+                else:
+                    clog.exception("ACK answer failed: hanging up")
                 self.end_call(call)
                 return
-            state.endpoint = self._endpoint(params, state.sockets, state.session)
         state.task = asyncio.create_task(self._serve(state), name=f"call {call.call_id}")
 
     async def _serve(self, state: _CallState) -> None:
@@ -389,6 +427,7 @@ class Worker:
             state.endpoint.stop()
         for sock in state.sockets:
             sock.close()
+        self._release_admission(state.call)
 
     def _reinvite(self, call: Call, request: Request) -> None:
         state = self._calls.get(id(call))
@@ -405,8 +444,11 @@ class Worker:
             return
         try:
             answer, params = local.answer(SessionDescription.parse(request.body))
-        except SdpError as exc:
-            self._dispatch(self.core.answer_reinvite(call, exc.status, now))
+        except Exception as exc:  # noqa: BLE001 - the re-INVITE is answered whatever failed
+            if not isinstance(exc, SdpError):
+                self._call_log(call).exception("re-INVITE failed")
+            status = exc.status if isinstance(exc, SdpError) else 500
+            self._dispatch(self.core.answer_reinvite(call, status, now))
             return
         state.endpoint.update(params)
         self._call_log(call).info("re-INVITE: media now %s", params.direction.value)

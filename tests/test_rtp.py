@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from media_worker import g711
+from media_worker.dtmf import EventReceiver, parse_event
 from media_worker.rtp import RtpPacket, is_rtcp, parse_rtp
 from tests.support.captures import load_capture
 
@@ -78,6 +79,33 @@ def test_fuzz(data: bytes) -> None:
     with contextlib.suppress(ValueError):
         packet = parse_rtp(data)
         assert len(packet.payload) <= len(data)
+
+
+@given(
+    st.binary(min_size=2, max_size=2).map(lambda h: bytes([0x80 | h[0] & 0x3F, h[1]])),
+    st.binary(max_size=100),
+)
+def test_fuzz_rtcp_shaped_packets(head: bytes, rest: bytes) -> None:
+    """What arrives on the RTP port with rtcp-mux: RTCP is recognised, the rest parsed as RTP
+    or refused with ValueError."""
+    data = head + rest
+    if is_rtcp(data):
+        assert 192 <= data[1] <= 223
+        return
+    with contextlib.suppress(ValueError):
+        parse_rtp(data)
+
+
+@given(st.binary(max_size=64), st.integers(0, 127))
+def test_fuzz_telephone_events(payload: bytes, pt: int) -> None:
+    """RFC 4733 payloads of any bytes: parse_event raises only ValueError; the receiver
+    never raises and yields a keypad digit or nothing."""
+    with contextlib.suppress(ValueError):
+        event = parse_event(payload)
+        assert event.digit is None or event.digit in "0123456789*#ABCD"
+    receiver = EventReceiver(101)
+    digit = receiver.feed(RtpPacket(pt, 1, 160, 7, payload))
+    assert digit is None or (pt == 101 and digit in "0123456789*#ABCD")
 
 
 @given(

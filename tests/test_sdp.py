@@ -157,6 +157,15 @@ def test_other_streams_are_refused_with_port_zero() -> None:
         ("v=0\r\nbogus\r\n", "SDP line 2 is not <type>=<value>: 'bogus'", 400),
         ("v=0\r\nm=audio x RTP/AVP 0\r\n", "SDP line 2: malformed media port 'x'", 400),
         ("v=0\r\nm=audio 5000\r\n", "SDP line 2: malformed m= line 'audio 5000'", 400),
+        ("v=0\r\nm=audio 5\u00b2 RTP/AVP 0\r\n", "SDP line 2: malformed media port '5\u00b2'", 400),
+        ("v=0\r\nm=audio \u0665000 RTP/AVP 0\r\n", "SDP line 2: malformed media port "
+         "'\u0665000'", 400),
+        ("v=0\r\nm=audio 65536 RTP/AVP 0\r\n", "SDP line 2: malformed media port '65536'", 400),
+        ("v=0\r\nm=audio 5000/\u00b2 RTP/AVP 0\r\n", "SDP line 2: malformed media port "
+         "'5000/\u00b2'", 400),
+        ("v=0\r\nm=audio 5000 RTP/AVP " + "9" * 5000 + "\r\nc=IN IP4 h\r\n",
+         "no common codec (offered: none; we take PCMU, PCMA)", 488),
+        ("v=0\r\n\u00e9=x\r\n", "SDP line 2 is not <type>=<value>: '\u00e9=x'", 400),
     ],
 )  # fmt: skip
 def test_refusals(body: str, message: str, status: int) -> None:
@@ -174,7 +183,53 @@ def test_late_offer() -> None:
     assert params.codec == PCMU
 
 
+@pytest.mark.parametrize("digit", ["\u0660", "\u00b2", "\uff10", "\u2070"])
+def test_non_ascii_digits_are_no_payload_types(digit: str) -> None:
+    """'\u0660' is int() 0 (PCMU) and '\u00b2' passes isdigit(): neither is a payload type."""
+    offer = SessionDescription.parse(
+        f"v=0\r\nc=IN IP4 h\r\nm=audio 5000 RTP/AVP {digit} 8 9{digit}\r\n"
+        f"a=rtpmap:9{digit} PCMU/8000\r\na=rtpmap:8 PCMA/8{digit}00\r\n"
+        f"a=ptime:2{digit}\r\n"
+    )
+    assert offer.media[0].codecs() == [PCMA]  # static 8; its odd rtpmap is ignored
+    params, _ = negotiate(offer)
+    assert (params.codec, params.ptime) == (PCMA, 20)
+
+
 @given(st.text(max_size=300))
 def test_fuzz_parse_raises_only_sdp_errors(text: str) -> None:
     with contextlib.suppress(SdpError):
         negotiate(SessionDescription.parse(text))
+
+
+_odd = st.sampled_from(
+    ["0", "8", "101", "5000", "\u00b2", "\u0663", "\uff18", "99999", "", "/", " "]
+)
+_field = st.lists(_odd, min_size=1, max_size=3).map("".join)
+
+
+@given(
+    port=_field,
+    formats=st.lists(_field, min_size=1, max_size=4),
+    rtpmap=st.tuples(_field, st.sampled_from(["PCMU", "PCMA", "telephone-event"]), _field),
+    ptime=_field,
+    raw=st.booleans(),
+)
+def test_fuzz_numbers_in_an_offer(
+    port: str, formats: list[str], rtpmap: tuple[str, str, str], ptime: str, raw: bool
+) -> None:
+    """Offers shaped like real ones whose numbers hold odd digits: only SdpError escapes,
+    and whatever is accepted can be answered and serialized."""
+    text = (
+        f"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio {port} RTP/AVP {' '.join(formats)}\r\n"
+        f"a=rtpmap:{rtpmap[0]} {rtpmap[1]}/{rtpmap[2]}\r\na=ptime:{ptime}\r\n"
+        f"a=fmtp:{rtpmap[0]} 0-{ptime}\r\n"
+    )
+    try:
+        offer = SessionDescription.parse(text.encode() if raw else text)
+        answer, params = LOCAL.answer(offer)
+    except SdpError:
+        return
+    assert 0 < params.remote_port <= 65535
+    assert 1 <= params.ptime <= 1000
+    assert SessionDescription.parse(answer.serialize()).media[0].port == LOCAL.port

@@ -103,6 +103,9 @@ class VoicemailService:
         self._admitted[invite.call_id] = request
         return None
 
+    def release(self, invite: Request) -> None:
+        self._admitted.pop(invite.call_id, None)  # a call refused or ended before run()
+
     async def run(self, call: ActiveCall) -> None:
         request = self._admitted.pop(call.call_id)
         started = time.monotonic()

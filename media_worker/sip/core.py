@@ -18,6 +18,7 @@ from media_worker.sip.dialog import Destination, Dialog
 from media_worker.sip.errors import LocalProtocolError, RemoteProtocolError
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, response_to
+from media_worker.sip.numbers import parse_number
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
 from media_worker.sip.transaction import (
     AckTimeout,
@@ -132,6 +133,10 @@ Action = (
 )
 
 
+def _source_destination(source: Source) -> Destination:
+    return Destination(source.transport, source.host, source.port, source.connection)
+
+
 def _server_key(request: Request) -> tuple[str, str, str]:
     via = Via.parse(request.headers.get("Via") or "")
     method = "INVITE" if request.method == "ACK" else request.method
@@ -205,13 +210,20 @@ class SipCore:
         if isinstance(message, Response):
             return self._receive_response(message, now)
         request = message
-        if request.method != "ACK" and not self.trusted(source.host):
-            # Untrusted sources get a stateless refusal: no transaction, no call.
-            return [self._stateless(request, source, 403, "Forbidden (untrusted source)")]
         if not self.trusted(source.host):
-            return []
-        self._stamp_via(request, source)
-        key = _server_key(request)
+            if request.method == "ACK":
+                return []
+            # A stateless refusal, no transaction, no call; sent to where the packet came
+            # from, never to its Via, so that a forged Via cannot aim it at a third party.
+            response = response_to(
+                request, 403, "Forbidden (untrusted source)", to_tag=self.new_id()
+            )
+            return [Transmit(response, _source_destination(source))]
+        try:
+            self._stamp_via(request, source)
+            key = _server_key(request)
+        except RemoteProtocolError:
+            return []  # no Via to answer by (the parser lets none of these through)
         existing = self._servers.get(key)
         if existing is not None:
             return self._retransmission_or_ack(existing, request, now)
@@ -241,7 +253,7 @@ class SipCore:
         via = Via.parse(request.headers.get("Via") or "")
         host = via.param("received") or via.host.strip("[]")
         rport = via.param("rport")
-        port = int(rport) if rport else via.port or 5060
+        port = parse_number(rport, "rport", 1, 65535) if rport else via.port or 5060
         return Destination("udp", host, port)
 
     def _stateless(self, request: Request, source: Source, status: int, reason: str) -> Transmit:
@@ -298,7 +310,8 @@ class SipCore:
         if method == "ACK":
             return self._dialog_ack(request, now)
         max_forwards = request.headers.get("Max-Forwards")
-        if max_forwards is not None and max_forwards.strip() == "0" and method != "OPTIONS":
+        hops = None if max_forwards is None else parse_number(max_forwards, "Max-Forwards", 0, 255)
+        if hops == 0 and method != "OPTIONS":
             raise RemoteProtocolError("Too Many Hops", status=483)
         to_tag = NameAddr.parse(request.headers.get("To") or "").tag
         if method == "CANCEL":

@@ -49,6 +49,9 @@ class Dialog:
             raise RemoteProtocolError("INVITE without Contact")
         target = NameAddr.parse(contacts[0]).uri
         SipUri.parse(target)  # must be a SIP URI we can send to
+        route_set = headers.get_all("Record-Route")
+        if route_set:  # our BYE goes there: refuse now what we could not send to later
+            NameAddr.parse(route_set[0]).sip_uri()
         return cls(
             call_id=invite.call_id,
             local_tag=local_tag,
@@ -57,7 +60,7 @@ class Dialog:
             remote_uri=str(remote),
             remote_target=target,
             # A UAS keeps Record-Route in order (RFC 3261 12.1.1).
-            route_set=headers.get_all("Record-Route"),
+            route_set=route_set,
             local_seq=local_seq,
             remote_seq=invite.cseq()[0],
         )

@@ -2,7 +2,10 @@
 
 ``parse_message`` never raises anything but :class:`SipParseError`; where the start line and
 the headers a response needs (Via, From, To, Call-ID, CSeq) were readable, the error carries
-the partial request so that the caller can answer 400 instead of dropping it.
+the partial request so that the caller can answer 400 instead of dropping it. Header bytes
+that are not UTF-8 and header fields beyond the limit are such answerable errors: the head
+is decoded with ``surrogateescape`` and the response headers are kept, so the answer echoes
+the peer's own bytes.
 """
 
 from __future__ import annotations
@@ -10,18 +13,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from media_worker.sip.address import Via
 from media_worker.sip.errors import RemoteProtocolError
-from media_worker.sip.headers import Headers
+from media_worker.sip.headers import Headers, canonical_name
+from media_worker.sip.numbers import parse_number
 
 SIP_VERSION = "SIP/2.0"
 # Larger than any sane SIP message; a UDP datagram cannot exceed 65,507 bytes anyway.
 MAX_MESSAGE_BYTES = 65_535
 MAX_HEADER_FIELDS = 200
 RESPONSE_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
+# What is kept of a head beyond MAX_HEADER_FIELDS: enough to answer, and the framing.
+_KEPT_KEYS = frozenset(name.lower() for name in (*RESPONSE_HEADERS, "Content-Length"))
+MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5
 
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 _HEADER_NAME = _TOKEN
-_CSEQ = re.compile(r"\s*([0-9]{1,10})\s+([A-Za-z0-9.!%*_+`'~-]+)\s*")
+_CSEQ = re.compile(r"\s*(\S+)\s+([A-Za-z0-9.!%*_+`'~-]+)\s*")
 
 REASONS = {
     100: "Trying",
@@ -58,6 +66,8 @@ class SipParseError(RemoteProtocolError):
     def __init__(self, message: str, request: Request | None = None, status: int = 400) -> None:
         super().__init__(message, status)
         self.request = request
+        # Over a stream: whether the message's end is unknown, so the connection must close.
+        self.framing_lost = True
 
 
 class _HeaderAccess:
@@ -97,7 +107,14 @@ def parse_cseq(value: str | None) -> tuple[int, str]:
     match = _CSEQ.fullmatch(value or "")
     if match is None:
         raise RemoteProtocolError(f"malformed CSeq {value!r}")
-    return int(match[1]), match[2].upper()
+    number = parse_number(
+        match[1],
+        "CSeq number",
+        0,
+        MAX_CSEQ,
+        lambda _: RemoteProtocolError(f"malformed CSeq {value!r}"),
+    )
+    return number, match[2].upper()
 
 
 def serialize(message: Message) -> bytes:
@@ -109,10 +126,12 @@ def serialize(message: Message) -> bytes:
     lines = [start]
     lines.extend(f"{name}: {value}" for name, value in message.headers if name != "Content-Length")
     lines.append(f"Content-Length: {len(message.body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + message.body
+    # surrogateescape: a header copied from a request that was not UTF-8 goes back unchanged.
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + message.body
 
 
-def _split_head(data: bytes) -> tuple[str, bytes]:
+def _split_head(data: bytes) -> tuple[str, bytes, bool]:
+    """(head text, body, whether the head was UTF-8)."""
     for sep in (b"\r\n\r\n", b"\n\n"):
         end = data.find(sep)
         if end != -1:
@@ -122,9 +141,9 @@ def _split_head(data: bytes) -> tuple[str, bytes]:
     else:
         head, body = data, b""
     try:
-        return head.decode("utf-8"), body
+        return head.decode("utf-8"), body, True
     except UnicodeDecodeError:
-        raise SipParseError("header section is not UTF-8") from None
+        return head.decode("utf-8", "surrogateescape"), body, False
 
 
 def _header_lines(head: str) -> list[str]:
@@ -144,9 +163,10 @@ def _parse_start_line(line: str) -> Request | Response:
         if version != SIP_VERSION:
             raise SipParseError(f"unsupported SIP version {version!r}", status=505)
         code, _, reason = rest.strip().partition(" ")
-        if not (len(code) == 3 and code.isdigit() and 100 <= int(code) <= 699):
+        if len(code) != 3:
             raise SipParseError(f"malformed status code {code!r}")
-        return Response(int(code), reason.strip())
+        status = parse_number(code, "status code", 100, 699, SipParseError)
+        return Response(status, reason.strip())
     parts = line.split()
     if len(parts) != 3:
         raise SipParseError(f"malformed request line {line[:80]!r}")
@@ -171,41 +191,55 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
     data = data.lstrip(b"\r\n")  # RFC 3261 7.5: ignore CRLFs before the start line
     if not data:
         raise SipParseError("empty message")
-    head, body = _split_head(data)
+    head, body, utf8 = _split_head(data)
     lines = _header_lines(head)
     message = _parse_start_line(lines[0])
     headers = message.headers
-    problem: str | None = None
+    # The first problem found; the parse goes on to collect what a response needs.
+    problem: tuple[str, int] | None = None if utf8 else ("header section is not UTF-8", 400)
+    fields = 0
     for line in lines[1:]:
         if not line.strip():
             continue
         name, colon, value = line.partition(":")
         name = name.strip()
         if not colon or not _HEADER_NAME.fullmatch(name):
-            problem = problem or f"malformed header line {line[:80]!r}"
+            problem = problem or (f"malformed header line {line[:80]!r}", 400)
             continue
+        fields += 1
+        if fields > MAX_HEADER_FIELDS:
+            problem = problem or (f"more than {MAX_HEADER_FIELDS} header fields", 400)
+            if canonical_name(name).lower() not in _KEPT_KEYS:
+                continue
         headers.add(name, value.strip())
-        if len(headers) > MAX_HEADER_FIELDS:
-            raise SipParseError(f"more than {MAX_HEADER_FIELDS} header fields")
     request = message if isinstance(message, Request) else None
     for name in RESPONSE_HEADERS:
         if not headers.get(name):
             raise SipParseError(f"missing {name} header", request if name != "Via" else None)
+    top_via = headers.get_all("Via")[:1]
+    try:
+        Via.parse(top_via[0] if top_via else "")
+    except RemoteProtocolError as exc:
+        raise SipParseError(str(exc)) from None  # nowhere to answer
     try:
         _, cseq_method = parse_cseq(headers.get("CSeq"))
     except RemoteProtocolError as exc:
         raise SipParseError(str(exc), request) from None
     if request is not None and cseq_method != request.method and request.method != "ACK":
-        problem = problem or f"CSeq method {cseq_method} does not match {request.method}"
+        problem = problem or (f"CSeq method {cseq_method} does not match {request.method}", 400)
     length_value = headers.get("Content-Length")
     if length_value is None:
         if stream:
             raise SipParseError("missing Content-Length over a stream transport", request)
         message.body = body
     else:
-        if not length_value.isdigit():
-            raise SipParseError(f"malformed Content-Length {length_value!r}", request)
-        length = int(length_value)
+        length = parse_number(
+            length_value,
+            "Content-Length",
+            0,
+            MAX_MESSAGE_BYTES,
+            lambda problem: SipParseError(problem, request),
+        )
         if length > len(body):
             raise SipParseError(
                 f"Content-Length {length} exceeds the {len(body)} body bytes received", request
@@ -213,15 +247,16 @@ def parse_message(data: bytes, *, stream: bool = False) -> Message:
         message.body = body[:length]
     headers.remove("Content-Length")  # derived from the body when serialized
     if problem is not None:
-        raise SipParseError(problem, request)
+        raise SipParseError(problem[0], request, problem[1])
     return message
 
 
 class StreamParser:
     """Frames SIP messages out of a byte stream (TCP) by Content-Length.
 
-    ``feed`` returns complete messages (or SipParseError instances, after which the caller
-    should answer if it can and close the connection) and keep-alive pings.
+    ``feed`` returns complete messages (or SipParseError instances, which the caller should
+    answer if it can, closing the connection when their ``framing_lost`` says so) and
+    keep-alive pings.
     """
 
     PING = b"\r\n\r\n"
@@ -266,6 +301,7 @@ class StreamParser:
             try:
                 out.append(parse_message(chunk, stream=True))
             except SipParseError as exc:
+                exc.framing_lost = length is None  # a valid Content-Length framed it
                 out.append(exc)
         return out
 
@@ -275,7 +311,10 @@ def _content_length(head: bytes) -> int | None:
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
             value = value.strip()
-            return int(value) if value.isdigit() else None
+            if not value.isdigit():  # bytes.isdigit() is ASCII only
+                return None  # parse_message reports it
+            # More digits than any message length has is a message too large.
+            return int(value) if len(value) <= 10 else MAX_MESSAGE_BYTES + 1
     return None
 
 

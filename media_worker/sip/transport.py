@@ -2,8 +2,10 @@
 
 Incoming bytes become parsed messages handed to ``on_message`` with their Source; a
 malformed request gets 400 (or the parser's status) where a response is possible and is
-otherwise dropped with one log line. Outgoing messages go to a Destination: over UDP by
-sendto, over TCP on the connection they belong to, or on a new connection.
+otherwise dropped with a log line (rate-limited: a flood does not flood the log). Outgoing
+messages go to a Destination: over UDP by sendto, over TCP on the connection they belong
+to, or on a new connection. A TCP connection from an untrusted address is closed as it is
+accepted; a trusted one is closed after ``idle_timeout`` seconds without a byte.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
+import time
 from collections.abc import Callable
 
 from media_worker.sip.core import Source
@@ -31,6 +35,29 @@ from media_worker.sip.message import (
 log = logging.getLogger("voicemail.sip")
 
 MessageHandler = Callable[[Message, Source], None]
+TCP_IDLE_TIMEOUT = 120.0  # seconds without a byte before a TCP connection is closed
+LOG_BURST, LOG_PERIOD = 10, 10.0  # at most this many lines per period about bad input
+
+
+class _LogThrottle:
+    """Lets ``burst`` lines through per ``period`` seconds; counts the ones held back."""
+
+    def __init__(self, burst: int = LOG_BURST, period: float = LOG_PERIOD) -> None:
+        self.burst, self.period = burst, period
+        self._window = -math.inf
+        self._lines = 0
+        self._held = 0
+
+    def allow(self, now: float) -> str | None:
+        """None: hold this line back; else a suffix telling how many were held back."""
+        if now - self._window >= self.period:
+            self._window, self._lines = now, 0
+        if self._lines >= self.burst:
+            self._held += 1
+            return None
+        self._lines += 1
+        held, self._held = self._held, 0
+        return f" ({held} similar lines not logged)" if held else ""
 
 
 def _short(data: bytes) -> str:
@@ -53,21 +80,47 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _Tcp(asyncio.Protocol):
-    def __init__(self, owner: SipTransport, conn_id: int | None = None) -> None:
+    def __init__(self, owner: SipTransport, *, outgoing: bool = False) -> None:
         self.owner = owner
-        self.conn_id = conn_id if conn_id is not None else next(owner.conn_ids)
+        self.outgoing = outgoing
+        self.conn_id = next(owner.conn_ids)
         self.parser = StreamParser()
         self.transport: asyncio.Transport | None = None
         self.peer = ("", 0)
+        self.last_activity = 0.0
+        self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
+        if not self.outgoing and not self.owner.trusted(self.peer[0]):
+            # Nothing from there is served: hold no buffer and no socket for it.
+            self.owner.note("closed a TCP connection from untrusted %s:%d", *self.peer)
+            transport.abort()
+            return
         self.owner.connections[self.conn_id] = self
+        self.touch()
+        self._idle = asyncio.get_running_loop().call_later(
+            self.owner.idle_timeout, self._check_idle
+        )
+
+    def touch(self) -> None:
+        self.last_activity = asyncio.get_running_loop().time()
+
+    def _check_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self.last_activity
+        if idle < self.owner.idle_timeout:
+            self._idle = loop.call_later(self.owner.idle_timeout - idle, self._check_idle)
+            return
+        log.debug("closing TCP connection with %s:%d, idle for %.0f s", *self.peer, idle)
+        if self.transport is not None:
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.touch()
         source = Source("tcp", self.peer[0], self.peer[1], self.conn_id)
         for item in self.parser.feed(data):
             if isinstance(item, bytes):
@@ -75,13 +128,16 @@ class _Tcp(asyncio.Protocol):
                     self.transport.write(b"\r\n")  # RFC 5626 pong
             elif isinstance(item, SipParseError):
                 self.owner.handle_error(item, source, b"")
-                if self.transport is not None:
-                    self.transport.close()  # framing is lost
-                return
+                if item.framing_lost:  # the next message's start is unknown
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
             else:
                 self.owner.deliver(item, source)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
         self.owner.connections.pop(self.conn_id, None)
 
 
@@ -101,6 +157,8 @@ class SipTransport:
         self.trusted = trusted
         self.conn_ids = itertools.count(1)
         self.connections: dict[int, _Tcp] = {}
+        self.idle_timeout = TCP_IDLE_TIMEOUT
+        self._throttle = _LogThrottle()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
 
@@ -140,9 +198,15 @@ class SipTransport:
 
     # ----- incoming -----
 
+    def note(self, message: str, *args: object) -> None:
+        """An INFO line about bad input from the network, rate-limited."""
+        suffix = self._throttle.allow(time.monotonic())
+        if suffix is not None:
+            log.info(message + "%s", *args, suffix)
+
     def handle_bytes(self, data: bytes, source: Source, *, stream: bool) -> None:
         if len(data) > MAX_MESSAGE_BYTES:
-            log.info("dropped a %d-byte datagram from %s:%d", len(data), source.host, source.port)
+            self.note("dropped a %d-byte datagram from %s:%d", len(data), source.host, source.port)
             return
         try:
             message = parse_message(data, stream=stream)
@@ -162,14 +226,14 @@ class SipTransport:
     def handle_error(self, exc: SipParseError, source: Source, data: bytes) -> None:
         request = exc.request
         if request is None or request.method == "ACK" or not self.trusted(source.host):
-            log.info(
+            self.note(
                 "dropped a malformed message from %s:%d (%s): %r",
                 source.host, source.port, exc, _short(data),
             )  # fmt: skip
             return
-        log.info(
-            "answered %d to a malformed %s from %s:%d: %s",
-            exc.status, request.method, source.host, source.port, exc,
+        self.note(
+            "answered %d to a malformed %s from %s:%d (Call-ID %r): %s",
+            exc.status, request.method, source.host, source.port, request.call_id, exc,
         )  # fmt: skip
         response = response_to(request, exc.status, str(exc)[:100])
         self.send(response, _reply_destination(request, source))
@@ -188,6 +252,7 @@ class SipTransport:
                 (c for c in self.connections.values() if c.peer == (dest.host, dest.port)), None
             )
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.touch()
             conn.transport.write(data)
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, dest))
@@ -196,7 +261,8 @@ class SipTransport:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: _Tcp(self), dest.host, dest.port), timeout=5
+                loop.create_connection(lambda: _Tcp(self, outgoing=True), dest.host, dest.port),
+                timeout=5,
             )
         except (OSError, TimeoutError) as exc:
             log.warning("cannot connect to %s:%d over TCP: %s", dest.host, dest.port, exc)

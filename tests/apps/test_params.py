@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from media_worker.apps.params import (
     AppRequest,
@@ -173,3 +176,42 @@ def test_parse_app_param_directly() -> None:
     assert parse_app_param(" usr = bob ; eml='a;b@x' ;") == ({"user": "bob", "email": "a;b@x"}, {})
     with pytest.raises(RemoteProtocolError, match="malformed item '=x'"):
         parse_app_param("=x")
+
+
+_param_text = st.text(
+    alphabet=st.sampled_from(
+        [*"usrdomuideml=;'\"@. /\\0129", "\u00b2", "\u0663", "\udcff", "\x00", "\x7f", "\u00e9"]
+    ),
+    max_size=60,
+)
+
+
+@given(st.one_of(st.text(max_size=100), _param_text))
+def test_fuzz_parse_app_param_raises_only_its_error(text: str) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        _, extras = parse_app_param(text)
+        assert all(key == key.lower() for key in extras)
+
+
+@given(
+    name=st.sampled_from(["voicemail", "voicebox", "annrecorder", "x\u00b2"]),
+    param=st.one_of(
+        _param_text,
+        st.tuples(_param_text, _param_text).map(lambda p: f"usr={p[0]};dom={p[1]};eml=a@b"),
+        st.tuples(_param_text, _param_text).map(lambda p: f"uid={p[0]};did={p[1]};pin={p[1]}"),
+    ),
+)
+def test_fuzz_app_request_refuses_or_accepts(name: str, param: str) -> None:
+    """Any P-App-Param (surrogate-escaped bytes, odd digits, controls) gives an AppRequest
+    with safe identity values or a Refusal; nothing else escapes."""
+    request = invite(name, None)
+    request.headers.add("P-App-Param", param)
+    result = app_request(request, ROUTING)
+    if isinstance(result, Refusal):
+        assert 400 <= result.status < 500
+        return
+    for value in (result.user, result.domain):
+        assert value
+        assert "/" not in value
+        assert "\x00" not in value
+        assert value not in (".", "..")

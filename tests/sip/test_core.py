@@ -6,6 +6,9 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from media_worker.sip.core import (
     CallCancelled,
     CallConfirmed,
@@ -19,7 +22,7 @@ from media_worker.sip.core import (
     Transmit,
 )
 from media_worker.sip.dialog import Destination
-from media_worker.sip.message import Request, Response, parse_message, serialize
+from media_worker.sip.message import Request, Response, SipParseError, parse_message, serialize
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
 PHONE = Source("udp", "127.0.0.1", 5071)
@@ -102,6 +105,40 @@ def test_untrusted_source_is_refused_without_state() -> None:
     assert (response.status, response.reason) == (403, "Forbidden (untrusted source)")
     assert sip.calls == {}
     assert sip.next_deadline() is None
+
+
+def test_the_untrusted_refusal_goes_to_the_packet_source_not_the_via() -> None:
+    sip = core(trusted=lambda host: host == "127.0.0.1")
+    request = invite()
+    request.headers.set("Via", "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-victim;rport=9")
+    [transmit] = [a for a in sip.receive(request, Source("udp", "192.0.2.66", 5070), 0.0)]
+    assert isinstance(transmit, Transmit)
+    assert transmit.destination == Destination("udp", "192.0.2.66", 5070)
+    assert (
+        sip.receive(in_dialog("ACK", 1, "x", "z9hG4bK-a"), Source("udp", "192.0.2.66", 1), 0) == []
+    )
+
+
+def test_max_forwards_is_ascii_digits() -> None:
+    sip = core()
+    for value, status in (("1\u00b2", 400), ("\u0660", 400), ("256", 400), ("00", 483)):
+        request = invite()
+        request.headers.set("Max-Forwards", value)
+        request.headers.set("Via", f"SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-{status}{value}")
+        [response] = sent(sip.receive(request, PHONE, 0.0))
+        assert isinstance(response, Response)
+        assert response.status == status, value
+    assert sip.calls == {}
+
+
+def test_an_invite_whose_record_route_we_could_not_use_is_refused() -> None:
+    sip = core()
+    request = invite()
+    request.headers.add("Record-Route", "<mailto:x@y>")
+    [response] = sent(sip.receive(request, PHONE, 0.0))
+    assert isinstance(response, Response)
+    assert (response.status, response.reason) == (400, "not a SIP URI: 'mailto:x@y'")
+    assert sip.calls == {}
 
 
 def test_retransmitted_invite_is_not_a_new_call() -> None:
@@ -246,3 +283,64 @@ def test_call_through_kamailio_uses_its_record_route() -> None:
     [bye] = [a for a in sip.hangup(event.call, 1.0) if isinstance(a, Transmit)]
     assert bye.destination == Destination("udp", "127.0.0.1", 5262)
     assert bye.message.headers.get("Route") == "<sip:127.0.0.1:5262;lr;ftag=6bb99402658f6253>"
+
+
+_odd_text = st.lists(
+    st.sampled_from(
+        [*'0123456789 ;:=<>@.,"/-', "sip:", "tag", "\u00b2", "\u0663", "\udcff", "a", "[", "]"]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@given(
+    method=st.sampled_from(["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "REFER"]),
+    to=st.one_of(st.just("<sip:vm@127.0.0.1>"), _odd_text),
+    sender=st.one_of(st.just("<sip:a@h>;tag=1"), _odd_text),
+    contact=st.one_of(st.just("<sip:a@127.0.0.1:5071>"), _odd_text),
+    record_route=st.one_of(st.none(), _odd_text),
+    max_forwards=st.one_of(st.just("70"), _odd_text),
+    rport=st.one_of(st.just(";rport"), _odd_text.map(lambda t: ";rport=" + t)),
+    trusted=st.booleans(),
+)
+def test_fuzz_every_framed_request_is_answered(
+    method: str,
+    to: str,
+    sender: str,
+    contact: str,
+    record_route: str | None,
+    max_forwards: str,
+    rport: str,
+    trusted: bool,
+) -> None:
+    """Whatever the header values, the core never raises on a parsed request and answers
+    every one but ACK (a new INVITE with 100 Trying, for the application to finish)."""
+    lines = [
+        f"{method} sip:vm@127.0.0.1:5080 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-f{rport}",
+        f"From: {sender}",
+        f"To: {to}",
+        "Call-ID: fuzz",
+        f"CSeq: 1 {method}",
+        f"Max-Forwards: {max_forwards}",
+        f"Contact: {contact}",
+        *([f"Record-Route: {record_route}"] if record_route is not None else []),
+        "Content-Length: 0",
+    ]
+    try:
+        message = parse_message(
+            ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        )
+    except SipParseError:
+        return
+    assert isinstance(message, Request)
+    sip = core(trusted=lambda host: trusted)
+    actions = sip.receive(message, PHONE, 0.0)
+    answers = [m for m in sent(actions) if isinstance(m, Response)]
+    if method == "ACK":
+        assert answers == []
+    else:
+        assert answers, actions
+        for answer in answers:
+            serialize(answer)
+    assert all(call.state is not CallState.ENDED for call in sip.calls.values())

@@ -130,7 +130,25 @@ def test_content_length_cuts_extra_bytes() -> None:
         (MINIMAL + b"Content-Length: 10\r\n\r\nabc", "Content-Length 10 exceeds the 3 body "
          "bytes received", True),
         (MINIMAL + b"Bad Header\r\n\r\n", "malformed header line 'Bad Header'", True),
-        (MINIMAL + b"\xff: x\r\n\r\n", "header section is not UTF-8", False),
+        (MINIMAL + b"\xff: x\r\n\r\n", "header section is not UTF-8", True),
+        (MINIMAL + b"Subject: caf\xe9\r\n\r\n", "header section is not UTF-8", True),
+        (MINIMAL + b"X: 1\r\n" * 200 + b"\r\n", "more than 200 header fields", True),
+        (MINIMAL.replace(b"Via: SIP/2.0/UDP", b"Via: SIP/9/UDP") + b"\r\n",
+         "malformed Via 'SIP/9/UDP 127.0.0.1:5060;branch=z9hG4bK-1'", False),
+        (MINIMAL.replace(b":5060;", b":99999;") + b"\r\n",
+         "port out of range in '127.0.0.1:99999'", False),
+        (MINIMAL.replace(b"CSeq: 1 ", "CSeq: 1\u00b2 ".encode()) + b"\r\n",
+         "malformed CSeq '1\u00b2 OPTIONS'", True),
+        (MINIMAL.replace(b"CSeq: 1 ", b"CSeq: 4294967296 ") + b"\r\n",
+         "malformed CSeq '4294967296 OPTIONS'", True),
+        (MINIMAL + "Content-Length: 5\u00b2\r\n\r\n".encode(), "malformed Content-Length "
+         "'5\u00b2'", True),
+        (MINIMAL + "Content-Length: \u0663\r\n\r\n".encode(), "malformed Content-Length "
+         "'\u0663'", True),
+        (MINIMAL + b"Content-Length: 70000\r\n\r\n", "Content-Length 70000 is not in 0-65535",
+         True),
+        ("SIP/2.0 2\u00b20 OK\r\n\r\n".encode(), "malformed status code '2\u00b20'", False),
+        (b"SIP/2.0 700 Odd\r\n\r\n", "status code 700 is not in 100-699", False),
     ],
 )  # fmt: skip
 def test_malformed_messages(data: bytes, error: str, answerable: bool) -> None:
@@ -138,6 +156,27 @@ def test_malformed_messages(data: bytes, error: str, answerable: bool) -> None:
         parse_message(data)
     assert str(caught.value) == error
     assert (caught.value.request is not None) == answerable
+
+
+def test_an_answer_to_non_utf8_bytes_echoes_them() -> None:
+    data = MINIMAL.replace(b"Call-ID: abc", b"Call-ID: a\xffc") + b"\r\n"
+    with pytest.raises(SipParseError) as caught:
+        parse_message(data)
+    assert caught.value.request is not None
+    wire = serialize(response_to(caught.value.request, 400, str(caught.value)))
+    assert wire.startswith(b"SIP/2.0 400 header section is not UTF-8\r\n")
+    assert b"\r\nCall-ID: a\xffc\r\n" in wire
+
+
+def test_beyond_the_field_limit_only_what_an_answer_needs_is_kept() -> None:
+    data = MINIMAL.replace(b"Via:", b"X: 1\r\n" * 250 + b"Via:") + b"\r\n"
+    with pytest.raises(SipParseError) as caught:
+        parse_message(data)
+    request = caught.value.request
+    assert request is not None
+    assert caught.value.status == 400
+    assert len(request.headers) == 200 + 5
+    assert request.headers.get("Via") == "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1"
 
 
 def test_stream_requires_content_length() -> None:
@@ -169,6 +208,15 @@ def test_stream_reports_bad_messages_and_carries_on() -> None:
     out = parser.feed(MINIMAL + b"\r\n" + MINIMAL + b"Content-Length: 0\r\n\r\n")
     assert isinstance(out[0], SipParseError)
     assert str(out[0]) == "missing Content-Length over a stream transport"
+    assert out[0].framing_lost
+    assert isinstance(out[1], Request)
+
+
+def test_stream_error_in_a_message_framed_by_its_length_keeps_the_framing() -> None:
+    bad = MINIMAL + b"Subject: caf\xe9\r\nContent-Length: 0\r\n\r\n"
+    out = StreamParser().feed(bad + MINIMAL + b"Content-Length: 0\r\n\r\n")
+    assert isinstance(out[0], SipParseError)
+    assert not out[0].framing_lost
     assert isinstance(out[1], Request)
 
 
@@ -201,6 +249,46 @@ def test_headers_helpers() -> None:
 def test_fuzz_parser_raises_only_its_error(data: bytes) -> None:
     with contextlib.suppress(SipParseError):
         parse_message(data)
+
+
+_wire_text = st.text(
+    alphabet=st.sampled_from(
+        [*"0123456789 ;:=/.,<>@\r\n\t", "\u00b2", "\u0663", "\uff15", "\udcff", "\udc80", "a", "Z"]
+    ),
+    max_size=40,
+)
+
+
+@given(
+    field=st.sampled_from(
+        ["Via", "From", "To", "Call-ID", "CSeq", "Content-Length", "Max-Forwards", "Contact"]
+    ),
+    value=_wire_text,
+    stream=st.booleans(),
+)
+def test_fuzz_field_values_with_odd_digits_and_bytes(field: str, value: str, stream: bool) -> None:
+    """Non-ASCII digits and bytes that are not UTF-8 (surrogate-escaped) in each field."""
+    lines = [
+        line for line in MINIMAL.split(b"\r\n") if line and not line.startswith(field.encode())
+    ]
+    data = b"\r\n".join([*lines, field.encode() + b": " + value.encode("utf-8", "surrogateescape")])
+    data += b"\r\nContent-Length: 0\r\n\r\n" if field != "Content-Length" else b"\r\n\r\n"
+    try:
+        message = parse_message(data, stream=stream)
+    except SipParseError as exc:
+        if exc.request is not None:  # whatever is answerable serializes
+            serialize(response_to(exc.request, exc.status, str(exc)))
+        return
+    assert parse_message(serialize(message)) == message
+
+
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_fuzz_stream_parser_raises_nothing(chunks: list[bytes]) -> None:
+    parser = StreamParser()
+    base = capture("baresip-invite.txt")
+    for chunk in chunks:
+        for item in parser.feed(chunk + base[: len(chunk)]):
+            assert isinstance(item, Request | Response | SipParseError | bytes)
 
 
 @given(st.binary(max_size=300))
