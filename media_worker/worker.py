@@ -143,7 +143,7 @@ class Worker:
             settings.sip_port,
             trusted=self._trusted,
             timers=settings.timers,
-            admit=self._admit,
+            admit=self._screen,
         )
         self.transport = SipTransport(
             settings.sip_host, settings.sip_port, self._on_message, self._trusted
@@ -202,7 +202,7 @@ class Worker:
     def _on_message(self, message: Message, source: Source) -> None:
         self._dispatch(self.core.receive(message, source, self._now()))
 
-    def _admit(self, request: Request, source: Source) -> Rejection | None:
+    def _screen(self, request: Request, source: Source) -> Rejection | None:
         """Before anything is set up for an out-of-dialog request: is it the proxy's, and
         is there room for another call?"""
         settings = self.settings
