@@ -118,7 +118,7 @@ class Redelivery:
             delay = self.delay(attempt)
             self._retry[journal_id] = _Retry(attempt, self.clock() + delay)
             log.warning(
-                "[%s] message for %s not delivered (attempt %d: %s); next try in %.0f s",
+                "[%s] message for %s not delivered (attempt %d: %s); next try in %.3g s",
                 call_id, mailbox, attempt, str(exc) or type(exc).__name__, delay,
             )  # fmt: skip
             return False
@@ -126,7 +126,7 @@ class Redelivery:
         await asyncio.to_thread(forget, self.directory, journal_id)
         self.delivered += 1
         log.info(
-            "[%s] message for %s delivered (attempt %d): %s", call_id, mailbox, attempt, outcome
+            "[%s] recovered recording for %s: %s (attempt %d)", call_id, mailbox, outcome, attempt
         )
         return True
 

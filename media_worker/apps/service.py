@@ -348,7 +348,7 @@ class VoicemailCall:
             if not isinstance(exc, Exception):
                 raise
             self.call.log.warning(
-                "message for %s@%s not delivered (%s): kept, tried again in %.0f s",
+                "message for %s@%s not delivered (%s): kept, tried again in %.3g s",
                 self.request.user, self.request.domain, str(exc) or type(exc).__name__,
                 service.redelivery.delay(1),
             )  # fmt: skip
