@@ -6,7 +6,9 @@ directory and written out at least once a second (from a thread, never on the ev
 written before the first byte of audio. A process crash loses at most the last second.
 At start-up, ``recover`` hands back every recording a crash left behind, so the worker
 finishes it (stores and/or emails it) like any other, once: the journal is removed only
-after that. An unreadable record is set aside in ``corrupt/`` with a log line.
+after that; a delivery that fails leaves it for the retries (``apps/redelivery.py``),
+and the record notes the steps already done (``note``) so that none is repeated. An
+unreadable record is set aside in ``corrupt/`` with a log line.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The apps are pure state machines; this driver turns media events into app events and
 app actions into media, storage and email operations. Recordings go through a journal,
 so a crash loses at most the last second; journals a crash left behind are delivered at
-start-up.
+start-up, and those whose delivery failed (store down, disk full) are tried again while
+the worker runs (``apps/redelivery.py``). The timer rules of a call are
+``apps/timers.py``.
 """
 
 from __future__ import annotations
