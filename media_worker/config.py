@@ -113,6 +113,17 @@ class AppsConfig:
     default_mode: Mode = "voicemail"
     simple_mode: AppName | None = None
     mapping: tuple[MappingRule, ...] = ()
+    max_call_time: float = 1800.0  # seconds: the wall-clock limit of any call
+    retry_delay: float = 5.0  # first wait before a failed delivery is tried again ...
+    retry_max_delay: float = 300.0  # ... doubling up to this
+
+    def check(self, key: str) -> None:
+        if self.max_call_time <= 0:
+            raise ConfigError(f"{key}.max_call_time: must be above 0")
+        if self.retry_delay <= 0:
+            raise ConfigError(f"{key}.retry_delay: must be above 0")
+        if self.retry_max_delay < self.retry_delay:
+            raise ConfigError(f"{key}.retry_max_delay: must be at least retry_delay")
 
     def routing(self) -> AppRouting:
         return AppRouting(
@@ -199,6 +210,14 @@ class WorkerConfig:
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     mwi: MwiConfig | None = None  # None: no message-waiting indication
+
+    def check(self, key: str) -> None:
+        if self.apps.max_call_time <= self.voicemail.max_record_time:
+            raise ConfigError(
+                "apps.max_call_time: must be above voicemail.max_record_time "
+                f"({self.apps.max_call_time:g} <= {self.voicemail.max_record_time:g}), "
+                "or every long message is cut"
+            )
 
 
 def _address(value: str, key: str) -> None:

@@ -38,6 +38,9 @@ async def serve(config: WorkerConfig) -> None:
             max_record_time=config.voicemail.max_record_time,
             journal_dir=data_dir / "journal",
             extra_variables=config.email.extra_variables,
+            max_call_time=config.apps.max_call_time,
+            retry_delay=config.apps.retry_delay,
+            retry_max_delay=config.apps.retry_max_delay,
         ),
         store,
         outbox,
@@ -80,6 +83,7 @@ async def serve(config: WorkerConfig) -> None:
     if recovered:
         log.info("delivered %d recording(s) left by an earlier run", recovered)
     await outbox.start()
+    await service.start()  # retries deliveries that fail, while the worker runs
     await worker.start()
     if publisher is not None:
         await publisher.start()  # after the worker: it sends from the worker's socket
@@ -94,6 +98,7 @@ async def serve(config: WorkerConfig) -> None:
         if publisher is not None:
             await publisher.stop()
         await worker.stop()
+        await service.stop()
         await outbox.stop()
         await store.close()
 

@@ -84,6 +84,12 @@ class EventSource:
                 return translated
 
 
+def playing(call: ActiveCall) -> bool:
+    """A prompt or message is being played (or queued) to the caller."""
+    endpoint = call.media.endpoint
+    return endpoint is not None and endpoint.player.busy
+
+
 def play(call: ActiveCall, mark: str, pcm: bytes) -> None:
     call.media.play([PlayItem(mark, pcm)])
 

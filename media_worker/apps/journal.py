@@ -6,7 +6,9 @@ directory and written out at least once a second (from a thread, never on the ev
 written before the first byte of audio. A process crash loses at most the last second.
 At start-up, ``recover`` hands back every recording a crash left behind, so the worker
 finishes it (stores and/or emails it) like any other, once: the journal is removed only
-after that. An unreadable record is set aside in ``corrupt/`` with a log line.
+after that; a delivery that fails leaves it for the retries (``apps/redelivery.py``),
+and the record notes the steps already done (``note``) so that none is repeated. An
+unreadable record is set aside in ``corrupt/`` with a log line.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Journal:
         self._fd: int | None = None
         self._lock = asyncio.Lock()
         self.written = 0
+        self.meta: dict[str, Any] = {}
 
     @property
     def pcm_path(self) -> Path:
@@ -61,8 +64,8 @@ class Journal:
     @classmethod
     async def create(cls, directory: Path, meta: Mapping[str, Any]) -> Journal:
         journal = cls(directory, f"{secrets.token_hex(8)}")
-        record = msgpack.packb({"v": META_VERSION, **meta})
-        await asyncio.to_thread(journal._open, bytes(record))
+        journal.meta = {"v": META_VERSION, **meta}
+        await asyncio.to_thread(journal._open, bytes(msgpack.packb(journal.meta)))
         return journal
 
     def _open(self, record: bytes) -> None:
@@ -71,6 +74,16 @@ class Journal:
         self._fd = os.open(
             self.pcm_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640
         )
+
+    @property
+    def done(self) -> dict[str, str]:
+        """The delivery steps already completed (see ``remember``)."""
+        return dict(self.meta.get("done", {}))
+
+    async def remember(self, done: dict[str, str]) -> None:
+        """Record completed delivery steps, so a retry does not repeat them."""
+        self.meta = {**self.meta, "done": dict(done)}
+        await asyncio.to_thread(note, self.directory, self.id, self.meta)
 
     def append(self, pcm: bytes) -> None:
         """Take audio (called on the event loop); it reaches the file within a second."""
@@ -111,31 +124,58 @@ def _remove(directory: Path, journal_id: str) -> None:
     (directory / f"{journal_id}.pcm").unlink(missing_ok=True)
 
 
-def recover(directory: Path) -> list[Leftover]:
-    """Recordings a crash left behind, oldest first; broken records go to corrupt/."""
+def pending(directory: Path, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Ids of the journals on disk, oldest first, but those in ``skip`` (calls in progress)."""
     if not directory.is_dir():
         return []
     found = []
-    for meta_path in sorted(directory.glob("*.meta"), key=lambda p: p.stat().st_mtime):
-        journal_id = meta_path.stem
-        try:
-            meta: Any = msgpack.unpackb(meta_path.read_bytes())
-            if not isinstance(meta, dict) or meta.get("v") != META_VERSION:
-                raise ValueError("not a version 1 journal record")
-            pcm_path = directory / f"{journal_id}.pcm"
-            pcm = pcm_path.read_bytes() if pcm_path.exists() else b""
-        except Exception as exc:  # noqa: BLE001 - any damage: set aside, never crash
-            log.error("journal %s is unreadable (%s): moved to corrupt/", meta_path.name, exc)
-            corrupt = directory / "corrupt"
-            corrupt.mkdir(exist_ok=True)
-            for path in (meta_path, directory / f"{journal_id}.pcm"):
-                if path.exists():
-                    os.replace(path, corrupt / path.name)
+    for meta_path in directory.glob("*.meta"):
+        if meta_path.stem in skip:
             continue
-        found.append(Leftover(journal_id, meta, pcm[: len(pcm) // 2 * 2]))
+        try:
+            found.append((meta_path.stat().st_mtime, meta_path.stem))
+        except FileNotFoundError:
+            continue  # delivered meanwhile
+    return [journal_id for _, journal_id in sorted(found)]
+
+
+def load(directory: Path, journal_id: str) -> Leftover | None:
+    """A journal's record and audio; None when it is gone or was set aside as unreadable."""
+    meta_path = directory / f"{journal_id}.meta"
+    try:
+        meta: Any = msgpack.unpackb(meta_path.read_bytes())
+        if not isinstance(meta, dict) or meta.get("v") != META_VERSION:
+            raise ValueError("not a version 1 journal record")
+        pcm_path = directory / f"{journal_id}.pcm"
+        pcm = pcm_path.read_bytes() if pcm_path.exists() else b""
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - any damage: set aside, never crash
+        set_aside(directory, journal_id, str(exc))
+        return None
+    return Leftover(journal_id, meta, pcm[: len(pcm) // 2 * 2])
+
+
+def set_aside(directory: Path, journal_id: str, why: str) -> None:
+    """Move a journal that cannot be delivered to corrupt/, with a log line."""
+    log.error("journal %s.meta is unreadable (%s): moved to corrupt/", journal_id, why)
+    corrupt = directory / "corrupt"
+    corrupt.mkdir(exist_ok=True)
+    for path in (directory / f"{journal_id}.meta", directory / f"{journal_id}.pcm"):
+        if path.exists():
+            os.replace(path, corrupt / path.name)
+
+
+def recover(directory: Path) -> list[Leftover]:
+    """Recordings a crash left behind, oldest first; broken records go to corrupt/."""
     # Orphan audio without a record cannot happen (the record is written first); a
     # leftover .pcm alone means its record was set aside or removed: leave it be.
-    return found
+    return [found for i in pending(directory) if (found := load(directory, i)) is not None]
+
+
+def note(directory: Path, journal_id: str, meta: Mapping[str, Any]) -> None:
+    """Rewrite a journal's record (what was done already, so a retry does not repeat it)."""
+    write_atomic(directory / f"{journal_id}.meta", bytes(msgpack.packb(dict(meta))))
 
 
 def forget(directory: Path, journal_id: str) -> None:

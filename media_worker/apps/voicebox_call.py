@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from media_worker.apps import events as ev
-from media_worker.apps.calls import EventSource, drain_playback, play, prompt_audio
+from media_worker.apps.calls import EventSource, drain_playback, play, playing, prompt_audio
 from media_worker.apps.envelope import envelope_prompts
 from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import Lockout, PinError, verify_pin
+from media_worker.apps.timers import CallTimers, Expiry
 from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings
 from media_worker.audio import read_wav
 from media_worker.worker import ActiveCall
@@ -20,7 +22,7 @@ from storage import MessageNotFound, PinRecord
 if TYPE_CHECKING:
     from media_worker.apps.service import VoicemailService
 
-INACTIVITY = 30.0  # seconds without any event at all end the call
+INACTIVITY = 30.0  # seconds of waiting for the caller, with nothing the app acts on
 
 
 def pin_matches(digits: str, stored: str | None, param_pin: str | None) -> bool:
@@ -53,16 +55,31 @@ class VoiceboxCall:
         pin = await store.get_pin(request.domain, request.user)
         settings = VoiceboxSettings(pin_required=bool(request.pin or pin.hash))
         app = Voicebox(settings, [(m.name, m.new) for m in listing])
+        loop = asyncio.get_running_loop()
+        timers = CallTimers(INACTIVITY, self.service.settings.max_call_time, loop.time())
         try:
             actions = app.handle(ev.Started())
             while True:
                 if await self._act(app, actions):
                     break
-                event = await self.source.next(INACTIVITY)
-                if event is None:
-                    self.outcome = "inactivity timeout"
+                actions = []
+                expiry = timers.check(loop.time(), playing(self.call))
+                if expiry is Expiry.INACTIVITY:
+                    self.outcome = expiry.value
                     break
+                if expiry is Expiry.CALL_TIME:
+                    self.outcome = expiry.value
+                    self.call.log.info("call time limit reached: ending the call")
+                    self.call.media.hangup(expiry.value)  # the app ends as on a hangup
+                event = await self.source.next(timers.wait(loop.time(), playing(self.call)))
+                if event is None:
+                    if timers.ended:
+                        break
+                    continue
+                state = app.state
                 actions = app.handle(event)
+                if actions or app.state is not state:  # an ignored key is not activity
+                    timers.activity(loop.time())
                 if isinstance(event, ev.Hangup) or (app.state is State.DONE and not actions):
                     break
         finally:

@@ -81,7 +81,10 @@ class PostgresServer(Managed):
                 user=self._run_as,
                 check=True,
             )  # fmt: skip
-        self._log = open(self.tmp / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._launch()
+
+    def _launch(self) -> None:
+        self._log = open(self.tmp / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 str(self.bindir / "postgres"),
@@ -140,7 +143,8 @@ class PostgresServer(Managed):
         )
         return out.stdout.strip()
 
-    def stop(self) -> None:
+    def pause(self) -> None:
+        """Stop the server (fast shutdown), keeping its data, port and directories."""
         if self.proc is not None:
             # SIGINT is PostgreSQL's "fast shutdown".
             stop_process(self.proc, signal.SIGINT, timeout=20)
@@ -148,4 +152,12 @@ class PostgresServer(Managed):
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port with the same data."""
+        assert self.proc is None, "not paused"
+        self._launch()
+
+    def stop(self) -> None:
+        self.pause()
         shutil.rmtree(self.tmp, ignore_errors=True)
