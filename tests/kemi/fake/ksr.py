@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tests.kemi.fake.api import CORE, Signature, _Module
+from tests.kemi.fake.guards import DialogModule, Htable, Pike
 from tests.kemi.fake.modules import (
     Hdr,
     Maxfwd,
@@ -66,6 +67,9 @@ class FakeKSR(_Module, module=CORE):
         self.nathelper = Nathelper(kam)
         self.rtpengine = Rtpengine(kam)
         self.presence = Presence(kam)
+        self.dialog = DialogModule(kam)
+        self.htable = Htable(kam)
+        self.pike = Pike(kam)
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"the fake KSR does not implement KSR.{name}")
@@ -135,6 +139,9 @@ class FakeKSR(_Module, module=CORE):
 
     def is_myself_furi(self) -> bool:
         return uri_user_host(uri_of(self._k.request.header("From") or ""))[1] in self._k.myself
+
+    def is_myself_srcip(self) -> bool:
+        return self._k.request.src_ip in self._k.myself
 
     def is_myself_turi(self) -> bool:
         return uri_user_host(uri_of(self._k.request.header("To") or ""))[1] in self._k.myself

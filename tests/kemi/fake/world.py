@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from tests.kemi.fake.api import Xval
+from tests.kemi.fake.guards import HTABLES, Dialog
 from tests.kemi.fake.ksr import FakeKSR
 from tests.kemi.fake.presence import PresenceState
 from tests.kemi.fake.sip import Request, sip_request, uri_of, uri_user_host
@@ -62,6 +63,9 @@ class FakeKamailio:
         self.registrar_error = False
         self.dispatcher: dict[int, list[Destination]] = {}
         self.presence = PresenceState()  # publications, subscriptions, NOTIFYs sent
+        self.dialogs: dict[str, Dialog] = {}  # Call-ID -> what the dialog module tracks
+        self.htables: dict[str, dict[str, Xval]] = {name: {} for name in HTABLES}
+        self.flooding: set[str] = set()  # source addresses pike finds flooding
         self.rtpengine_available = True
         self.relay_result = 1
         self.script: Any = None  # the object whose methods are the routes (mod_init's)
@@ -94,6 +98,15 @@ class FakeKamailio:
 
     def add_worker(self, uri: str, set_id: int = 1, *, active: bool = True) -> None:
         self.dispatcher.setdefault(set_id, []).append(Destination(uri, active))
+
+    def add_dialog(self, call_id: str, *profiles: tuple[str, str]) -> Dialog:
+        """A dialog the proxy set up earlier (a call in progress)."""
+        dialog = self.dialogs[call_id] = Dialog(call_id, list(profiles))
+        return dialog
+
+    def end_dialog(self, call_id: str) -> None:
+        """The call ended (BYE, or a negative final reply): the dialog module forgets it."""
+        self.dialogs[call_id].ended = True
 
     # ----- messages -----
 
@@ -207,6 +220,24 @@ class FakeKamailio:
         header = re.fullmatch(r"\$hdr\(([\w-]+)\)", name)
         if header:
             return request.header(header.group(1))
+        count = re.fullmatch(r"\$hdrc\(([\w-]+)\)", name)
+        if count:
+            return len(request.header_values(count.group(1)))
+        indexed = re.fullmatch(r"\$\(hdr\(([\w-]+)\)\[(\d+)\]\)", name)
+        if indexed:
+            values = request.header_values(indexed.group(1))
+            index = int(indexed.group(2))
+            return values[index] if index < len(values) else None
+        credentials = request.credentials
+        if name in ("$au", "$ar"):
+            if credentials is None:
+                return None
+            user, _, realm = credentials.user.partition("@")
+            return user if name == "$au" else realm
+        if name == "$rb":
+            if request.binary_body:
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+            return request.body or None
         from_uri = uri_of(request.header("From") or "")
         to_uri = uri_of(request.header("To") or "")
         getters: dict[str, Callable[[], Xval]] = {
@@ -224,6 +255,7 @@ class FakeKamailio:
             "$si": lambda: request.src_ip,
             "$sp": lambda: request.src_port,
             "$du": lambda: state.dst_uri,
+            "$bs": lambda: len(request.body.encode()) + request.body_padding,
         }
         if name not in getters:
             raise KeyError(f"the fake KSR does not implement the pv {name}")
