@@ -59,6 +59,7 @@ class Auth(_Module, module="auth"):
         else:
             self._k._reply_with(407, "Proxy Authentication Required", "auth")
         self._k.challenges.append(realm)
+        self._k.challenge_flags.append(flags)
         return 1
 
     def consume_credentials(self) -> int:

@@ -12,7 +12,7 @@ from tests.kemi.fake.api import Xval
 from tests.kemi.fake.guards import HTABLES, Dialog
 from tests.kemi.fake.ksr import FakeKSR
 from tests.kemi.fake.presence import PresenceState
-from tests.kemi.fake.sip import Request, sip_request, uri_of, uri_user_host
+from tests.kemi.fake.sip import Request, sip_request, uri_host_port, uri_of, uri_user_host
 from tests.kemi.fake.state import (
     Contact,
     Destination,
@@ -53,7 +53,7 @@ class FakeKamailio:
         self,
         *,
         defines: Mapping[str, str] | None = None,
-        myself: Iterable[str] = ("lab.example", "127.0.0.1"),
+        myself: Iterable[str] = ("lab.example", "127.0.0.1:5060"),
         sql_connections: Iterable[str] = ("vm",),
     ) -> None:
         self.defines: dict[str, str] = dict(defines or {})
@@ -121,6 +121,7 @@ class FakeKamailio:
         self.route_type = "request"
         self._new_records()
         self.challenges: list[str] = []
+        self.challenge_flags: list[int] = []  # auth_challenge's flags (1: qop=auth)
         self.nat_calls: list[str] = []
         self.branches: list[str] = []  # R-URIs of the next t_relay's extra branches
         self.sql_results: dict[str, list[tuple[Xval, ...]]] = {}
@@ -277,6 +278,12 @@ class FakeKamailio:
             self.ksr.setuser(value)
         else:
             raise KeyError(f"the fake KSR cannot assign {value!r} to {name}")
+
+    def _is_myself(self, uri: str) -> bool:
+        """Kamailio's check_self: an alias (a name here without a port) matches any
+        port, a listen address (``host:port``) only its port; no port in the URI is 5060."""
+        host, port = uri_host_port(uri)
+        return host in self.myself or f"{host}:{port or 5060}" in self.myself
 
     def _add_header(self, text: str) -> None:
         if not text.endswith("\r\n") or "\r\n" in text[:-2] or ":" not in text:
