@@ -644,6 +644,7 @@ class HomeProxy:
         busy worker's 503, a request it could not parse) is one call's, and only the
         OPTIONS probes decide whether a worker is in service."""
         if KSR.tm.t_is_canceled() > 0:
+            self.log("cancelled by the caller")
             self.release_media()
             return 1
         status = KSR.tm.t_get_status_code()
