@@ -454,7 +454,10 @@ class HomeProxy:
         secret = self.settings.secret
         if secret is None:
             return None
-        body = KSR.pv.get("$rb")
+        try:
+            body = KSR.pv.get("$rb")
+        except UnicodeDecodeError:  # no worker signs a body that is not text
+            return "unreadable body"
         fields = publication_fields(_pv("$ci"), _pv("$ru"), "" if body is None else str(body))
         value = KSR.pv.get(f"$hdr({SIGNATURE_HEADER})")
         try:

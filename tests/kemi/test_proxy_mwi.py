@@ -447,3 +447,13 @@ def test_publish_verdicts_with_signing() -> None:
     assert not relayed_notify_refused("NOTIFY", "dialog")
     assert not relayed_notify_refused("PUBLISH", "message-summary")
     assert same_address("bob", "lab.example.", "bob", "LAB.example")
+
+
+def test_with_a_secret_a_publish_body_that_is_not_text_is_refused(
+    signing_kam: FakeKamailio, signing_proxy: Any
+) -> None:
+    request = signed(publish())
+    request.binary_body = True
+    route(signing_kam, signing_proxy, request)
+    assert signing_kam.replies == [Reply(403, "Mailbox state needs a valid signature", "sl")]
+    assert any("unreadable body" in text for _, text in signing_kam.logs)
