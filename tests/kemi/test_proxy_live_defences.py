@@ -42,11 +42,11 @@ SDP = (
 )
 
 
-def response(request: Message, status: int, reason: str, *extra: str) -> bytes:
+def response(request: Message, status: int, reason: str, *extra: str, body: str = "") -> bytes:
     copied = [
         f"{n}: {v}"
         for n, v in request.headers
-        if n.lower() in ("via", "from", "to", "call-id", "cseq")
+        if n.lower() in ("via", "from", "to", "call-id", "cseq", "record-route")
     ]
     copied = [
         line + ";tag=worker-1"
@@ -54,15 +54,17 @@ def response(request: Message, status: int, reason: str, *extra: str) -> bytes:
         else line
         for line in copied
     ]
-    lines = [f"SIP/2.0 {status} {reason}", *copied, *extra, "Content-Length: 0"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    typed = ["Content-Type: application/sdp"] if body else []
+    lines = [f"SIP/2.0 {status} {reason}", *copied, *extra, *typed]
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
 
 
 @dataclass
 class FakeWorker:
     """A UDP socket in the dispatcher set: 200 to OPTIONS probes; an INVITE is kept and
     answered by its Call-ID's prefix: ``w503-`` 503 with Retry-After, ``ring-`` 180
-    (then 487 after a CANCEL), ``mute-`` nothing, anything else 486."""
+    (then 487 after a CANCEL), ``mute-`` nothing, ``ok-`` 200 with SDP, anything else 486."""
 
     port: int = field(default_factory=free_udp_tcp_port)
     invites: list[Message] = field(default_factory=list)
@@ -93,6 +95,17 @@ class FakeWorker:
                 if call_id.startswith("ring-"):
                     self.pending[call_id] = request
                     self.sock.sendto(response(request, 180, "Ringing"), source)
+                elif call_id.startswith("ok-"):
+                    self.sock.sendto(
+                        response(
+                            request,
+                            200,
+                            "OK",
+                            f"Contact: <sip:worker@127.0.0.1:{self.port}>",
+                            body=SDP.format(port=41000),
+                        ),
+                        source,
+                    )
                 elif call_id.startswith("mute-"):
                     pass  # a worker that never answers: the proxy's timer ends the branch
                 elif call_id.startswith("w503-"):
@@ -466,3 +479,53 @@ def test_failed_authentications_ban_the_source_only(lab: Lab) -> None:
     bans = [line for line in lab.kamailio.log().splitlines() if "banning 127.0.0.18" in line]
     assert len(bans) == 1
     assert "alice@lab.example" in bans[0]
+
+
+def test_an_answered_call_is_relayed_in_its_dialog_and_its_bye_frees_rtpengine(lab: Lab) -> None:
+    """The worker's 200 and the caller's ACK and BYE go through: a dialog this proxy set
+    up; the BYE deletes the rtpengine session."""
+    with phone_at(lab, "127.0.0.22") as phone:
+        call_id, _ = phone.send(
+            "INVITE", BOB, from_=EVE, call_id="ok-1@x", body=SDP.format(port=40070)
+        )
+        answer = phone.final(call_id)
+        assert answer is not None
+        assert answer.status == 200
+        assert lab.rtpengine_calls() == 1
+        to_tag = (answer.header("To") or "").split("tag=")[1].split(";")[0]
+        route_set = tuple(("Route", v) for n, v in answer.headers if n.lower() == "record-route")
+        assert route_set
+        contact = re.search(r"<([^>]+)>", answer.header("Contact") or "")
+        assert contact is not None
+        for method, cseq in (("ACK", 1), ("BYE", 2)):
+            phone.send(
+                method,
+                contact.group(1),
+                from_=EVE,
+                to=BOB,
+                to_tag=to_tag,
+                call_id=call_id,
+                headers=route_set,
+                cseq=cseq,
+            )
+        final = phone.final(call_id)
+        assert final is not None
+        assert final.status == 200
+        assert (final.header("CSeq") or "").endswith("BYE")
+    assert f"BYE {call_id}" in lab.worker.received
+    wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept the session")
+
+
+def test_a_request_flood_bans_the_source(lab: Lab) -> None:
+    """pike (WITH_ANTIFLOOD): a burst of requests from one address bans it; one line."""
+    with phone_at(lab, "127.0.0.23") as flood, phone_at(lab, "127.0.0.24") as other:
+        for _ in range(60):
+            flood.send("OPTIONS", f"sip:127.0.0.1:{lab.kamailio.port}", from_=EVE)
+        time.sleep(0.5)
+        assert flood.request("OPTIONS", f"sip:127.0.0.1:{lab.kamailio.port}", from_=EVE) is None
+        answer = other.request("OPTIONS", f"sip:127.0.0.1:{lab.kamailio.port}", from_=EVE)
+        assert answer is not None
+        assert answer.status == 200
+    bans = [line for line in lab.kamailio.log().splitlines() if "banning 127.0.0.23" in line]
+    assert len(bans) == 1
+    assert "request flood" in bans[0]
