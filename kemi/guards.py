@@ -8,6 +8,7 @@ the facts and acts on the verdicts. Standard library only (runs inside Kamailio)
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,6 +101,21 @@ def without_trailing_dot(uri: str) -> str:
         return uri
     host = match.group("host").rstrip(".")
     return f"{match.group('head')}{host or '.'}{match.group('tail')}"
+
+
+def has_address_host(uri: str) -> bool:
+    """The URI names its host by an IP address (no DNS needed to compare it)."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    hostport = re.split(r"[;?>]", rest.rpartition("@")[2], maxsplit=1)[0].strip()
+    if hostport.startswith("["):
+        host = hostport[1 : hostport.find("]")] if "]" in hostport else ""
+    else:
+        host = hostport.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def domain(host: str) -> str:

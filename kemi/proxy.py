@@ -34,6 +34,7 @@ from kemi.guards import (
     body_refusal,
     counts_as_failure,
     domain,
+    has_address_host,
     route_refusal,
     split_route_set,
     without_trailing_dot,
@@ -253,10 +254,12 @@ class HomeProxy:
             return True
         count = KSR.pv.get("$hdrc(Route)")
         values = [_pv(f"$(hdr(Route)[{i}])") for i in range(count if isinstance(count, int) else 0)]
-        routes = [self.hop(uri) for uri in split_route_set(values)]
+        # A Route is never followed (removed below): only an address in it is compared,
+        # a name is not looked up in the DNS for nothing. The R-URI is, when not ours.
+        routes = [self.hop(uri, resolve=False) for uri in split_route_set(values)]
         ruri = Hop(myself=bool(KSR.is_myself_ruri()), worker=False)
         if not ruri.myself:
-            ruri = self.hop(_pv("$ru"))
+            ruri = self.hop(_pv("$ru"), resolve=True)
         refusal = route_refusal(ruri, routes)
         if refusal is None:
             return True
@@ -264,9 +267,13 @@ class HomeProxy:
         return False
 
     @staticmethod
-    def hop(uri: str) -> Hop:
+    def hop(uri: str, *, resolve: bool) -> Hop:
+        """``uri`` is this proxy, or a worker's address (dispatcher's comparison, which
+        resolves a name in the DNS: only with ``resolve``)."""
         if KSR.is_myself(uri):
             return Hop(myself=True, worker=False)
+        if not resolve and not has_address_host(uri):
+            return Hop(myself=False, worker=False)
         worker = KSR.dispatcher.ds_is_from_list_uri(DS_ANY_SET, DS_MATCH_NOPROTO, uri) > 0
         return Hop(myself=False, worker=worker)
 

@@ -18,6 +18,7 @@ from kemi.guards import (
     body_refusal,
     counts_as_failure,
     domain,
+    has_address_host,
     media_sections,
     route_refusal,
     split_route_set,
@@ -104,3 +105,24 @@ def test_domains_and_auth_failures() -> None:
     assert ban_due(3, 1, 3)
     assert ban_due(1, 3, 3)
     assert not ban_due(2, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("sip:127.0.0.1:5080;lr", True),
+        ("sip:voicemail@192.0.2.1", True),
+        ("sip:[2001:db8::1]:5060;lr", True),
+        ("sip:gw.example;lr", False),
+        ("sip:127.0.0.1.example", False),
+        ("sip:[bad", False),
+        ("", False),
+    ],
+)
+def test_has_address_host(uri: str, expected: bool) -> None:
+    assert has_address_host(uri) is expected
+
+
+@given(st.text())
+def test_has_address_host_takes_any_text(uri: str) -> None:
+    assert isinstance(has_address_host(uri), bool)
