@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,13 +26,28 @@ from kemi.app_param import (
     build_app_param,
     preferences_from_rows,
 )
+from kemi.guards import (
+    TOO_MANY_CALLS,
+    Hop,
+    auth_failure_keys,
+    ban_due,
+    body_refusal,
+    counts_as_failure,
+    domain,
+    has_address_host,
+    route_refusal,
+    split_route_set,
+    without_trailing_dot,
+)
 from kemi.mwi import (
     MWI_EVENT,
     REFRESH_NOTIFY,
     REPLIES,
     MwiVerdict,
     event_package,
+    publication_fields,
     publish_verdict,
+    relayed_notify_refused,
     subscribe_verdict,
 )
 from kemi.routing import (
@@ -44,6 +60,8 @@ from kemi.routing import (
     preferences_query,
 )
 from kemi.settings import Settings, load_settings
+from kemi.signing import HEADER as SIGNATURE_HEADER
+from kemi.signing import SignatureError, sign, verify
 
 # Kamailio's magic values, named.
 FLT_NATS = 5  # transaction flag: the caller is behind NAT
@@ -60,16 +78,24 @@ WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipp
 WORKER_ANSWER_MS = 60000
 # rtpengine toward the worker: only G.711 and telephone-event, plain RTP, no ICE; the
 # phone keeps whatever it offered and rtpengine transcodes.
+# strict-source: after learning a phone's address rtpengine drops packets from others.
 OFFER_TO_WORKER = (
     "replace-origin replace-session-connection ICE=remove RTP/AVP "
     "codec-mask-all codec-transcode-PCMU codec-transcode-PCMA "
-    "codec-transcode-telephone-event"
+    "codec-transcode-telephone-event strict-source"
 )
 ANSWER_FROM_WORKER = "replace-origin replace-session-connection"
 
 # cfg defines that switch features; read with $def().
 DEFINE_AUTH, DEFINE_RTPENGINE, DEFINE_VOICEMAIL = "WITH_AUTH", "WITH_RTPENGINE", "WITH_VOICEMAIL"
 DEFINE_MWI = "WITH_MWI"
+DEFINE_ANTIFLOOD = "WITH_ANTIFLOOD"
+# htable tables (kamailio.cfg) and the dialog profile of unauthenticated calls
+BAN_TABLE, AUTH_FAIL_TABLE = "ipban", "authfail"
+SOURCE_PROFILE = "vm_source"
+DS_ANY_SET = -1
+DS_MATCH_NOPROTO = 2  # ds_is_from_list_uri: address and port count, the transport not
+CHALLENGE_QOP_AUTH = 1  # auth_challenge flags: offer qop=auth (nonce_count needs it)
 DEFINE_MWI_REFRESH_ON_REGISTER = "MWI_REFRESH_ON_REGISTER"  # kamailio.cfg: 1 by default
 
 
@@ -93,6 +119,7 @@ class HomeProxy:
         self.auth = _define(DEFINE_AUTH) is not None
         self.voicemail = _define(DEFINE_VOICEMAIL) is not None
         self.mwi = _define(DEFINE_MWI) is not None  # kamailio.cfg: implies WITH_VOICEMAIL
+        self.antiflood = _define(DEFINE_ANTIFLOOD) is not None
         refresh = _define(DEFINE_MWI_REFRESH_ON_REGISTER)
         self.mwi_refresh_on_register = self.mwi and refresh is not None and refresh.strip() != "0"
         self.settings: Settings = load_settings(
@@ -100,8 +127,14 @@ class HomeProxy:
         )
         KSR.info(
             f"voicemail proxy: auth={self.auth} voicemail={self.voicemail} mwi={self.mwi} "
+            f"antiflood={self.antiflood} signing={self.settings.secret is not None} "
             f"settings={self.settings}\n"
         )
+        if self.voicemail and self.settings.secret is None:
+            KSR.warn(
+                "voicemail proxy: VM_SECRET is not set: requests to the media workers are "
+                "not signed and message-summary PUBLISH is accepted by source address\n"
+            )
 
     def child_init(self, rank: int) -> int:
         return 0
@@ -109,6 +142,8 @@ class HomeProxy:
     # ----- request route -----
 
     def ksr_request_route(self, msg: object) -> int:
+        if self.banned():
+            return 1  # dropped without an answer
         if not self.request_checks():
             return 1
         # Nothing a client sends may steer a worker: only this proxy writes P-App-*.
@@ -125,18 +160,30 @@ class HomeProxy:
                 return 1
             if KSR.tm.t_check_trans() == 0:
                 return 1
+        if relayed_notify_refused(_pv("$rm"), _pv("$hdr(Event)")):
+            self.refuse(403, "Mailbox state comes from this proxy", "forged message-summary")
+            return 1
+        if KSR.is_INVITE() and not self.body_acceptable():
+            return 1
         if KSR.siputils.has_totag() > 0:
             self.within_dialog()
             return 1
         if KSR.is_ACK():
             return 1  # an ACK without To-tag belongs to a transaction t_check_trans ended
+        ruri = _pv("$ru")
+        if without_trailing_dot(ruri) != ruri:  # lab.example. is lab.example
+            KSR.seturi(without_trailing_dot(ruri))
+        if not self.route_set_acceptable():
+            return 1
+        KSR.textops.remove_hf("Route")  # a preloaded route is not followed (as upstream)
         if self.mwi and KSR.is_method_in("PS") and KSR.is_myself_ruri():
             self.message_summary()
             return 1
         authenticated = self.authenticate()
         if authenticated is None:
             return 1
-        if KSR.is_method_in("IS"):
+        if KSR.is_INVITE():
+            # Only INVITE dialogs are tracked (dialog module): only they are record-routed.
             KSR.rr.record_route()
         if KSR.is_REGISTER():
             self.register()
@@ -146,12 +193,113 @@ class HomeProxy:
             return 1
         if not KSR.is_myself_ruri():
             if authenticated:
+                self.track_dialog(authenticated)
                 self.relay()  # a local caller to a foreign domain
             else:  # without WITH_AUTH nobody is known to be local: no open relay
                 KSR.sl.sl_send_reply(403, "Not relaying")
             return 1
+        if KSR.is_INVITE() and not authenticated and self.too_many_calls():
+            return 1
         self.local_target(authenticated)
         return 1
+
+    # ----- what is refused before anything is held -----
+
+    def exempt_source(self) -> bool:
+        """This proxy's own addresses and the media workers are never banned."""
+        if KSR.is_myself_srcip():
+            return True
+        return self.voicemail and KSR.dispatcher.ds_is_from_list(DS_ANY_SET) > 0
+
+    def banned(self) -> bool:
+        """A banned source, or one pike finds flooding (banned from now on)."""
+        if self.exempt_source():
+            return False
+        source = _pv("$si")
+        if KSR.htable.sht_get(BAN_TABLE, source) is not None:
+            return True
+        if self.antiflood and KSR.pike.pike_check_req() < 0:
+            KSR.htable.sht_seti(BAN_TABLE, source, 1)
+            KSR.warn(
+                f"voicemail: banning {source} for {self.settings.ban_time} s: request flood "
+                f"({_pv('$rm')} from {_pv('$fu')})\n"
+            )
+            return True
+        return False
+
+    def body_acceptable(self) -> bool:
+        """An INVITE's body within VM_MAX_BODY and VM_MAX_MEDIA, before rtpengine sees it."""
+        size = KSR.pv.get("$bs")
+        body: str | None
+        try:
+            value = KSR.pv.get("$rb")
+            body = "" if value is None else str(value)
+        except UnicodeDecodeError:  # app_python3 gives text; a binary body is no SDP
+            body = None
+        refusal = body_refusal(
+            size if isinstance(size, int) else 0,
+            body,
+            max_body=self.settings.max_body,
+            max_media=self.settings.max_media,
+        )
+        if refusal is None:
+            return True
+        self.refuse(refusal.status, refusal.reason, f"INVITE body of {size} bytes")
+        return False
+
+    def route_set_acceptable(self) -> bool:
+        """An initial request from outside the dispatcher set may not aim at a worker,
+        nor use this proxy as a hop to somewhere else."""
+        if not self.voicemail or KSR.dispatcher.ds_is_from_list(DS_ANY_SET) > 0:
+            return True
+        count = KSR.pv.get("$hdrc(Route)")
+        values = [_pv(f"$(hdr(Route)[{i}])") for i in range(count if isinstance(count, int) else 0)]
+        # A Route is never followed (removed below): only an address in it is compared,
+        # a name is not looked up in the DNS for nothing. The R-URI is, when not ours.
+        routes = [self.hop(uri, resolve=False) for uri in split_route_set(values)]
+        ruri = Hop(myself=bool(KSR.is_myself_ruri()), worker=False)
+        if not ruri.myself:
+            ruri = self.hop(_pv("$ru"), resolve=True)
+        refusal = route_refusal(ruri, routes)
+        if refusal is None:
+            return True
+        self.refuse(refusal.status, refusal.reason, f"R-URI {_pv('$ru')} Route {values}")
+        return False
+
+    @staticmethod
+    def hop(uri: str, *, resolve: bool) -> Hop:
+        """``uri`` is this proxy, or a worker's address (dispatcher's comparison, which
+        resolves a name in the DNS: only with ``resolve``)."""
+        if KSR.is_myself(uri):
+            return Hop(myself=True, worker=False)
+        if not resolve and not has_address_host(uri):
+            return Hop(myself=False, worker=False)
+        worker = KSR.dispatcher.ds_is_from_list_uri(DS_ANY_SET, DS_MATCH_NOPROTO, uri) > 0
+        return Hop(myself=False, worker=worker)
+
+    def too_many_calls(self) -> bool:
+        """VM_MAX_CALLS_PER_SOURCE unauthenticated calls in progress from this address."""
+        source = _pv("$si")
+        KSR.dialog.get_profile_size(SOURCE_PROFILE, source, "$avp(vm_source_calls)")
+        calls = KSR.pv.get("$avp(vm_source_calls)")
+        if not isinstance(calls, int) or calls < self.settings.max_calls_per_source:
+            return False
+        self.refuse(TOO_MANY_CALLS.status, TOO_MANY_CALLS.reason, f"{calls} calls from {source}")
+        return True
+
+    def track_dialog(self, authenticated: bool) -> None:
+        """An initial INVITE this proxy relays: its in-dialog requests will be known."""
+        if not KSR.is_INVITE():
+            return
+        KSR.dialog.dlg_manage()
+        if not authenticated:
+            KSR.dialog.set_dlg_profile(SOURCE_PROFILE, _pv("$si"))
+
+    def refuse(self, status: int, reason: str, what: str) -> None:
+        """A stateless refusal with a log line (an ACK gets none, only the line)."""
+        self.log(f"{_pv('$rm')} from {_pv('$si')}:{_pv('$sp')} refused {status} {reason}: {what}")
+        if not KSR.is_ACK():
+            KSR.sl.sl_send_reply(status, reason)
 
     def request_checks(self) -> bool:
         if KSR.maxfwd.process_maxfwd(10) < 0:
@@ -176,6 +324,13 @@ class HomeProxy:
 
     def within_dialog(self) -> None:
         if KSR.rr.loose_route() > 0:
+            if KSR.dialog.is_known_dlg() < 0:
+                if KSR.is_ACK():  # of a negative reply: tm's business
+                    if KSR.tm.t_check_trans() > 0:
+                        self.relay()
+                    return
+                self.refuse(404, "Not here", f"in-dialog request to {_pv('$ru')}, no such dialog")
+                return
             KSR.nathelper.handle_ruri_alias()
             if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) > 0:
                 self.worker_dialog_media()
@@ -211,10 +366,13 @@ class HomeProxy:
         authenticated (a foreign caller, or auth is off); None: answered here."""
         if not self.auth:
             return False
-        if KSR.is_REGISTER() or KSR.is_myself_furi():
-            realm = _pv("$fd")
-            if KSR.auth_db.auth_check(realm, "subscriber", 1) < 0:
-                KSR.auth.auth_challenge(realm, 0)
+        if KSR.is_REGISTER() or KSR.is_myself(without_trailing_dot(_pv("$fu"))):
+            realm = domain(_pv("$fd"))
+            result = KSR.auth_db.auth_check(realm, "subscriber", 1)
+            if result < 0:
+                if counts_as_failure(result) and self.auth_failed(realm):
+                    return None  # banned: no new challenge
+                KSR.auth.auth_challenge(realm, CHALLENGE_QOP_AUTH)
                 return None
             if not KSR.is_method_in("RP"):
                 KSR.auth.consume_credentials()
@@ -223,6 +381,28 @@ class HomeProxy:
             KSR.sl.sl_send_reply(403, "Not relaying")
             return None
         return False
+
+    def auth_failed(self, realm: str) -> bool:
+        """Count a wrong password or unknown user for the source and for the user; True
+        when that bans the source (one log line per ban)."""
+        source = _pv("$si")
+        user = f"{_pv('$au') or _pv('$fU')}@{_pv('$ar') or realm}"
+        counts = []
+        for key in auth_failure_keys(source, user):
+            value = KSR.htable.sht_get(AUTH_FAIL_TABLE, key)
+            count = (value if isinstance(value, int) else 0) + 1
+            KSR.htable.sht_seti(AUTH_FAIL_TABLE, key, count)
+            counts.append(count)
+        if not ban_due(counts[0], counts[1], self.settings.auth_fail_limit):
+            return False
+        if self.exempt_source():
+            return False
+        KSR.htable.sht_seti(BAN_TABLE, source, 1)
+        KSR.warn(
+            f"voicemail: banning {source} for {self.settings.ban_time} s: "
+            f"{counts[0]} failed authentications from it, {counts[1]} as {user}\n"
+        )
+        return True
 
     def register(self) -> None:
         if not KSR.is_myself_ruri():
@@ -235,7 +415,7 @@ class HomeProxy:
             return
         if self.mwi_refresh_on_register:
             # A phone that registers (again, after a reboot, say) gets its light back.
-            aor = f"sip:{_pv('$tU')}@{_pv('$td')}"
+            aor = f"sip:{_pv('$tU')}@{domain(_pv('$td'))}"
             if KSR.presence.pres_has_subscribers(aor, MWI_EVENT) > 0:
                 KSR.presence.pres_refresh_watchers(aor, MWI_EVENT, REFRESH_NOTIFY)
 
@@ -246,7 +426,15 @@ class HomeProxy:
         event = _pv("$hdr(Event)")
         if KSR.is_PUBLISH():
             from_worker = KSR.dispatcher.ds_is_from_list(self.settings.worker_set) > 0
-            verdict = publish_verdict(event, from_worker=from_worker)
+            error = self.publication_signature_error()
+            verdict = publish_verdict(
+                event,
+                from_worker=from_worker,
+                signing=self.settings.secret is not None,
+                signature_error=error,
+            )
+            if error is not None and self.settings.secret is not None:
+                self.log(f"PUBLISH {_pv('$ru')} from {_pv('$si')}: {error}")
         else:
             authenticated = False
             if event_package(event) == MWI_EVENT:  # no password asked for a refusal anyway
@@ -257,7 +445,7 @@ class HomeProxy:
             verdict = subscribe_verdict(
                 event,
                 authenticated=authenticated,
-                subscriber=(_pv("$fU"), _pv("$fd")),
+                subscriber=(_pv("$fU"), domain(_pv("$fd"))),
                 mailbox=(_pv("$rU"), _pv("$rd")),
             )
         if verdict in REPLIES:
@@ -266,6 +454,24 @@ class HomeProxy:
             KSR.sl.sl_send_reply(status, reason)
             return
         self.to_presence(verdict)
+
+    def publication_signature_error(self) -> str | None:
+        """Why the PUBLISH's P-App-Signature does not sign it; None: it does (or no
+        secret is configured)."""
+        secret = self.settings.secret
+        if secret is None:
+            return None
+        try:
+            body = KSR.pv.get("$rb")
+        except UnicodeDecodeError:  # no worker signs a body that is not text
+            return "unreadable body"
+        fields = publication_fields(_pv("$ci"), _pv("$ru"), "" if body is None else str(body))
+        value = KSR.pv.get(f"$hdr({SIGNATURE_HEADER})")
+        try:
+            verify(secret, None if value is None else str(value), fields, time.time())
+        except SignatureError as exc:
+            return str(exc)
+        return None
 
     @staticmethod
     def new_transaction() -> bool:
@@ -297,7 +503,8 @@ class HomeProxy:
                 KSR.sl.sl_send_reply(403, "Mailbox access needs authentication")
                 return
             if self.new_transaction():
-                self.to_worker(app_for_access(target, _pv("$fU"), _pv("$fd")))
+                self.track_dialog(authenticated)
+                self.to_worker(app_for_access(target, _pv("$fU"), domain(_pv("$fd"))))
             return
         callee_user, callee_domain = _pv("$rU"), _pv("$rd")
         rc = KSR.registrar.lookup("location")
@@ -306,6 +513,7 @@ class HomeProxy:
                 return
             if rc in LOOKUP_NOT_FOUND and self.has_mailbox():
                 self.log(f"{callee_user}@{callee_domain} not registered: voicemail")
+                self.track_dialog(authenticated)
                 self.to_worker(app_for_voicemail(callee_user, callee_domain))
                 return
             if rc == LOOKUP_METHOD_UNSUPPORTED:
@@ -319,6 +527,7 @@ class HomeProxy:
             KSR.pv.sets("$avp(vm_domain)", callee_domain)
             KSR.tm.t_on_failure("ksr_failure_phone")
             KSR.tm.t_set_fr(self.settings.no_answer_timeout * 1000, 0)
+        self.track_dialog(authenticated)
         self.relay()
 
     def has_mailbox(self) -> bool:
@@ -344,7 +553,7 @@ class HomeProxy:
             param = build_app_param(
                 call.app,
                 self.profile(call.user, call.domain),
-                sender=_pv("$fu") or None,
+                sender=without_trailing_dot(_pv("$fu")) or None,
                 default_typ=self.settings.greeting_type,
             )
         except (ParamError, ValueError) as exc:
@@ -369,11 +578,24 @@ class HomeProxy:
         KSR.tm.t_on_failure("ksr_failure_worker")
         KSR.tm.t_set_fr(WORKER_ANSWER_MS, WORKER_FIRST_RESPONSE_MS)
         if KSR.tm.t_relay() < 0:  # no branch left (rtpengine refused every offer)
+            self.release_media()
             KSR.tm.t_send_reply(503, "Voicemail unavailable")
 
     def ksr_branch_worker(self, msg: object) -> int:
-        KSR.hdr.append(f"{APP_NAME_HEADER}: {_pv('$avp(vm_app)')}\r\n")
-        KSR.hdr.append(f"{APP_PARAM_HEADER}: {_pv('$avp(vm_param)')}\r\n")
+        app, param = _pv("$avp(vm_app)").strip(), _pv("$avp(vm_param)").strip()
+        KSR.hdr.append(f"{APP_NAME_HEADER}: {app}\r\n")
+        KSR.hdr.append(f"{APP_PARAM_HEADER}: {param}\r\n")
+        if self.settings.secret is not None:
+            # Per branch: a failover's request is signed afresh.
+            try:
+                signature = sign(
+                    self.settings.secret, int(time.time()), (_pv("$ci").strip(), app, param)
+                )
+            except ValueError as exc:  # a Call-ID with '|' cannot be signed unambiguously
+                self.log(f"not signing toward {_pv('$du')}: {exc}: branch dropped")
+                KSR.set_drop()
+                return 1
+            KSR.hdr.append(f"{SIGNATURE_HEADER}: {signature}\r\n")
         KSR.rr.add_rr_param(";" + WORKER_ROUTE_PARAM)
         if KSR.isflagset(FLT_OFFERED) and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0:
             self.log(f"rtpengine refused the offer toward {_pv('$du')}: branch dropped")
@@ -428,22 +650,36 @@ class HomeProxy:
         return 1
 
     def ksr_failure_worker(self, msg: object) -> int:
+        """A worker's branch failed. Nothing is marked down here: a timeout or 5xx (a
+        busy worker's 503, a request it could not parse) is one call's, and only the
+        OPTIONS probes decide whether a worker is in service."""
         if KSR.tm.t_is_canceled() > 0:
+            self.log("cancelled by the caller")
+            self.release_media()
             return 1
         status = KSR.tm.t_get_status_code()
-        if status < 500 and not (KSR.tm.t_branch_timeout() > 0):
+        timed_out = KSR.tm.t_branch_timeout() > 0
+        if status < 500 and not timed_out:
+            self.release_media()
             return 1  # the worker's own answer (a refused parameter, say): pass it on
-        KSR.dispatcher.ds_mark_dst_state("ip")
+        failed = _pv("$du")
         if KSR.dispatcher.ds_next_dst() < 0:
-            self.log(f"worker {_pv('$du')} failed ({status}); no other worker left")
+            self.log(f"worker {failed} failed ({status}); no other worker left")
+            self.release_media()
             return 1
-        self.log(f"worker failed ({status}); trying {_pv('$du')}")
+        self.log(f"worker {failed} failed ({status}); trying {_pv('$du')}")
         # A failure route starts from the R-URI the transaction was created with.
         KSR.seturi(_pv("$avp(vm_ruri)"))
         self.relay_to_worker()
         return 1
 
     # ----- helpers -----
+
+    def release_media(self) -> None:
+        """The call toward a worker ended before it was set up: rtpengine frees its ports
+        now, not at its own timeout."""
+        if self.settings.rtpengine and KSR.isflagset(FLT_OFFERED):
+            KSR.rtpengine.rtpengine_delete0()
 
     def relay(self) -> None:
         if KSR.tm.t_relay() < 0:

@@ -7,9 +7,14 @@ string define keeps its quotes). Pure: the reader is passed in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from kemi.signing import check_secret
+
+_INTEGER = re.compile(r"-?[0-9]{1,9}")
 
 # SIP statuses after which an INVITE goes to voicemail (SEMS howto: busy, not found,
 # temporarily unavailable, timeout).
@@ -31,6 +36,13 @@ class Settings:
     worker_algorithm: int = 4
     rtpengine: bool = True
     greeting_type: str = "vm"  # the typ sent when the user has no vm_greeting_type
+    max_body: int = 8192  # bytes of an INVITE body
+    max_media: int = 4  # m= lines of an INVITE's SDP
+    max_calls_per_source: int = 10  # unauthenticated calls in progress per source address
+    ban_time: int = 300  # seconds (kamailio.cfg gives it to htable as the tables' expiry)
+    auth_fail_limit: int = 10  # failures per source or user within ban_time: a ban
+    # VM_SECRET, shared with the workers; None: nothing is signed. Never logged.
+    secret: str | None = field(default=None, repr=False)
 
     @property
     def access_numbers(self) -> tuple[str, str]:
@@ -46,6 +58,23 @@ _DEFINES: dict[str, str] = {
     "VM_WORKER_SET": "worker_set",
     "VM_WORKER_ALGORITHM": "worker_algorithm",
     "VM_GREETING_TYPE": "greeting_type",
+    "VM_MAX_BODY": "max_body",
+    "VM_MAX_MEDIA": "max_media",
+    "VM_MAX_CALLS_PER_SOURCE": "max_calls_per_source",
+    "VM_BAN_TIME": "ban_time",
+    "VM_AUTH_FAIL_LIMIT": "auth_fail_limit",
+    "VM_SECRET": "secret",
+}
+# Numeric defines: field -> bounds
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "no_answer_timeout": (1, 600),
+    "worker_set": (0, 65535),
+    "worker_algorithm": (0, 65535),
+    "max_body": (256, 1_000_000),
+    "max_media": (1, 64),
+    "max_calls_per_source": (1, 100_000),
+    "ban_time": (1, 86400),
+    "auth_fail_limit": (1, 100_000),
 }
 
 
@@ -57,10 +86,10 @@ def _unquote(raw: str) -> str:
 
 
 def _number(name: str, text: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"{name}: {text!r} is not a number") from None
+    # ASCII digits only: int() would also take '²' or ' 7 '.
+    if _INTEGER.fullmatch(text) is None:
+        raise SettingsError(f"{name}: {text!r} is not a number")
+    value = int(text)
     if not low <= value <= high:
         raise SettingsError(f"{name}: {value} is outside {low}..{high}")
     return value
@@ -89,10 +118,13 @@ def load_settings(read_define: Callable[[str], str | None], *, rtpengine: bool =
         text = _unquote(str(raw))
         if field_name in ("voicebox_number", "annrecorder_number"):
             values[field_name] = _access_number(define, text)
-        elif field_name == "no_answer_timeout":
-            values[field_name] = _number(define, text, 1, 600)
-        elif field_name in ("worker_set", "worker_algorithm"):
-            values[field_name] = _number(define, text, 0, 65535)
+        elif field_name in _BOUNDS:
+            values[field_name] = _number(define, text, *_BOUNDS[field_name])
+        elif field_name == "secret":
+            try:
+                values[field_name] = check_secret(text)
+            except ValueError as exc:
+                raise SettingsError(f"{define}: {exc}") from None
         elif field_name == "voicemail_statuses":
             values[field_name] = _statuses(define, text)
         else:

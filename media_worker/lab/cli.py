@@ -30,6 +30,8 @@ actions:
 files (under --dir):
   spool/  messages (SEMS layout)   mail/  received emails   log/  one log per part
   run/    PID files, Kamailio's control socket   kamailio/  the cfg Kamailio runs
+  secret  the proxy<->worker signing secret (VM_SECRET and the workers' sip.secret),
+          made on the first run and kept
 
 examples:
   voicemail lab up && voicemail lab demo

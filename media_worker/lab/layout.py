@@ -4,12 +4,17 @@ parts on free ports in a temporary directory)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import secrets
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import media_worker
+from kemi.signing import check_secret
+from media_worker.config import SipConfig
 from media_worker.files import write_atomic
 
 SOURCE_TREE = Path(media_worker.__file__).resolve().parents[1]
@@ -23,7 +28,37 @@ USERS: dict[str, tuple[str, str]] = {
     "bob": ("bob-pw", "both"),
     "carol": ("carol-pw", "voicemail"),
 }
-DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI")
+DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_ANTIFLOOD")
+LAB_BAN_TIME = 60  # seconds: a demo or test that trips a ban recovers within a minute
+SECRET_FILE = "secret"  # noqa: S105 - the name of the lab directory's secret file
+
+
+def worker_takes_secret() -> bool:
+    """Whether this worker's configuration has ``sip.secret`` (it refuses unknown
+    keys): only then is the hop signed, on both sides at once, for a proxy that demands
+    signed PUBLISHes would refuse an unsigned worker's."""
+    return "secret" in {f.name for f in dataclasses.fields(SipConfig)}
+
+
+def lab_secret(directory: Path) -> str:
+    """The secret of a lab directory: made at random on first use, then read back, so
+    the proxy and the workers of every run agree. Only the owner may read it."""
+    path = directory / SECRET_FILE
+    if path.exists():
+        return check_secret(path.read_text().strip())
+    secret = secrets.token_urlsafe(24)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    try:
+        os.link(tmp, path)  # never replaces: parts started at once all read the first one
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return check_secret(path.read_text().strip())
 
 
 def kamailio_local_cfg(
@@ -37,10 +72,12 @@ def kamailio_local_cfg(
     switches: Iterable[str],
     defines: Mapping[str, str] | None = None,
     header: str = "",
+    secret: str | None = None,
 ) -> str:
     """The site part of kamailio.cfg: where it listens, its database, its workers' list,
     its control sockets in ``run_dir``, its rtpengine and which WITH_* switches are on.
-    ``defines`` adds cfg defines (values as the cfg wants them, strings quoted)."""
+    ``defines`` adds cfg defines (values as the cfg wants them, strings quoted);
+    ``secret`` is VM_SECRET, shared with the workers' ``sip.secret``."""
     lines = [
         *([header] if header else []),
         f"listen=udp:{host}:{sip_port}",
@@ -54,6 +91,7 @@ def kamailio_local_cfg(
         f'#!define RPC_FIFO "{run_dir / "kamailio_rpc.fifo"}"',
         *([f'#!define RTPENGINE_SOCKET "udp:{host}:{rtpengine_ng}"'] if rtpengine_ng else []),
         *(f"#!define {name}" for name in switches),
+        *([f'#!define VM_SECRET "{check_secret(secret)}"'] if secret else []),
         *(f"#!define {name} {value}" for name, value in (defines or {}).items()),
     ]
     return "\n".join(lines) + "\n"
@@ -76,12 +114,15 @@ def worker_yaml(
     prompts: Path | None,
     mwi_proxy: str | None,
     header: str = "",
+    secret: str | None = None,
 ) -> str:
     """A media worker's configuration: its SIP and RTP ports, the spool, the SMTP server,
-    the built prompts and, with ``mwi_proxy``, where it PUBLISHes message summaries."""
+    the built prompts, with ``mwi_proxy`` where it PUBLISHes message summaries, and with
+    ``secret`` the proxy's VM_SECRET (``sip.secret``)."""
+    sip_secret = f", secret: '{check_secret(secret)}'" if secret else ""
     return (
         (f"{header}\n" if header else "") + f"data_dir: {data_dir}\n"
-        f"sip: {{listen: {host}, port: {port}}}\n"
+        f"sip: {{listen: {host}, port: {port}{sip_secret}}}\n"
         f"rtp: {{ports: [{rtp_ports[0]}, {rtp_ports[1]}]}}\n"
         f"storage: {{url: 'fs://{spool}'}}\n"
         f"email: {{smtp: {{host: {host}, port: {smtp_port}, timeout: {smtp_timeout:g}}}}}\n"
@@ -139,6 +180,9 @@ class Lab:
     ports: Ports = field(default_factory=Ports)
     host: str = "127.0.0.1"
     switches: tuple[str, ...] = DEFAULT_SWITCHES
+    # Sign the proxy<->worker hop (a secret in the lab directory); None: when the worker
+    # takes sip.secret.
+    signing: bool | None = None
 
     @property
     def db_url(self) -> str:
@@ -174,6 +218,11 @@ class Lab:
     def worker_config(self, index: int = 0) -> Path:
         return self.root / f"worker{index + 1}.yaml"
 
+    @property
+    def secret(self) -> str | None:
+        signing = worker_takes_secret() if self.signing is None else self.signing
+        return lab_secret(self.root) if signing else None
+
     # ----- generated configuration -----
 
     def kamailio_local_cfg(self) -> str:
@@ -186,9 +235,15 @@ class Lab:
             run_dir=self.run_dir,
             rtpengine_ng=self.ports.rtpengine_ng,
             switches=self.switches,
-            defines=(
-                {"MWI_SERVER_ADDRESS": f'"{self.proxy_uri(user="voicemail")}"'} if self.mwi else {}
-            ),
+            secret=self.secret,
+            defines={
+                "VM_BAN_TIME": str(LAB_BAN_TIME),
+                **(
+                    {"MWI_SERVER_ADDRESS": f'"{self.proxy_uri(user="voicemail")}"'}
+                    if self.mwi
+                    else {}
+                ),
+            },
         )
 
     @property
@@ -215,6 +270,7 @@ class Lab:
             smtp_port=self.ports.smtp,
             prompts=self.prompts,
             mwi_proxy=self.proxy_uri() if self.mwi else None,
+            secret=self.secret,
         )
 
     def write_configs(self, part: str | None = None) -> None:

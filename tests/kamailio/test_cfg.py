@@ -23,7 +23,14 @@ from tests.support.stack import Kamailio, Rtpengine, voicemail
 NATIVE_DIR = SOURCE_TREE / "kamailio-cfg" / "native"
 NATIVE_CFG = NATIVE_DIR / "kamailio-native.cfg"
 VOICEMAIL_CFG = NATIVE_DIR / "voicemail.cfg"
-SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_PGSQL")
+SWITCHES = (
+    "WITH_AUTH",
+    "WITH_VOICEMAIL",
+    "WITH_RTPENGINE",
+    "WITH_MWI",
+    "WITH_PGSQL",
+    "WITH_ANTIFLOOD",
+)
 COMBINATIONS = [
     tuple(s for s, on in zip(SWITCHES, bits, strict=True) if on)
     for bits in itertools.product((False, True), repeat=len(SWITCHES))

@@ -86,8 +86,8 @@ def test_api_list_parser() -> None:
 def test_an_unimplemented_function_fails_loudly(kam: FakeKamailio) -> None:
     with pytest.raises(AttributeError, match=r"does not implement KSR\.tm\.t_relay_to_proxy$"):
         kam.ksr.tm.t_relay_to_proxy("udp:1.2.3.4:5060")
-    with pytest.raises(AttributeError, match=r"does not implement KSR\.htable$"):
-        kam.ksr.htable.sht_get("a", "b")
+    with pytest.raises(AttributeError, match=r"does not implement KSR\.uac$"):
+        kam.ksr.uac.uac_replace_from("", "sip:a@b")
     with pytest.raises(AttributeError, match=r"does not implement KSR\.is_UPDATE$"):
         kam.ksr.is_UPDATE()
 

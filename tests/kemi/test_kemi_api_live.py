@@ -27,7 +27,7 @@ from tests.support.stack import Kamailio, voicemail
 
 pytestmark = pytest.mark.integration
 
-SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI")
+SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_ANTIFLOOD")
 Api = dict[tuple[str, str], Signature]
 
 

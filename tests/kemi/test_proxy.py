@@ -28,6 +28,7 @@ ALICE, BOB = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
 WORKER1, WORKER2 = "sip:127.0.0.1:5080;transport=udp", "sip:127.0.0.1:5081;transport=udp"
 ALL_ON = {"WITH_AUTH": "", "WITH_VOICEMAIL": "", "WITH_RTPENGINE": "", "WITH_MWI": ""}
 FLT_OFFERED = 9  # kamailio.cfg's name for rtpengine having the caller's offer
+CALL_ID = "call-1@192.0.2.10"  # sip_request's default
 
 
 @pytest.fixture
@@ -215,6 +216,7 @@ def test_client_p_app_headers_are_removed_in_dialog(
         to_tag="bob-tag",
         headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"), (name, "usr=carol")),
     )
+    kam.add_dialog(CALL_ID)
     route(kam, proxy, request)
     relay = only_relay(kam)
     assert not [n for n, _ in relay.headers if n.lower().startswith("p-app-")]
@@ -444,13 +446,17 @@ def call_unregistered_bob(kam: FakeKamailio, proxy: Any) -> None:
 
 
 @pytest.mark.parametrize(("status", "timed_out"), [(500, False), (503, False), (408, True)])
-def test_a_failed_worker_is_marked_and_the_next_one_tried(
+def test_a_failed_worker_is_left_in_service_and_the_next_one_tried(
     kam: FakeKamailio, proxy: Any, status: int, timed_out: bool
 ) -> None:
+    """One call's timeout or 5xx (a busy worker's 503) marks nothing: only the OPTIONS
+    probes take a worker out."""
     call_unregistered_bob(kam, proxy)
     first = app_param(only_relay(kam))
     assert failure(kam, proxy, status, timed_out=timed_out) == "ksr_failure_worker"
-    assert kam.ds_marks == [(WORKER1, "ip")]
+    assert kam.ds_marks == []
+    assert all(d.active for d in kam.dispatcher[1])
+    assert [c.operation for c in kam.rtpengine] == ["offer"]  # the next branch's, no delete
     relay = only_relay(kam)
     assert relay.route_type == "failure"
     assert_to_worker(relay, WORKER2)  # the branch route added them again
@@ -486,7 +492,8 @@ def test_when_every_worker_failed_the_failure_passes_through(kam: FakeKamailio, 
     failure(kam, proxy, 503)
     failure(kam, proxy, 503)
     assert kam.relays == []
-    assert kam.ds_marks == [(WORKER1, "ip"), (WORKER2, "ip")]
+    assert kam.ds_marks == []
+    assert [c.operation for c in kam.rtpengine] == ["delete"]  # its ports are free now
 
 
 @pytest.mark.parametrize("status", [400, 404, 486])
@@ -495,6 +502,7 @@ def test_a_workers_own_4xx_passes_through(kam: FakeKamailio, proxy: Any, status:
     failure(kam, proxy, status)
     assert kam.relays == []
     assert kam.ds_marks == []
+    assert [c.operation for c in kam.rtpengine] == ["delete"]
 
 
 def test_no_worker_available_is_503(kam: FakeKamailio, proxy: Any) -> None:
@@ -593,6 +601,7 @@ def reinvite_to_worker(*, body: str = "") -> Request:
 
 
 def test_a_reinvite_toward_a_worker_is_offered(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
     route(kam, proxy, reinvite_to_worker(body=SDP))
     relay = only_relay(kam)
     assert [c.operation for c in kam.rtpengine] == ["offer"]
@@ -604,6 +613,7 @@ def test_a_reinvite_toward_a_worker_is_offered(kam: FakeKamailio, proxy: Any) ->
 
 
 def test_a_reinvite_rtpengine_refuses_is_not_marked_offered(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
     kam.rtpengine_available = False
     route(kam, proxy, reinvite_to_worker(body=SDP))
     relay = only_relay(kam)
@@ -612,6 +622,7 @@ def test_a_reinvite_rtpengine_refuses_is_not_marked_offered(kam: FakeKamailio, p
 
 
 def test_a_reinvite_without_sdp_gets_the_workers_offer(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
     route(kam, proxy, reinvite_to_worker())
     relay = only_relay(kam)
     assert kam.rtpengine == []
@@ -622,6 +633,7 @@ def test_a_reinvite_without_sdp_gets_the_workers_offer(kam: FakeKamailio, proxy:
 
 
 def test_an_ack_toward_a_worker_with_sdp_is_the_answer(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
     ack = sip_request(
         "ACK",
         "sip:voicemail@127.0.0.1:5080",

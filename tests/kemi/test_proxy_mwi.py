@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -16,13 +17,17 @@ from kemi.mwi import (
     MWI_EVENT,
     MwiVerdict,
     event_package,
+    publication_fields,
     publish_verdict,
+    relayed_notify_refused,
     same_address,
     subscribe_verdict,
 )
+from kemi.signing import sign
 from tests.kemi.fake_ksr import (
     ACTIVE,
     TERMINATED,
+    Contact,
     Credentials,
     FakeKamailio,
     Notify,
@@ -340,3 +345,115 @@ def test_verdicts() -> None:
         )
         is MwiVerdict.NOT_OWN_MAILBOX
     )
+
+
+# ----- signed PUBLISH (VM_SECRET) and forged NOTIFY -----
+
+SECRET = "lab-secret-0123456789"
+
+
+@pytest.fixture
+def signing_kam() -> FakeKamailio:
+    return make_kam({**ALL_ON, "VM_SECRET": f'"{SECRET}"'})
+
+
+@pytest.fixture
+def signing_proxy(signing_kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return load_proxy(signing_kam, monkeypatch).mod_init()
+
+
+def signed(request: Request, *, at: float | None = None, secret: str = SECRET) -> Request:
+    fields = publication_fields(request.header("Call-ID") or "", request.ruri, request.body)
+    value = sign(secret, int(time.time() if at is None else at), fields)
+    request.headers.insert(-1, ("P-App-Signature", value))
+    return request
+
+
+def test_with_a_secret_a_signed_publish_is_taken(
+    signing_kam: FakeKamailio, signing_proxy: Any
+) -> None:
+    route(signing_kam, signing_proxy, signed(publish()))
+    assert signing_kam.replies == [PRESENCE_OK]
+    assert [p.body for p in signing_kam.presence.publications] == [SUMMARY]
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (lambda: publish(), "unsigned request"),
+        (lambda: signed(publish(), at=time.time() - 120), "stale signature"),
+        (lambda: signed(publish(), secret="another-secret-0123456"), "bad signature"),
+        (lambda: signed(publish(body="Messages-Waiting: no\r\n")), None),
+    ],
+    ids=["unsigned", "stale", "other-secret", "body-after-signing"],
+)
+def test_with_a_secret_the_workers_address_alone_publishes_nothing(
+    signing_kam: FakeKamailio, signing_proxy: Any, make: Any, error: str | None
+) -> None:
+    request = make()
+    if error is None:  # signed, then the body changed on the way (a forged body)
+        request.body = "Messages-Waiting: yes\r\nVoice-Message: 99/0\r\n"
+        error = "bad signature"
+    route(signing_kam, signing_proxy, request)
+    assert signing_kam.replies == [Reply(403, "Mailbox state needs a valid signature", "sl")]
+    assert signing_kam.presence.publications == []
+    assert any(error in text for _, text in signing_kam.logs)
+
+
+def test_with_a_secret_a_signed_publish_from_elsewhere_is_taken(
+    signing_kam: FakeKamailio, signing_proxy: Any
+) -> None:
+    """The signature, not the address, is what counts (a worker on another host)."""
+    route(signing_kam, signing_proxy, signed(publish(source=("192.0.2.80", 5080))))
+    assert signing_kam.replies == [PRESENCE_OK]
+
+
+def test_without_a_secret_a_warning_is_logged_at_start(kam: FakeKamailio, proxy: Any) -> None:
+    assert any(level == "warn" and "VM_SECRET" in text for level, text in kam.logs)
+
+
+@pytest.mark.parametrize("to_tag", [None, "phone-tag"])
+def test_a_message_summary_notify_from_outside_never_reaches_a_phone(
+    kam: FakeKamailio, proxy: Any, to_tag: str | None
+) -> None:
+    kam.register(f"bob@{DOMAIN}", Contact("sip:bob@192.0.2.20:5060"))
+    notify = sip_request(
+        "NOTIFY",
+        BOB,
+        from_=ALICE,
+        to=BOB,
+        to_tag=to_tag,
+        headers=(
+            ("Event", MWI_EVENT),
+            ("Subscription-State", "active"),
+            *((("Route", "<sip:127.0.0.1;lr>"),) if to_tag else ()),
+        ),
+        body="Messages-Waiting: yes\r\nVoice-Message: 99/0\r\n",
+        content_type="application/simple-message-summary",
+        credentials=Credentials(f"alice@{DOMAIN}"),
+    )
+    route(kam, proxy, notify)
+    assert kam.relays == []
+    assert kam.replies == [Reply(403, "Mailbox state comes from this proxy", "sl")]
+    assert any("forged message-summary" in text for _, text in kam.logs)
+
+
+def test_publish_verdicts_with_signing() -> None:
+    ok = publish_verdict(MWI_EVENT, from_worker=False, signing=True, signature_error=None)
+    assert ok is MwiVerdict.PUBLISH
+    bad = publish_verdict(MWI_EVENT, from_worker=True, signing=True, signature_error="bad")
+    assert bad is MwiVerdict.NOT_SIGNED
+    assert relayed_notify_refused("NOTIFY", "message-summary;id=1")
+    assert not relayed_notify_refused("NOTIFY", "dialog")
+    assert not relayed_notify_refused("PUBLISH", "message-summary")
+    assert same_address("bob", "lab.example.", "bob", "LAB.example")
+
+
+def test_with_a_secret_a_publish_body_that_is_not_text_is_refused(
+    signing_kam: FakeKamailio, signing_proxy: Any
+) -> None:
+    request = signed(publish())
+    request.binary_body = True
+    route(signing_kam, signing_proxy, request)
+    assert signing_kam.replies == [Reply(403, "Mailbox state needs a valid signature", "sl")]
+    assert any("unreadable body" in text for _, text in signing_kam.logs)

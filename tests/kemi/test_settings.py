@@ -66,3 +66,32 @@ def test_errors_name_the_define(defines: dict[str, str], message: str) -> None:
 
 def test_settings_error_is_a_value_error() -> None:
     assert issubclass(SettingsError, ValueError)
+
+
+def test_limits_and_the_secret() -> None:
+    loaded = settings(
+        VM_MAX_BODY="4096",
+        VM_MAX_MEDIA="2",
+        VM_MAX_CALLS_PER_SOURCE="3",
+        VM_BAN_TIME="60",
+        VM_AUTH_FAIL_LIMIT="5",
+        VM_SECRET='"s3cret-s3cret-s3cret"',
+    )
+    assert (loaded.max_body, loaded.max_media, loaded.max_calls_per_source) == (4096, 2, 3)
+    assert (loaded.ban_time, loaded.auth_fail_limit) == (60, 5)
+    assert loaded.secret == "s3cret-s3cret-s3cret"
+    assert "s3cret" not in repr(loaded)
+    assert (Settings().max_body, Settings().max_media, Settings().secret) == (8192, 4, None)
+
+
+@pytest.mark.parametrize(
+    ("defines", "message"),
+    [
+        ({"VM_SECRET": '"short"'}, "VM_SECRET: a signing secret is 16 to 256 characters"),
+        ({"VM_MAX_MEDIA": "0"}, "VM_MAX_MEDIA: 0 is outside 1..64"),
+        ({"VM_MAX_BODY": "\u00b2"}, "VM_MAX_BODY: '\u00b2' is not a number"),
+    ],
+)
+def test_bad_limits_name_the_define(defines: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(defines.get)

@@ -22,12 +22,15 @@ from aiosmtpd.controller import Controller
 from media_worker.lab.layout import (
     DOMAIN,
     KAMAILIO_CFG,
+    LAB_BAN_TIME,
     USERS,
     account,
     dispatcher_list,
     kamailio_command,
     kamailio_local_cfg,
+    lab_secret,
     rtpengine_command,
+    worker_takes_secret,
     worker_yaml,
 )
 from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process, wait_until
@@ -133,6 +136,7 @@ class MediaWorker(LoggedProcess):
         spool: Path,
         prompts: Path | None,
         mwi_proxy: str | None = None,
+        secret: str | None = None,
     ) -> None:
         self.name = f"worker{index}"
         super().__init__(directory)
@@ -150,6 +154,7 @@ class MediaWorker(LoggedProcess):
                 smtp_timeout=5,
                 prompts=prompts,
                 mwi_proxy=mwi_proxy,
+                secret=secret,
             )
         )
 
@@ -176,6 +181,7 @@ class Kamailio(LoggedProcess):
         switches: Iterable[str] = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE"),
         settings: dict[str, str] | None = None,
         port: int | None = None,
+        secret: str | None = None,
     ) -> None:
         super().__init__(directory)
         self.port = port or free_udp_tcp_port()
@@ -193,6 +199,7 @@ class Kamailio(LoggedProcess):
                 rtpengine_ng=rtpengine.ng_port if rtpengine is not None else None,
                 switches=switches,
                 defines={"VM_PROBE_INTERVAL": "1", **(settings or {})},
+                secret=secret,
             )
         )
 
@@ -254,10 +261,17 @@ class Stack(Managed):
         prompts: Path | None = None,
         kamailio_settings: dict[str, str] | None = None,
         mwi: bool = False,
+        signing: bool | None = None,
     ) -> None:
         """``prompts``: a directory `voicemail prompts build` filled (the menu prompts
-        Debian's English set lacks); ``mwi``: Kamailio WITH_MWI, workers publishing."""
+        Debian's English set lacks); ``mwi``: Kamailio WITH_MWI, workers publishing;
+        ``signing``: a secret for the proxy<->worker hop on both sides (None: when the
+        worker takes ``sip.secret``). Kamailio runs WITH_ANTIFLOOD with the lab's ban
+        time; the phones and workers come from 127.0.0.1, an address of Kamailio's own,
+        which is never banned."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
+        signing = worker_takes_secret() if signing is None else signing
+        self.secret = lab_secret(self.dir) if signing else None
         self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
         self.spool = self.dir / "spool"
         self.smtp = SmtpCatcher()
@@ -265,7 +279,9 @@ class Stack(Managed):
         sip_port = free_udp_tcp_port()
         mwi_proxy = f"sip:127.0.0.1:{sip_port}" if mwi else None
         self.workers = [
-            MediaWorker(self.dir, i + 1, self.smtp.port, self.spool, prompts, mwi_proxy)
+            MediaWorker(
+                self.dir, i + 1, self.smtp.port, self.spool, prompts, mwi_proxy, self.secret
+            )
             for i in range(workers)
         ]
         self.kamailio = Kamailio(
@@ -278,10 +294,13 @@ class Stack(Managed):
                 "WITH_AUTH",
                 "WITH_VOICEMAIL",
                 "WITH_RTPENGINE",
+                "WITH_ANTIFLOOD",
                 *(("WITH_MWI",) if mwi else ()),
             ),
+            secret=self.secret,
             settings={
                 "VM_NO_ANSWER_TIMEOUT": "4",
+                "VM_BAN_TIME": str(LAB_BAN_TIME),
                 **({"MWI_SERVER_ADDRESS": f'"sip:voicemail@127.0.0.1:{sip_port}"'} if mwi else {}),
                 **(kamailio_settings or {}),
             },

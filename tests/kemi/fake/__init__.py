@@ -22,7 +22,7 @@ live ``app_python.api_list`` of the real Kamailio.
 
 Layout: ``api`` (API file, live list, call checking), ``sip`` (requests and helpers),
 ``state`` (records and message/transaction state), ``modules``, ``tables`` and
-``presence`` (the KSR modules), ``ksr`` (core functions), ``world`` (FakeKamailio).
+``presence`` and ``guards`` (the KSR modules), ``ksr`` (core functions), ``world`` (FakeKamailio).
 """
 
 from tests.kemi.fake.api import (
@@ -34,6 +34,7 @@ from tests.kemi.fake.api import (
     parse_api_file,
     parse_api_list,
 )
+from tests.kemi.fake.guards import Dialog
 from tests.kemi.fake.ksr import METHOD_LETTERS, FakeKSR, offered_functions
 from tests.kemi.fake.presence import (
     ACTIVE,
@@ -59,6 +60,7 @@ from tests.kemi.fake.state import Contact, Destination, Relay, Reply, RtpengineC
 from tests.kemi.fake.tables import (
     AUTH_INVALID_PASSWORD,
     AUTH_NO_CREDENTIALS,
+    AUTH_NONCE_REUSED,
     AUTH_OK,
     AUTH_USER_MISMATCH,
     AUTH_USER_UNKNOWN,
@@ -69,6 +71,7 @@ __all__ = [
     "ACTIVE",
     "API_FILE",
     "AUTH_INVALID_PASSWORD",
+    "AUTH_NONCE_REUSED",
     "AUTH_NO_CREDENTIALS",
     "AUTH_OK",
     "AUTH_USER_MISMATCH",
@@ -83,6 +86,7 @@ __all__ = [
     "Contact",
     "Credentials",
     "Destination",
+    "Dialog",
     "FakeKSR",
     "FakeKamailio",
     "Notify",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tests.kemi.fake.api import CORE, Signature, _Module
+from tests.kemi.fake.guards import DialogModule, Htable, Pike
 from tests.kemi.fake.modules import (
     Hdr,
     Maxfwd,
@@ -66,6 +67,9 @@ class FakeKSR(_Module, module=CORE):
         self.nathelper = Nathelper(kam)
         self.rtpengine = Rtpengine(kam)
         self.presence = Presence(kam)
+        self.dialog = DialogModule(kam)
+        self.htable = Htable(kam)
+        self.pike = Pike(kam)
 
     def __getattr__(self, name: str) -> Any:
         raise AttributeError(f"the fake KSR does not implement KSR.{name}")
@@ -128,16 +132,19 @@ class FakeKSR(_Module, module=CORE):
 
     # myself
     def is_myself(self, uri: str) -> bool:
-        return uri_user_host(uri)[1] in self._k.myself
+        return self._k._is_myself(uri)
 
     def is_myself_ruri(self) -> bool:
-        return uri_user_host(self._k._state.ruri)[1] in self._k.myself
+        return self._k._is_myself(self._k._state.ruri)
 
     def is_myself_furi(self) -> bool:
-        return uri_user_host(uri_of(self._k.request.header("From") or ""))[1] in self._k.myself
+        return self._k._is_myself(uri_of(self._k.request.header("From") or ""))
+
+    def is_myself_srcip(self) -> bool:
+        return any(entry.split(":")[0] == self._k.request.src_ip for entry in self._k.myself)
 
     def is_myself_turi(self) -> bool:
-        return uri_user_host(uri_of(self._k.request.header("To") or ""))[1] in self._k.myself
+        return self._k._is_myself(uri_of(self._k.request.header("To") or ""))
 
     # flags
     def setflag(self, flag: int) -> bool:

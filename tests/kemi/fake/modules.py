@@ -145,8 +145,7 @@ class Rr(_Module, module="rr"):
         if not routes:
             return -1
         first = routes[0].split(",")[0]
-        _, host = uri_user_host(uri_of(first))
-        if host not in kam.myself:
+        if not kam._is_myself(uri_of(first)):
             return -1
         kam._route_params = uri_of(first).partition(";")[2]
         kam._remove_headers(lambda n: n.lower() == "route", first_only=True)

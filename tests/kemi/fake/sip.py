@@ -69,6 +69,7 @@ class Credentials:
 
     user: str  # user@domain
     valid: bool = True
+    replayed: bool = False  # a captured header sent again (its nonce count already seen)
 
 
 @dataclass
@@ -90,6 +91,10 @@ class Request:
     # tmx: another process is routing this very request now (a retransmission that
     # arrived meanwhile): t_precheck_trans answers 1.
     in_process: bool = False
+    # app_python3 hands the body to the script as text: a body that is not UTF-8 makes
+    # KSR.pv.get("$rb") raise UnicodeDecodeError.
+    binary_body: bool = False
+    body_padding: int = 0  # bytes $bs counts beyond ``body`` (a body too large to write out)
 
     def header_values(self, name: str) -> list[str]:
         return [v for n, v in self.headers if n.lower() == name.lower()]

@@ -59,6 +59,7 @@ class Auth(_Module, module="auth"):
         else:
             self._k._reply_with(407, "Proxy Authentication Required", "auth")
         self._k.challenges.append(realm)
+        self._k.challenge_flags.append(flags)
         return 1
 
     def consume_credentials(self) -> int:
@@ -73,7 +74,7 @@ class Auth(_Module, module="auth"):
 
 # auth_db.auth_check return codes (auth module's auth_result_t)
 AUTH_OK, AUTH_INVALID_PASSWORD, AUTH_USER_UNKNOWN, AUTH_NO_CREDENTIALS = 1, -2, -3, -5
-AUTH_USER_MISMATCH = -8
+AUTH_NONCE_REUSED, AUTH_USER_MISMATCH = -6, -8
 
 
 class AuthDb(_Module, module="auth_db"):
@@ -89,6 +90,8 @@ class AuthDb(_Module, module="auth_db"):
             return AUTH_USER_UNKNOWN
         if not credentials.valid:
             return AUTH_INVALID_PASSWORD
+        if credentials.replayed:  # nonce_count: this nonce's count was seen already
+            return AUTH_NONCE_REUSED
         if flags & 1:
             # REGISTER: the To user; other requests: the From user must be the auth user.
             header = "To" if kam.request.method == "REGISTER" else "From"
@@ -154,6 +157,21 @@ class Dispatcher(_Module, module="dispatcher"):
         current.active = not any(c in flags.lower() for c in "id")
         self._k.ds_marks.append((current.uri, flags))
         return 1
+
+    def ds_is_from_list_uri(self, set_id: int, mode: int, uri: str) -> int:
+        """``uri``'s address is a destination's of the set (-1: of any set); mode 2
+        (DS_MATCH_NOPROTO) only, as the script uses it. A URI without a port does not
+        match a destination that names one."""
+        if mode != 2:
+            raise NotImplementedError(f"fake dispatcher: ds_is_from_list_uri mode {mode}")
+        kam = self._k
+        sets = kam.dispatcher.values() if set_id == -1 else [kam.dispatcher.get(set_id, [])]
+        host, port = uri_host_port(uri_of(uri))
+        for destination in (d for destinations in sets for d in destinations):
+            d_host, d_port = uri_host_port(destination.uri)
+            if d_host == host and d_port in (0, port):
+                return 1
+        return -1
 
     def ds_is_from_list(self, set_id: int) -> int:
         """The source address is a destination's of the set (-1: of any set), whatever

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from tests.kemi.fake.api import Xval
+from tests.kemi.fake.guards import HTABLES, Dialog
 from tests.kemi.fake.ksr import FakeKSR
 from tests.kemi.fake.presence import PresenceState
-from tests.kemi.fake.sip import Request, sip_request, uri_of, uri_user_host
+from tests.kemi.fake.sip import Request, sip_request, uri_host_port, uri_of, uri_user_host
 from tests.kemi.fake.state import (
     Contact,
     Destination,
@@ -52,7 +53,7 @@ class FakeKamailio:
         self,
         *,
         defines: Mapping[str, str] | None = None,
-        myself: Iterable[str] = ("lab.example", "127.0.0.1"),
+        myself: Iterable[str] = ("lab.example", "127.0.0.1:5060"),
         sql_connections: Iterable[str] = ("vm",),
     ) -> None:
         self.defines: dict[str, str] = dict(defines or {})
@@ -62,6 +63,9 @@ class FakeKamailio:
         self.registrar_error = False
         self.dispatcher: dict[int, list[Destination]] = {}
         self.presence = PresenceState()  # publications, subscriptions, NOTIFYs sent
+        self.dialogs: dict[str, Dialog] = {}  # Call-ID -> what the dialog module tracks
+        self.htables: dict[str, dict[str, Xval]] = {name: {} for name in HTABLES}
+        self.flooding: set[str] = set()  # source addresses pike finds flooding
         self.rtpengine_available = True
         self.relay_result = 1
         self.script: Any = None  # the object whose methods are the routes (mod_init's)
@@ -95,6 +99,15 @@ class FakeKamailio:
     def add_worker(self, uri: str, set_id: int = 1, *, active: bool = True) -> None:
         self.dispatcher.setdefault(set_id, []).append(Destination(uri, active))
 
+    def add_dialog(self, call_id: str, *profiles: tuple[str, str]) -> Dialog:
+        """A dialog the proxy set up earlier (a call in progress)."""
+        dialog = self.dialogs[call_id] = Dialog(call_id, list(profiles))
+        return dialog
+
+    def end_dialog(self, call_id: str) -> None:
+        """The call ended (BYE, or a negative final reply): the dialog module forgets it."""
+        self.dialogs[call_id].ended = True
+
     # ----- messages -----
 
     def receive(self, request: Request) -> None:
@@ -108,6 +121,7 @@ class FakeKamailio:
         self.route_type = "request"
         self._new_records()
         self.challenges: list[str] = []
+        self.challenge_flags: list[int] = []  # auth_challenge's flags (1: qop=auth)
         self.nat_calls: list[str] = []
         self.branches: list[str] = []  # R-URIs of the next t_relay's extra branches
         self.sql_results: dict[str, list[tuple[Xval, ...]]] = {}
@@ -207,6 +221,24 @@ class FakeKamailio:
         header = re.fullmatch(r"\$hdr\(([\w-]+)\)", name)
         if header:
             return request.header(header.group(1))
+        count = re.fullmatch(r"\$hdrc\(([\w-]+)\)", name)
+        if count:
+            return len(request.header_values(count.group(1)))
+        indexed = re.fullmatch(r"\$\(hdr\(([\w-]+)\)\[(\d+)\]\)", name)
+        if indexed:
+            values = request.header_values(indexed.group(1))
+            index = int(indexed.group(2))
+            return values[index] if index < len(values) else None
+        credentials = request.credentials
+        if name in ("$au", "$ar"):
+            if credentials is None:
+                return None
+            user, _, realm = credentials.user.partition("@")
+            return user if name == "$au" else realm
+        if name == "$rb":
+            if request.binary_body:
+                raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+            return request.body or None
         from_uri = uri_of(request.header("From") or "")
         to_uri = uri_of(request.header("To") or "")
         getters: dict[str, Callable[[], Xval]] = {
@@ -224,6 +256,7 @@ class FakeKamailio:
             "$si": lambda: request.src_ip,
             "$sp": lambda: request.src_port,
             "$du": lambda: state.dst_uri,
+            "$bs": lambda: len(request.body.encode()) + request.body_padding,
         }
         if name not in getters:
             raise KeyError(f"the fake KSR does not implement the pv {name}")
@@ -245,6 +278,12 @@ class FakeKamailio:
             self.ksr.setuser(value)
         else:
             raise KeyError(f"the fake KSR cannot assign {value!r} to {name}")
+
+    def _is_myself(self, uri: str) -> bool:
+        """Kamailio's check_self: an alias (a name here without a port) matches any
+        port, a listen address (``host:port``) only its port; no port in the URI is 5060."""
+        host, port = uri_host_port(uri)
+        return host in self.myself or f"{host}:{port or 5060}" in self.myself
 
     def _add_header(self, text: str) -> None:
         if not text.endswith("\r\n") or "\r\n" in text[:-2] or ":" not in text:

@@ -1,0 +1,137 @@
+"""What the home proxy refuses before it holds anything for a caller, pure.
+
+Oversized INVITE bodies and SDPs with many media sections (each m= line costs rtpengine
+ports), preloaded routes toward the media workers, domains written with a trailing dot,
+and the counting of failed authentications that bans a source. The KEMI script gathers
+the facts and acts on the verdicts. Standard library only (runs inside Kamailio).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# auth_check results that mean a wrong password or an unknown user (auth's
+# auth_result_t): counted toward a ban. A stale or reused nonce and missing credentials
+# are part of a normal exchange and never count.
+AUTH_INVALID_PASSWORD, AUTH_USER_UNKNOWN = -2, -3
+COUNTED_AUTH_FAILURES = (AUTH_INVALID_PASSWORD, AUTH_USER_UNKNOWN)
+
+_MEDIA_LINE = re.compile(r"^m=", re.MULTILINE)
+_URI_HOST = re.compile(r"^(?P<head>[a-zA-Z]+:(?:[^@;?]*@)?)(?P<host>[^:;?>]+)(?P<tail>.*)$")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+BODY_TOO_LARGE = Refusal(488, "Body too large")
+TOO_MANY_MEDIA = Refusal(488, "Too many media streams")
+UNREADABLE_BODY = Refusal(488, "Unreadable body")
+ROUTE_TO_WORKER = Refusal(403, "No route to a media worker")
+ROUTE_THROUGH_US = Refusal(403, "No relaying through this proxy")
+TOO_MANY_CALLS = Refusal(486, "Too many calls from your address")
+
+
+def media_sections(body: str) -> int:
+    """The number of m= lines of an SDP (of any body: a multipart one counts too)."""
+    return len(_MEDIA_LINE.findall(body))
+
+
+def body_refusal(size: int, body: str | None, *, max_body: int, max_media: int) -> Refusal | None:
+    """An INVITE's body against the limits; ``body`` None: it was not readable as text."""
+    if size > max_body:
+        return BODY_TOO_LARGE
+    if body is None:
+        return UNREADABLE_BODY
+    if media_sections(body) > max_media:
+        return TOO_MANY_MEDIA
+    return None
+
+
+def split_route_set(values: Sequence[str]) -> list[str]:
+    """The URIs of Route header values (several per header, comma separated)."""
+    uris: list[str] = []
+    for value in values:
+        depth, start = 0, 0
+        for index, char in enumerate(value + ","):
+            if char == "<":
+                depth += 1
+            elif char == ">":
+                depth = max(depth - 1, 0)
+            elif char == "," and depth == 0:
+                part = value[start:index].strip()
+                start = index + 1
+                if part:
+                    uris.append(part[part.find("<") + 1 : part.find(">")] if "<" in part else part)
+    return uris
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A URI of an initial request's R-URI or Route set, as the proxy sees it."""
+
+    myself: bool
+    worker: bool
+
+
+def route_refusal(ruri: Hop, routes: Sequence[Hop]) -> Refusal | None:
+    """An initial request from outside the dispatcher set: its R-URI and Route set may
+    point neither at a media worker nor through this proxy to somewhere else."""
+    if ruri.worker or any(hop.worker for hop in routes):
+        return ROUTE_TO_WORKER
+    seen_myself = False
+    for hop in routes:
+        if hop.myself:
+            seen_myself = True
+        elif seen_myself:
+            return ROUTE_THROUGH_US
+    return None
+
+
+def without_trailing_dot(uri: str) -> str:
+    """``sip:alice@lab.example.:5060`` -> ``sip:alice@lab.example:5060``: a fully
+    qualified name with its root dot is the same domain (RFC 1034)."""
+    match = _URI_HOST.match(uri)
+    if match is None or not match.group("host").endswith("."):
+        return uri
+    host = match.group("host").rstrip(".")
+    return f"{match.group('head')}{host or '.'}{match.group('tail')}"
+
+
+def has_address_host(uri: str) -> bool:
+    """The URI names its host by an IP address (no DNS needed to compare it)."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    hostport = re.split(r"[;?>]", rest.rpartition("@")[2], maxsplit=1)[0].strip()
+    if hostport.startswith("["):
+        host = hostport[1 : hostport.find("]")] if "]" in hostport else ""
+    else:
+        host = hostport.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def domain(host: str) -> str:
+    """A domain as compared and looked up: without its trailing dot."""
+    return host.rstrip(".") or host
+
+
+def auth_failure_keys(source: str, user: str) -> tuple[str, str]:
+    """The 'authfail' htable keys of a failure from ``source`` as ``user``."""
+    return (f"ip:{source}", f"user:{user}")
+
+
+def counts_as_failure(auth_result: int) -> bool:
+    return auth_result in COUNTED_AUTH_FAILURES
+
+
+def ban_due(source_failures: int, user_failures: int, limit: int) -> bool:
+    """After counting this failure: does the source address get banned?"""
+    return source_failures >= limit or user_failures >= limit

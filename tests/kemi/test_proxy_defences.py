@@ -1,0 +1,480 @@
+"""The home proxy's defences, driven with the fake KSR: body and media limits before
+rtpengine, calls per source, in-dialog requests only for known dialogs, signed requests
+to the workers, routes aimed at the workers, bans (pike, failed authentications), replay
+protection, strict-source, trailing-dot domains, and rtpengine sessions released however
+a call toward a worker ends."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from kemi.signing import verify
+from tests.kemi.fake_ksr import (
+    SDP,
+    Contact,
+    Credentials,
+    FakeKamailio,
+    Reply,
+    sip_request,
+)
+from tests.kemi.test_proxy import (
+    ALICE,
+    ALL_ON,
+    BOB,
+    CALL_ID,
+    DOMAIN,
+    WORKER1,
+    WORKER2,
+    app_param,
+    failure,
+    invite,
+    only_relay,
+    route,
+)
+
+SECRET = "lab-secret-0123456789"
+EVE = "sip:eve@elsewhere.example"
+ATTACKER = "192.0.2.66"
+
+
+def make_kam(**defines: str) -> FakeKamailio:
+    fake = FakeKamailio(defines={**ALL_ON, **defines})
+    for user in ("alice", "bob"):
+        fake.add_subscriber(f"{user}@{DOMAIN}", f"{user}-pw")
+    fake.add_preference(f"bob@{DOMAIN}", "voicemail", "box")
+    fake.add_worker(WORKER1)
+    fake.add_worker(WORKER2)
+    return fake
+
+
+@pytest.fixture
+def kam() -> FakeKamailio:
+    return make_kam(VM_SECRET=f'"{SECRET}"', WITH_ANTIFLOOD="", VM_AUTH_FAIL_LIMIT="3")
+
+
+def load(kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setitem(sys.modules, "KSR", kam.ksr)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its directory
+    return importlib.reload(importlib.import_module("kemi.proxy"))
+
+
+@pytest.fixture
+def proxy_module(kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    module = load(kam, monkeypatch)
+    yield module
+    for name in kam.armed():
+        assert hasattr(module.HomeProxy, name), f"the script armed a missing route {name}"
+
+
+@pytest.fixture
+def proxy(proxy_module: ModuleType) -> Any:
+    return proxy_module.mod_init()
+
+
+def logged(kam: FakeKamailio, text: str) -> list[str]:
+    return [line for _, line in kam.logs if text in line]
+
+
+def sdp_with_streams(count: int) -> str:
+    head = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    return head + "".join(f"m=audio {4000 + 2 * i} RTP/AVP 0\r\n" for i in range(count))
+
+
+# ----- point 3: what rtpengine is asked to hold -----
+
+
+def test_an_invite_with_more_media_streams_than_allowed_is_refused_before_rtpengine(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    request = invite(BOB, caller=EVE, auth=False)
+    request.body = sdp_with_streams(248)
+    route(kam, proxy, request)
+    assert kam.replies == [Reply(488, "Too many media streams", "sl")]
+    assert kam.relays == []
+    assert kam.rtpengine == []
+    assert logged(kam, "refused 488 Too many media streams")
+
+
+def test_an_oversized_invite_body_is_refused_before_rtpengine(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    request = invite(BOB, caller=EVE, auth=False)
+    request.body_padding = 8192  # $bs: SDP plus 8 KB
+    route(kam, proxy, request)
+    assert kam.replies == [Reply(488, "Body too large", "sl")]
+    assert kam.rtpengine == []
+
+
+def test_a_body_that_is_not_text_is_refused(kam: FakeKamailio, proxy: Any) -> None:
+    request = invite(BOB, caller=EVE, auth=False)
+    request.binary_body = True
+    route(kam, proxy, request)
+    assert kam.replies == [Reply(488, "Unreadable body", "sl")]
+
+
+def test_four_streams_pass_and_the_limits_are_defines(
+    kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = invite(BOB, caller=EVE, auth=False)
+    request.body = sdp_with_streams(4)
+    proxy = load(kam, monkeypatch).mod_init()
+    route(kam, proxy, request)
+    assert only_relay(kam).dst_uri == WORKER1
+    strict = make_kam(VM_MAX_MEDIA="1")
+    strict_proxy = load(strict, monkeypatch).mod_init()
+    request.body = sdp_with_streams(2)
+    route(strict, strict_proxy, request)
+    assert strict.replies == [Reply(488, "Too many media streams", "sl")]
+
+
+def test_a_reinvite_with_too_many_streams_is_refused_too(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
+    request = sip_request(
+        "INVITE",
+        "sip:voicemail@127.0.0.1:5080",
+        from_=ALICE,
+        to=BOB,
+        to_tag="worker-tag",
+        body=sdp_with_streams(9),
+        headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+    )
+    route(kam, proxy, request)
+    assert kam.replies == [Reply(488, "Too many media streams", "sl")]
+    assert kam.rtpengine == []
+
+
+def test_unauthenticated_calls_per_source_are_limited(kam: FakeKamailio, proxy: Any) -> None:
+    for n in range(9):
+        kam.add_dialog(f"earlier-{n}", ("vm_source", "192.0.2.10"))
+    route(kam, proxy, invite(BOB, caller=EVE, auth=False))  # the tenth: taken
+    assert only_relay(kam).dst_uri == WORKER1
+    assert ("vm_source", "192.0.2.10") in kam.dialogs[CALL_ID].profiles
+    route(kam, proxy, invite(BOB, caller=EVE, auth=False, call_id="eleventh@192.0.2.10"))
+    assert kam.replies == [Reply(486, "Too many calls from your address", "sl")]
+    assert kam.relays == []
+    assert kam.rtpengine == []
+    assert logged(kam, "10 calls from 192.0.2.10")
+    # another address, an authenticated caller, and a call after one ended all pass
+    other = invite(BOB, caller=EVE, auth=False, call_id="other@192.0.2.11", src_ip="192.0.2.11")
+    route(kam, proxy, other)
+    assert only_relay(kam).dst_uri is not None
+    route(kam, proxy, invite(BOB, call_id="alice@192.0.2.10"))
+    assert kam.relays
+    assert kam.dialogs["alice@192.0.2.10"].profiles == []
+    kam.end_dialog("earlier-0")
+    route(kam, proxy, invite(BOB, caller=EVE, auth=False, call_id="later@192.0.2.10"))
+    assert kam.relays
+
+
+def test_every_relayed_initial_invite_is_a_tracked_dialog(kam: FakeKamailio, proxy: Any) -> None:
+    kam.register(f"bob@{DOMAIN}", Contact("sip:bob@192.0.2.20:5060"))
+    route(kam, proxy, invite(BOB))
+    assert kam.relays
+    assert CALL_ID in kam.dialogs
+    route(kam, proxy, invite("sip:x@elsewhere.example", call_id="out@192.0.2.10"))
+    assert kam.relays
+    assert "out@192.0.2.10" in kam.dialogs
+    route(kam, proxy, invite(f"sip:1000@{DOMAIN}", call_id="box@192.0.2.10"))
+    assert kam.relays
+    assert "box@192.0.2.10" in kam.dialogs
+
+
+# ----- rtpengine sessions released however the call ends -----
+
+
+def test_a_cancelled_call_to_a_worker_releases_its_rtpengine_session(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 487, canceled=True)
+    assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+def test_a_refused_or_timed_out_call_to_a_worker_releases_its_rtpengine_session(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 408, timed_out=True)  # worker 1 silent: worker 2 is offered
+    assert [c.operation for c in kam.rtpengine] == ["offer"]
+    failure(kam, proxy, 408, timed_out=True)  # worker 2 silent too: the call ends
+    assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+def test_a_call_whose_every_branch_was_dropped_releases_its_session(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    kam.rtpengine_available = False
+    route(kam, proxy, invite(BOB))
+    assert kam.replies == [Reply(503, "Voicemail unavailable", "tm")]
+    assert [c.operation for c in kam.rtpengine] == ["offer", "delete"]
+
+
+def test_a_phone_call_that_fails_without_voicemail_asks_nothing_of_rtpengine(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    kam.register(f"bob@{DOMAIN}", Contact("sip:bob@192.0.2.20:5060"))
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 603)
+    assert kam.rtpengine == []
+
+
+# ----- point 4: in-dialog requests only for known dialogs -----
+
+
+@pytest.mark.parametrize("caller", [ALICE, EVE])
+def test_a_forged_in_dialog_invite_is_not_relayed(
+    kam: FakeKamailio, proxy: Any, caller: str
+) -> None:
+    forged = sip_request(
+        "INVITE",
+        "sip:+4930123456@gateway.example",
+        from_=caller,
+        to="sip:+4930123456@gateway.example",
+        to_tag="any-tag",
+        body=SDP,
+        headers=(("Route", "<sip:127.0.0.1;lr>"),),
+        src_ip=ATTACKER,
+    )
+    route(kam, proxy, forged)
+    assert kam.relays == []
+    assert kam.rtpengine == []
+    assert kam.replies == [Reply(404, "Not here", "sl")]
+    assert logged(kam, f"from {ATTACKER}:5060 refused 404 Not here: in-dialog request")
+
+
+def test_a_bye_of_a_known_dialog_is_relayed_and_one_of_an_ended_dialog_is_not(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    bye = sip_request(
+        "BYE",
+        "sip:bob@192.0.2.20:5060",
+        from_=ALICE,
+        to=BOB,
+        to_tag="bob-tag",
+        headers=(("Route", "<sip:127.0.0.1;lr>"),),
+    )
+    kam.add_dialog(CALL_ID)
+    route(kam, proxy, bye)
+    assert only_relay(kam).ruri == "sip:bob@192.0.2.20:5060"
+    kam.end_dialog(CALL_ID)
+    route(kam, proxy, bye)
+    assert kam.replies == [Reply(404, "Not here", "sl")]
+
+
+def test_an_ack_of_an_unknown_dialog_is_left_to_tm(kam: FakeKamailio, proxy: Any) -> None:
+    ack = sip_request(
+        "ACK",
+        "sip:bob@192.0.2.20:5060",
+        from_=ALICE,
+        to=BOB,
+        to_tag="t",
+        headers=(("Route", "<sip:127.0.0.1;lr>"),),
+    )
+    route(kam, proxy, ack)  # no transaction either: dropped, no reply to an ACK
+    assert kam.relays == []
+    assert kam.replies == []
+    ack.known_transaction = True
+    route(kam, proxy, ack)
+    assert len(kam.relays) == 1
+
+
+# ----- point 5: strict-source -----
+
+
+def test_the_offer_toward_a_worker_is_strict_source(
+    kam: FakeKamailio, proxy_module: Any, proxy: Any
+) -> None:
+    route(kam, proxy, invite(BOB))
+    [offer] = only_relay(kam).rtpengine
+    assert "strict-source" in offer.flags.split()
+    assert "media-handover" not in offer.flags
+
+
+# ----- point 6: signed requests to the workers, routes aimed at them -----
+
+
+def signature_fields(relay: Any) -> tuple[str, str, str]:
+    return (
+        CALL_ID,
+        relay.header("P-App-Name").strip(),
+        relay.header("P-App-Param").strip(),
+    )
+
+
+def test_every_branch_toward_a_worker_is_signed(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, invite(BOB, headers=(("P-App-Signature", "t=1; sig=" + "0" * 64),)))
+    first = only_relay(kam)
+    [value] = first.header_values("P-App-Signature")  # the client's is gone
+    verify(SECRET, value, signature_fields(first), time.time())
+    failure(kam, proxy, 503)
+    second = only_relay(kam)
+    assert second.dst_uri == WORKER2
+    [again] = second.header_values("P-App-Signature")
+    verify(SECRET, again, signature_fields(second), time.time())
+    assert app_param(second)["user"] == "bob"
+
+
+def test_without_a_secret_nothing_is_signed(monkeypatch: pytest.MonkeyPatch) -> None:
+    kam = make_kam()
+    proxy = load(kam, monkeypatch).mod_init()
+    route(kam, proxy, invite(BOB, headers=(("P-App-Signature", "t=1; sig=" + "0" * 64),)))
+    assert only_relay(kam).header_values("P-App-Signature") == []
+    assert logged(kam, "VM_SECRET is not set")
+
+
+def test_a_call_id_that_cannot_be_signed_is_not_sent(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, invite(BOB, call_id="a|b@192.0.2.10"))
+    assert kam.relays == []
+    assert kam.replies == [Reply(503, "Voicemail unavailable", "tm")]
+
+
+@pytest.mark.parametrize(
+    ("ruri", "routes", "reason"),
+    [
+        ("sip:voicemail@127.0.0.1:5080", (), "No route to a media worker"),
+        ("sip:voicemail@127.0.0.1:5081;transport=tcp", (), "No route to a media worker"),
+        (BOB, ("<sip:127.0.0.1:5080;lr>",), "No route to a media worker"),
+        (BOB, ("<sip:127.0.0.1;lr>, <sip:127.0.0.1:5081;lr>",), "No route to a media worker"),
+        (BOB, ("<sip:127.0.0.1;lr>", "<sip:gw.example;lr>"), "No relaying through this proxy"),
+        (BOB, ("<sip:lab.example;lr>,<sip:gw.example;lr>",), "No relaying through this proxy"),
+    ],
+)
+def test_requests_aimed_at_a_worker_or_through_this_proxy_are_refused(
+    kam: FakeKamailio, proxy: Any, ruri: str, routes: tuple[str, ...], reason: str
+) -> None:
+    request = invite(ruri, headers=tuple(("Route", r) for r in routes))
+    route(kam, proxy, request)  # alice, authenticated
+    assert kam.replies == [Reply(403, reason, "sl")]
+    assert kam.relays == []
+    assert kam.rtpengine == []
+    assert logged(kam, f"refused 403 {reason}")
+
+
+def test_a_route_to_this_proxy_alone_is_followed_and_removed(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, invite(BOB, headers=(("Route", "<sip:127.0.0.1;lr>"),)))
+    relay = only_relay(kam)
+    assert relay.dst_uri == WORKER1
+    assert relay.header_values("Route") == []
+
+
+def test_the_workers_may_address_each_other(kam: FakeKamailio, proxy: Any) -> None:
+    request = sip_request(
+        "OPTIONS",
+        "sip:127.0.0.1:5081",
+        from_="sip:probe@127.0.0.1",
+        src_ip="127.0.0.1",
+        src_port=5080,
+    )
+    route(kam, proxy, request)
+    assert not [r for r in kam.replies if r.status == 403 and "worker" in r.reason]
+
+
+# ----- point 8: bans -----
+
+
+def test_a_banned_source_is_dropped_without_an_answer(kam: FakeKamailio, proxy: Any) -> None:
+    kam.htables["ipban"][ATTACKER] = 1
+    route(kam, proxy, invite(BOB, caller=EVE, auth=False, src_ip=ATTACKER))
+    assert kam.replies == []
+    assert kam.relays == []
+    assert kam.rtpengine == []
+
+
+def test_a_flooding_source_is_banned_once_with_a_log_line(kam: FakeKamailio, proxy: Any) -> None:
+    kam.flooding.add(ATTACKER)
+    for n in range(3):
+        route(kam, proxy, invite(BOB, caller=EVE, auth=False, src_ip=ATTACKER, call_id=f"f{n}"))
+        assert kam.replies == []
+        assert kam.relays == []
+    assert kam.htables["ipban"] == {ATTACKER: 1}
+    assert len(logged(kam, f"banning {ATTACKER} for 300 s: request flood")) == 1
+
+
+def test_this_proxy_and_the_workers_are_never_banned(kam: FakeKamailio, proxy: Any) -> None:
+    kam.flooding.update({"127.0.0.1"})
+    kam.htables["ipban"]["127.0.0.1"] = 1
+    route(kam, proxy, invite(BOB, src_ip="127.0.0.1"))
+    assert only_relay(kam).dst_uri == WORKER1
+
+
+def test_without_antiflood_pike_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    kam = make_kam()
+    kam.flooding.add(ATTACKER)
+    proxy = load(kam, monkeypatch).mod_init()
+    route(kam, proxy, invite(BOB, caller=EVE, auth=False, src_ip=ATTACKER))
+    assert kam.relays
+
+
+def wrong_password(user: str, source: str, n: int) -> Any:
+    request = invite(BOB, caller=f"sip:{user}", src_ip=source, call_id=f"guess-{n}@{source}")
+    request.credentials = Credentials(user, valid=False)
+    return request
+
+
+def test_failed_authentications_from_one_source_ban_it(kam: FakeKamailio, proxy: Any) -> None:
+    for n in range(2):
+        route(kam, proxy, wrong_password(f"alice@{DOMAIN}", ATTACKER, n))
+        assert kam.replies == [Reply(407, "Proxy Authentication Required", "auth")]
+    route(kam, proxy, wrong_password(f"bob@{DOMAIN}", ATTACKER, 2))  # the third: banned
+    assert kam.replies == []
+    assert kam.htables["ipban"] == {ATTACKER: 1}
+    [line] = logged(kam, f"banning {ATTACKER}")
+    assert f"3 failed authentications from it, 1 as bob@{DOMAIN}" in line
+    route(kam, proxy, invite(BOB, src_ip=ATTACKER, call_id="right@x"))  # even a right one
+    assert kam.replies == []
+    assert kam.relays == []
+    route(kam, proxy, invite(BOB, call_id="elsewhere@x"))  # other phones keep working
+    assert kam.relays
+
+
+def test_failed_authentications_as_one_user_ban_each_source_past_the_limit(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    sources = [f"192.0.2.{100 + n}" for n in range(4)]
+    for n, source in enumerate(sources):
+        route(kam, proxy, wrong_password(f"alice@{DOMAIN}", source, n))
+    assert sorted(kam.htables["ipban"]) == sources[2:]
+    assert logged(kam, f"3 as alice@{DOMAIN}")
+    assert logged(kam, f"4 as alice@{DOMAIN}")
+
+
+def test_a_replayed_credential_is_challenged_and_not_counted(kam: FakeKamailio, proxy: Any) -> None:
+    for n in range(5):
+        request = invite(f"sip:1000@{DOMAIN}", call_id=f"replay-{n}@x", src_ip=ATTACKER)
+        request.credentials = Credentials(f"alice@{DOMAIN}", replayed=True)
+        route(kam, proxy, request)
+        assert kam.replies == [Reply(407, "Proxy Authentication Required", "auth")]
+        assert kam.relays == []
+    assert kam.htables["ipban"] == {}
+
+
+def test_challenges_offer_qop_auth(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, invite(BOB, auth=False))
+    assert kam.challenge_flags == [1]
+
+
+# ----- point 9: a domain with a trailing dot is the same domain -----
+
+
+def test_a_from_domain_with_a_trailing_dot_is_local_and_challenged(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    route(kam, proxy, invite(BOB, caller=f"sip:alice@{DOMAIN}.", auth=False))
+    assert kam.replies == [Reply(407, "Proxy Authentication Required", "auth")]
+    assert kam.challenges == [DOMAIN]
+
+
+def test_a_request_uri_with_a_trailing_dot_reaches_the_same_mailbox(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    route(kam, proxy, invite(f"sip:bob@{DOMAIN}.", caller=EVE, auth=False))
+    relay = only_relay(kam)
+    assert relay.ruri == BOB
+    assert (app_param(relay)["user"], app_param(relay)["domain"]) == ("bob", DOMAIN)
