@@ -4,7 +4,6 @@ parts on free ports in a temporary directory)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import secrets
 import sys
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import media_worker
 from kemi.signing import check_secret
-from media_worker.config import SipConfig
 from media_worker.files import write_atomic
 
 SOURCE_TREE = Path(media_worker.__file__).resolve().parents[1]
@@ -31,13 +29,6 @@ USERS: dict[str, tuple[str, str]] = {
 DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_ANTIFLOOD")
 LAB_BAN_TIME = 60  # seconds: a demo or test that trips a ban recovers within a minute
 SECRET_FILE = "secret"  # noqa: S105 - the name of the lab directory's secret file
-
-
-def worker_takes_secret() -> bool:
-    """Whether this worker's configuration has ``sip.secret`` (it refuses unknown
-    keys): only then is the hop signed, on both sides at once, for a proxy that demands
-    signed PUBLISHes would refuse an unsigned worker's."""
-    return "secret" in {f.name for f in dataclasses.fields(SipConfig)}
 
 
 def lab_secret(directory: Path) -> str:
@@ -182,7 +173,7 @@ class Lab:
     switches: tuple[str, ...] = DEFAULT_SWITCHES
     # Sign the proxy<->worker hop (a secret in the lab directory); None: when the worker
     # takes sip.secret.
-    signing: bool | None = None
+    signing: bool = True  # a secret for the proxy<->worker hop on both sides
 
     @property
     def db_url(self) -> str:
@@ -220,8 +211,7 @@ class Lab:
 
     @property
     def secret(self) -> str | None:
-        signing = worker_takes_secret() if self.signing is None else self.signing
-        return lab_secret(self.root) if signing else None
+        return lab_secret(self.root) if self.signing else None
 
     # ----- generated configuration -----
 

@@ -30,7 +30,6 @@ from media_worker.lab.layout import (
     kamailio_local_cfg,
     lab_secret,
     rtpengine_command,
-    worker_takes_secret,
     worker_yaml,
 )
 from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process, wait_until
@@ -261,16 +260,15 @@ class Stack(Managed):
         prompts: Path | None = None,
         kamailio_settings: dict[str, str] | None = None,
         mwi: bool = False,
-        signing: bool | None = None,
+        signing: bool = True,
     ) -> None:
         """``prompts``: a directory `voicemail prompts build` filled (the menu prompts
         Debian's English set lacks); ``mwi``: Kamailio WITH_MWI, workers publishing;
-        ``signing``: a secret for the proxy<->worker hop on both sides (None: when the
-        worker takes ``sip.secret``). Kamailio runs WITH_ANTIFLOOD with the lab's ban
+        ``signing``: a secret for the proxy<->worker hop on both sides (False: an unsigned
+        hop, as a site without VM_SECRET runs). Kamailio runs WITH_ANTIFLOOD with the lab's ban
         time; the phones and workers come from 127.0.0.1, an address of Kamailio's own,
         which is never banned."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
-        signing = worker_takes_secret() if signing is None else signing
         self.secret = lab_secret(self.dir) if signing else None
         self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
         self.spool = self.dir / "spool"
