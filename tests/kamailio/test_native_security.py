@@ -92,20 +92,23 @@ class FakeWorker:
                 self._reply(message, 200, source)
 
     def _reply(self, request: Message, status: int, source: tuple[str, int]) -> None:
-        copied = [
-            f"{n}: {v}"
-            for n, v in request.headers
-            if n.lower() in ("via", "from", "to", "call-id", "cseq")
-        ]
-        copied = [
-            line + ";tag=worker" if line.lower().startswith("to:") and ";tag=" not in line else line
-            for line in copied
-        ]
-        reason = {180: "Ringing", 200: "OK", 404: "Not Found", 487: "Request Terminated"}
-        head = f"SIP/2.0 {status} {reason.get(status, 'Service Unavailable')}\r\n"
-        self.sock.sendto(
-            (head + "\r\n".join(copied) + "\r\nContent-Length: 0\r\n\r\n").encode(), source
-        )
+        answer(self.sock, request, status, source)
+
+
+def answer(sock: socket.socket, request: Message, status: int, source: tuple[str, int]) -> None:
+    """A response without body to ``request``, with a To-tag."""
+    copied = [
+        f"{n}: {v}"
+        for n, v in request.headers
+        if n.lower() in ("via", "from", "to", "call-id", "cseq")
+    ]
+    copied = [
+        line + ";tag=uas" if line.lower().startswith("to:") and ";tag=" not in line else line
+        for line in copied
+    ]
+    reason = {180: "Ringing", 200: "OK", 404: "Not Found", 486: "Busy Here", 487: "Terminated"}
+    head = f"SIP/2.0 {status} {reason.get(status, 'Service Unavailable')}\r\n"
+    sock.sendto((head + "\r\n".join(copied) + "\r\nContent-Length: 0\r\n\r\n").encode(), source)
 
 
 def bdecode(data: bytes, at: int = 0) -> tuple[object, int]:
@@ -280,6 +283,45 @@ def test_a_failed_worker_passes_the_call_on_and_stays_in_the_set(
     assert proxy.worker_flags() == ["AP", "AP"], proxy.kamailio.kamcmd("dispatcher.list")
 
 
+def test_a_busy_phone_sends_a_stranger_to_voicemail_signed(
+    proxy: NativeProxy, workers: list[FakeWorker]
+) -> None:
+    """bob's phone answers 486: failure_route[VMPHONE] sends the unauthenticated call
+    to a worker (the per-source count and the signed branch in a failure route)."""
+    with proxy.uac() as phone:
+        registered = phone.request(
+            "REGISTER", f"sip:{DOMAIN}", from_=BOB, to=BOB, password=PASSWORDS["bob"]
+        )
+        assert registered.status == 200, proxy.log()
+
+        def busy() -> None:
+            phone.sock.settimeout(5)
+            data, source = phone.sock.recvfrom(65535)
+            answer(phone.sock, Message.parse(data), 486, source)
+
+        ringing = threading.Thread(target=busy)
+        ringing.start()
+        try:
+            with proxy.uac("127.0.0.12") as caller:
+                response = caller.request(
+                    "INVITE", BOB, from_=CAROL, headers=SDP_HEADERS, body=sdp()
+                )
+        finally:
+            ringing.join()
+            phone.request(
+                "REGISTER",
+                f"sip:{DOMAIN}",
+                from_=BOB,
+                to=BOB,
+                headers=(("Expires", "0"),),
+                password=PASSWORDS["bob"],
+            )
+    assert response.status == 404, proxy.log()
+    [invite] = workers[0].invites
+    signing.verify(SECRET, invite.header("P-App-Signature"), signed_fields(invite), time.time())
+    assert "bob@lab.example unavailable (486): voicemail" in proxy.log()
+
+
 def test_a_cancelled_call_releases_its_rtpengine_session(
     proxy: NativeProxy, workers: list[FakeWorker]
 ) -> None:
@@ -382,7 +424,7 @@ def test_authentication_failures_ban_the_source(proxy: NativeProxy) -> None:
         assert statuses == [401] * (AUTH_FAIL_LIMIT - 1) + [403], proxy.log()
         with pytest.raises(TimeoutError):
             attacker.request("OPTIONS", f"sip:{DOMAIN}", from_=CAROL)
-    assert proxy.log().count("authentication: banning 127.0.0.7") == 1
+    assert proxy.log().count("authentication: banning 127.0.0.7 for 60 s") == 1
     with proxy.uac() as phone:
         # (Expires 0: bob stays unregistered, so that calls to him go to voicemail)
         registered = phone.request(
