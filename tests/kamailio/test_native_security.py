@@ -6,6 +6,7 @@ for), raw UAC sockets the callers. Attackers send from other loopback addresses 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shutil
@@ -386,13 +387,15 @@ def test_a_request_toward_a_worker_from_outside_is_refused(
         by_route = uac.request(
             "INVITE",
             "sip:bob@198.51.100.7",
-            from_=CAROL,
+            from_=ALICE,
             headers=(("Route", f"<sip:127.0.0.1:{proxy.kamailio.port};lr>, <sip:{worker};lr>"),),
+            password=PASSWORDS["alice"],
         )
     assert by_uri.status == 403, proxy.log()
     assert by_route.status == 403, proxy.log()
     assert workers[0].invites == []
-    assert "a media worker: 403" in proxy.log()
+    assert proxy.log().count(f"to sip:{worker}") == 1
+    assert proxy.log().count(f"to sip:{worker};lr, a media worker: 403") == 1
 
 
 def test_unauthenticated_voicemail_calls_per_source_are_limited(
@@ -436,6 +439,33 @@ def test_authentication_failures_ban_the_source(proxy: NativeProxy) -> None:
             password=PASSWORDS["bob"],
         )
     assert registered.status == 200, proxy.log()
+
+
+def test_a_flood_bans_its_source(proxy: NativeProxy) -> None:
+    """WITH_ANTIFLOOD: pike bans a source that sends more than 16 requests in 2 s; the
+    phones on 127.0.0.1 (this proxy's own address: exempt) still get answers."""
+    options = f"OPTIONS sip:{DOMAIN} SIP/2.0\r\nFrom: <{CAROL}>;tag=f\r\nTo: <sip:{DOMAIN}>\r\n"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
+        flood.bind(("127.0.0.13", 0))
+        port = flood.getsockname()[1]
+        for index in range(40):
+            flood.sendto(
+                (
+                    f"{options}Via: SIP/2.0/UDP 127.0.0.13:{port};branch=z9hG4bKflood{index}\r\n"
+                    f"Call-ID: flood-{index}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                    "Content-Length: 0\r\n\r\n"
+                ).encode(),
+                ("127.0.0.1", proxy.kamailio.port),
+            )
+        answered = 0
+        flood.settimeout(1)
+        with contextlib.suppress(TimeoutError):
+            while flood.recv(65535):
+                answered += 1
+    assert 0 < answered < 40
+    assert proxy.log().count("pike bans 127.0.0.13 for 60 s") == 1, proxy.log()
+    with proxy.uac() as phone:
+        assert phone.request("OPTIONS", f"sip:{DOMAIN}", from_=CAROL).status == 200
 
 
 def test_failures_for_one_user_ban_the_next_source_that_fails(proxy: NativeProxy) -> None:
