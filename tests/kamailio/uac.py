@@ -1,4 +1,4 @@
-"""A small SIP user agent over UDP on 127.0.0.1 for tests against the real Kamailio:
+"""A small SIP user agent over UDP on a loopback address for tests against the real Kamailio:
 sends a request, answers a 401/407 with digest credentials (RFC 2617, with or without
 qop=auth), and answers 200 to the requests Kamailio sends it (OPTIONS probes, NOTIFYs),
 keeping the NOTIFYs."""
@@ -67,20 +67,29 @@ def digest(challenge: str, *, user: str, password: str, method: str, uri: str) -
 
 @dataclass
 class Uac:
-    """One UDP socket on 127.0.0.1 (``port`` 0: any) toward the proxy at ``proxy_port``."""
+    """One UDP socket on ``host`` (``port`` 0: any) toward the proxy at 127.0.0.1
+    ``proxy_port``. Attacks come from other loopback addresses (127.0.0.2 ...), so that
+    a ban of the attacker leaves the phones on 127.0.0.1 alone."""
 
     proxy_port: int
     port: int = 0
     notifies: list[Message] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.bind((self.host, self.port))
         self.port = self.sock.getsockname()[1]
         self._cseq = itertools.count(1)
 
     def close(self) -> None:
         self.sock.close()
+
+    def __enter__(self) -> Uac:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def request(
         self,
@@ -103,13 +112,13 @@ class Uac:
             cseq = next(self._cseq)
             lines = [
                 f"{method} {ruri} SIP/2.0",
-                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+                f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
                 f"From: <{from_}>;tag={from_tag}",
                 f"To: <{to or ruri}>" + (f";tag={to_tag}" if to_tag else ""),
                 f"Call-ID: {call_id}",
                 f"CSeq: {cseq} {method}",
                 "Max-Forwards: 70",
-                f"Contact: <sip:{from_.split(':')[1].split('@')[0]}@127.0.0.1:{self.port}>",
+                f"Contact: <sip:{from_.split(':')[1].split('@')[0]}@{self.host}:{self.port}>",
                 *(f"{n}: {v}" for n, v in extra),
                 f"Content-Length: {len(body.encode())}",
             ]
