@@ -1,0 +1,108 @@
+"""Attacks on the KEMI proxy through the real Kamailio and rtpengine (the lab of
+test_proxy_live_defences: a stand-in worker, callers on other loopback addresses)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import time
+
+import pytest
+
+from tests.kemi.test_proxy_live_defences import BOB, EVE, SDP, Lab, lab, phone_at
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["lab"]  # the module's fixture, shared
+
+
+def rtpengine_ports(lab: Lab, call_id: str) -> int:
+    """Local ports rtpengine holds for ``call_id`` (its 'query' of the call)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        cookie = secrets.token_hex(6).encode()
+        command = f"d7:command5:query7:call-id{len(call_id)}:{call_id}e".encode()
+        sock.sendto(cookie + b" " + command, ("127.0.0.1", lab.rtpengine.ng_port))
+        reply = sock.recv(65535)
+    return len(set(re.findall(rb"10:local porti(\d+)e", reply)))
+
+
+def test_a_late_offer_ack_with_many_media_sections_takes_no_ports(lab: Lab) -> None:
+    """An unauthenticated caller's INVITE without SDP (late offer) is answered by the
+    worker's offer; the ACK's answer is the caller's SDP and is held to VM_MAX_MEDIA too,
+    else rtpengine allocates ports for every m= line of it."""
+    many = SDP.format(port=40200) + "".join(
+        f"m=audio {40300 + 2 * i} RTP/AVP 0\r\n" for i in range(200)
+    )
+    with phone_at(lab, "127.0.0.30") as phone:
+        call_id, _ = phone.send("INVITE", BOB, from_=EVE, call_id="ok-late@x")
+        answer = phone.final(call_id)
+        assert answer is not None
+        assert answer.status == 200
+        before = rtpengine_ports(lab, call_id)
+        to_tag = (answer.header("To") or "").split("tag=")[1].split(";")[0]
+        route_set = tuple(("Route", v) for n, v in answer.headers if n.lower() == "record-route")
+        contact = re.search(r"<([^>]+)>", answer.header("Contact") or "")
+        assert contact is not None
+        phone.send(
+            "ACK", contact.group(1), from_=EVE, to=BOB, to_tag=to_tag, call_id=call_id,
+            headers=route_set, body=many,
+        )  # fmt: skip
+        time.sleep(1)
+        after = rtpengine_ports(lab, call_id)
+        phone.send(
+            "BYE", contact.group(1), from_=EVE, to=BOB, to_tag=to_tag, call_id=call_id,
+            headers=route_set, cseq=2,
+        )  # fmt: skip
+        phone.final(call_id)
+    assert after <= before + 2, (before, after)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [("o", "message-summary"), ("EVENT", "Message-Summary ; id=1"), ("Event", "\tmessage-summary")],
+)
+def test_a_message_summary_notify_in_any_spelling_is_refused(
+    lab: Lab, event: tuple[str, str]
+) -> None:
+    with phone_at(lab, "127.0.0.31") as phone:
+        final = phone.request(
+            "NOTIFY",
+            BOB,
+            from_=EVE,
+            headers=(event, ("Subscription-State", "active")),
+            body="Messages-Waiting: yes\r\n",
+            content_type="application/simple-message-summary",
+        )
+    assert final is not None
+    assert (final.status, final.reason) == (403, "Mailbox state comes from this proxy")
+
+
+def test_media_sections_beyond_the_content_length_take_no_ports(lab: Lab) -> None:
+    """An INVITE whose Content-Length covers a one-stream SDP, followed by hundreds of
+    m= lines: refused before rtpengine sees it."""
+    head = SDP.format(port=40400)
+    tail = "".join(f"m=audio {40500 + 2 * i} RTP/AVP 0\r\n" for i in range(150))
+    with phone_at(lab, "127.0.0.32") as phone:
+        call_id = "ring-cl@x"
+        lines = [
+            f"INVITE {BOB} SIP/2.0",
+            f"Via: SIP/2.0/UDP {phone.host}:{phone.port};branch=z9hG4bKcl{secrets.token_hex(4)};rport",
+            f"From: <{EVE}>;tag=phone-1",
+            f"To: <{BOB}>",
+            f"Call-ID: {call_id}",
+            "CSeq: 1 INVITE",
+            "Max-Forwards: 70",
+            f"Contact: <sip:phone@{phone.host}:{phone.port}>",
+            "Content-Type: application/sdp",
+            f"Content-Length: {len(head)}",
+        ]
+        data = ("\r\n".join(lines) + "\r\n\r\n" + head + tail).encode()
+        phone.sock.sendto(data, ("127.0.0.1", lab.kamailio.port))
+        time.sleep(1)
+        ports = rtpengine_ports(lab, call_id)
+        final = phone.final(call_id, timeout=1)
+    assert final is not None
+    assert (final.status, final.reason) == (400, "Content-Length mis-match")
+    assert ports == 0
