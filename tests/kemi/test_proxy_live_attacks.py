@@ -10,9 +10,22 @@ import time
 
 import pytest
 
-from tests.kemi.test_proxy_live_defences import BOB, EVE, SDP, Lab, lab, phone_at
+from media_worker.lab.layout import DOMAIN, USERS
+from tests.kamailio.uac import Message, digest
+from tests.kemi.test_proxy_live_defences import (
+    BOB,
+    EVE,
+    SDP,
+    Lab,
+    Phone,
+    lab,
+    phone_at,
+    response,
+)
+from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.integration
+CAROL = f"sip:carol@{DOMAIN}"
 
 __all__ = ["lab"]  # the module's fixture, shared
 
@@ -106,3 +119,64 @@ def test_media_sections_beyond_the_content_length_take_no_ports(lab: Lab) -> Non
     assert final is not None
     assert (final.status, final.reason) == (400, "Content-Length mis-match")
     assert ports == 0
+
+
+def register(phone: Phone, user: str) -> None:
+    aor = f"sip:{user}@{DOMAIN}"
+    headers: tuple[tuple[str, str], ...] = (("Expires", "120"),)
+    call_id = f"reg-{secrets.token_hex(4)}@x"
+    challenge = phone.request(
+        "REGISTER", f"sip:{DOMAIN}", from_=aor, to=aor, call_id=call_id, headers=headers
+    )
+    assert challenge is not None
+    assert challenge.status == 401
+    credential = digest(
+        challenge.header("WWW-Authenticate") or "",
+        user=user,
+        password=USERS[user][0],
+        method="REGISTER",
+        uri=f"sip:{DOMAIN}",
+    )
+    done = phone.request(
+        "REGISTER", f"sip:{DOMAIN}", from_=aor, to=aor, call_id=call_id, cseq=2,
+        headers=(*headers, ("Authorization", credential)),
+    )  # fmt: skip
+    assert done is not None
+    assert done.status == 200
+
+
+def refuse_next_invite(phone: Phone) -> None:
+    """Answer the next INVITE the proxy sends this phone with 486 (busy: voicemail)."""
+    phone.sock.settimeout(5)
+    while True:
+        request = Message.parse(phone.sock.recv(65535))
+        if request.method == "INVITE" and not request.status:
+            phone.sock.sendto(response(request, 486, "Busy Here"), ("127.0.0.1", phone.proxy_port))
+            return
+
+
+def test_a_busy_phone_sends_a_stranger_to_voicemail_within_the_per_source_limit(lab: Lab) -> None:
+    """The failure route of a call to a busy phone takes it to a worker: there the
+    stranger's calls are counted, and the one beyond VM_MAX_CALLS_PER_SOURCE (2) refused."""
+    with phone_at(lab, "127.0.0.1") as carol, phone_at(lab, "127.0.0.33") as stranger:
+        register(carol, "carol")
+        ringing = []
+        for n in range(3):
+            call_id, branch = stranger.send(
+                "INVITE",
+                CAROL,
+                from_=EVE,
+                call_id=f"ring-busy-{n}@x",
+                body=SDP.format(port=40600 + 2 * n),
+            )
+            refuse_next_invite(carol)
+            if n < 2:
+                lab.worker.invite(call_id)
+                ringing.append((call_id, branch))
+        final = stranger.final("ring-busy-2@x")
+        assert final is not None
+        assert (final.status, final.reason) == (486, "Too many calls from your address")
+        assert not [m for m in lab.worker.invites if m.header("Call-ID") == "ring-busy-2@x"]
+        for call_id, branch in ringing:
+            stranger.send("CANCEL", CAROL, from_=EVE, call_id=call_id, branch=branch)
+        wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept a session")
