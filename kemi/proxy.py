@@ -342,6 +342,8 @@ class HomeProxy:
                 return
             KSR.nathelper.handle_ruri_alias()
             if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) > 0:
+                if not self.toward_dialog_worker():
+                    return
                 refusal = self.body_refusal() if KSR.is_INVITE() else None
                 if refusal is not None:
                     KSR.sl.sl_send_reply(refusal.status, refusal.reason)
@@ -357,6 +359,22 @@ class HomeProxy:
                 self.relay()
             return  # an ACK of a stateless reply: drop it
         KSR.sl.sl_send_reply(404, "Not here")
+
+    def toward_dialog_worker(self) -> bool:
+        """A call to a worker has two ends, the caller and a worker: what the caller sends
+        in it goes to a worker, never to a target of the caller's choice (a gateway that
+        trusts this proxy's address), however known the dialog is."""
+        if KSR.dispatcher.ds_is_from_list(DS_ANY_SET) > 0:
+            return True  # the worker's requests go to the caller
+        # Where it would go: the R-URI, and the next hop a further Route or an alias set.
+        targets = [uri for uri in (_pv("$ru"), _pv("$du")) if uri]
+        if all(
+            KSR.dispatcher.ds_is_from_list_uri(DS_ANY_SET, DS_MATCH_NOPROTO, uri) > 0
+            for uri in targets
+        ):
+            return True
+        self.refuse(403, "Not in this dialog", f"in-dialog request to {targets}, not a worker")
+        return False
 
     def worker_dialog_media(self) -> None:
         """In-dialog requests of a call anchored toward a worker."""

@@ -527,3 +527,39 @@ def test_calls_per_source_count_only_calls_to_voicemail(kam: FakeKamailio, proxy
     ]
     assert kam.relays == []
     assert kam.rtpengine == []
+
+
+@pytest.mark.parametrize("method", ["INVITE", "MESSAGE", "BYE", "ACK"])
+def test_a_callers_request_in_a_call_to_a_worker_goes_only_to_a_worker(
+    kam: FakeKamailio, proxy: Any, method: str
+) -> None:
+    """The caller's own voicemail call is a known dialog; a request in it aimed at a
+    gateway is refused (an ACK only dropped), one to the worker relayed."""
+    kam.add_dialog(CALL_ID)
+    fields: dict[str, Any] = {
+        "from_": EVE, "to": BOB, "to_tag": "worker-tag",
+        "headers": (("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+    }  # fmt: skip
+    route(kam, proxy, sip_request(method, "sip:+4930123@198.51.100.7:5060", **fields))
+    assert kam.relays == []
+    assert kam.replies == ([] if method == "ACK" else [Reply(403, "Not in this dialog", "sl")])
+    assert logged(kam, "not a worker")
+    route(kam, proxy, sip_request(method, "sip:voicemail@127.0.0.1:5080", **fields))
+    assert only_relay(kam).ruri == "sip:voicemail@127.0.0.1:5080"
+
+
+def test_a_workers_request_goes_to_the_caller(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
+    bye = sip_request(
+        "BYE",
+        "sip:eve@198.51.100.7:5060",
+        from_=BOB,
+        to=EVE,
+        to_tag="phone-tag",
+        headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+        src_ip="127.0.0.1",
+        src_port=5080,
+    )
+    route(kam, proxy, bye)
+    assert only_relay(kam).ruri == "sip:eve@198.51.100.7:5060"
+    assert [c.operation for c in kam.rtpengine] == ["delete"]

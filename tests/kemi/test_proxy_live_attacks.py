@@ -180,3 +180,57 @@ def test_a_busy_phone_sends_a_stranger_to_voicemail_within_the_per_source_limit(
         for call_id, branch in ringing:
             stranger.send("CANCEL", CAROL, from_=EVE, call_id=call_id, branch=branch)
         wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept a session")
+
+
+def test_an_in_dialog_request_of_a_known_dialog_goes_nowhere_but_its_peer(lab: Lab) -> None:
+    """A caller's own call to voicemail is a dialog this proxy knows; an in-dialog request
+    in it with the R-URI of a gateway must not be relayed there (toll fraud through a
+    gateway that trusts this proxy's address)."""
+    gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gateway.bind(("127.0.0.1", 0))
+    gateway.settimeout(2)
+    gw = f"sip:+4930123@127.0.0.1:{gateway.getsockname()[1]}"
+    try:
+        with phone_at(lab, "127.0.0.34") as phone:
+            call_id, _ = phone.send(
+                "INVITE", BOB, from_=EVE, call_id="ok-fraud@x", body=SDP.format(port=40700)
+            )
+            answer = phone.final(call_id)
+            assert answer is not None
+            assert answer.status == 200
+            to_tag = (answer.header("To") or "").split("tag=")[1].split(";")[0]
+            route_set = tuple(
+                ("Route", v) for n, v in answer.headers if n.lower() == "record-route"
+            )
+            contact = re.search(r"<([^>]+)>", answer.header("Contact") or "")
+            assert contact is not None
+            dialog = {
+                "from_": EVE,
+                "to": BOB,
+                "to_tag": to_tag,
+                "call_id": call_id,
+                "headers": route_set,
+            }
+            worker = contact.group(1)
+            phone.send("ACK", worker, **dialog)
+            phone.send("INVITE", gw, cseq=2, body=SDP.format(port=40702), **dialog)
+            phone.send("MESSAGE", gw, cseq=3, body="hi", content_type="text/plain", **dialog)
+            # a worker's URI whose NAT alias or a further Route names the gateway
+            alias = f";alias=127.0.0.1~{gateway.getsockname()[1]}~1"
+            phone.send(
+                "MESSAGE", worker + alias, cseq=4, body="hi", content_type="text/plain", **dialog
+            )
+            further = (*route_set, ("Route", f"<sip:127.0.0.1:{gateway.getsockname()[1]};lr>"))
+            phone.send(
+                "MESSAGE", worker, cseq=5, body="hi", content_type="text/plain",
+                **{**dialog, "headers": further},
+            )  # fmt: skip
+            try:
+                leaked = gateway.recv(65535)
+            except TimeoutError:
+                leaked = b""
+            phone.send("BYE", worker, cseq=6, **dialog)
+            phone.final(call_id)
+    finally:
+        gateway.close()
+    assert leaked == b"", leaked[:200]
