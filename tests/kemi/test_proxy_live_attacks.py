@@ -234,3 +234,44 @@ def test_an_in_dialog_request_of_a_known_dialog_goes_nowhere_but_its_peer(lab: L
     finally:
         gateway.close()
     assert leaked == b"", leaked[:200]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a request in a known dialog with a phone goes to any R-URI: the target is not "
+    "compared with the dialog's peer contact",
+)
+def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab: Lab) -> None:
+    gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gateway.bind(("127.0.0.1", 0))
+    gateway.settimeout(2)
+    gw = f"sip:+4930123@127.0.0.1:{gateway.getsockname()[1]}"
+    try:
+        with phone_at(lab, "127.0.0.1") as carol, phone_at(lab, "127.0.0.35") as stranger:
+            register(carol, "carol")
+            call_id, branch = stranger.send(
+                "INVITE", CAROL, from_=EVE, call_id="ring-phone@x", body=SDP.format(port=40800)
+            )
+            carol.sock.settimeout(5)
+            while True:
+                invite = Message.parse(carol.sock.recv(65535))
+                if invite.method == "INVITE" and not invite.status:
+                    break
+            ringing = response(invite, 180, "Ringing")
+            carol.sock.sendto(ringing, ("127.0.0.1", carol.proxy_port))
+            routes = tuple(("Route", v) for n, v in invite.headers if n.lower() == "record-route")
+            stranger.send(
+                "MESSAGE", gw, from_=EVE, to=CAROL, to_tag="worker-1", call_id=call_id,
+                headers=routes, cseq=2, body="hi", content_type="text/plain",
+            )  # fmt: skip
+            try:
+                leaked = gateway.recv(65535)
+            except TimeoutError:
+                leaked = b""
+            stranger.send("CANCEL", CAROL, from_=EVE, call_id=call_id, branch=branch)
+            carol.sock.sendto(
+                response(invite, 487, "Request Terminated"), ("127.0.0.1", carol.proxy_port)
+            )
+    finally:
+        gateway.close()
+    assert leaked == b"", leaked[:200]
