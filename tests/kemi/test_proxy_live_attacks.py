@@ -7,6 +7,7 @@ import re
 import secrets
 import socket
 import time
+from typing import Any
 
 import pytest
 
@@ -204,7 +205,7 @@ def test_an_in_dialog_request_of_a_known_dialog_goes_nowhere_but_its_peer(lab: L
             )
             contact = re.search(r"<([^>]+)>", answer.header("Contact") or "")
             assert contact is not None
-            dialog = {
+            dialog: dict[str, Any] = {
                 "from_": EVE,
                 "to": BOB,
                 "to_tag": to_tag,
