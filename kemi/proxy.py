@@ -96,6 +96,10 @@ DEFINE_ANTIFLOOD = "WITH_ANTIFLOOD"
 BAN_TABLE, AUTH_FAIL_TABLE = "ipban", "authfail"
 SOURCE_PROFILE = "vm_source"
 DS_ANY_SET = -1
+# The reasons of a worker's 403 to a request it cannot verify (media_worker/signature.py).
+SIGNATURE_REFUSALS = frozenset(
+    {"Unsigned request", "Malformed signature", "Stale signature", "Bad signature"}
+)
 DS_MATCH_NOPROTO = 2  # ds_is_from_list_uri: address and port count, the transport not
 CHALLENGE_QOP_AUTH = 1  # auth_challenge flags: offer qop=auth (nonce_count needs it)
 DEFINE_MWI_REFRESH_ON_REGISTER = "MWI_REFRESH_ON_REGISTER"  # kamailio.cfg: 1 by default
@@ -694,7 +698,15 @@ class HomeProxy:
             return 1
         status = KSR.tm.t_get_status_code()
         timed_out = KSR.tm.t_branch_timeout() > 0
-        if status < 500 and not timed_out:
+        refused_signature = status == 403 and _pv("$T_reply_reason") in SIGNATURE_REFUSALS
+        if refused_signature:
+            # Another secret or a clock off by more than the signature's age: this
+            # worker refuses every call, the others may not (the probes cannot tell).
+            KSR.warn(
+                f"voicemail [{_pv('$ci')}]: worker {_pv('$du')} refused the signature "
+                f"({_pv('$T_reply_reason')}): check VM_SECRET, its sip.secret and both clocks\n"
+            )
+        elif status < 500 and not timed_out:
             self.release_media()
             return 1  # the worker's own answer (a refused parameter, say): pass it on
         failed = _pv("$du")

@@ -88,7 +88,7 @@ def route(kam: FakeKamailio, proxy: Any, request: Request) -> None:
     assert proxy.ksr_request_route(None) == 1
 
 
-def failure(kam: FakeKamailio, proxy: Any, status: int, **context: bool) -> str:
+def failure(kam: FakeKamailio, proxy: Any, status: int, **context: Any) -> str:
     kam.script = proxy
     name = kam.failure(status, **context)
     assert getattr(proxy, name)(None) == 1

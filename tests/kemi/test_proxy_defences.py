@@ -563,3 +563,25 @@ def test_a_workers_request_goes_to_the_caller(kam: FakeKamailio, proxy: Any) -> 
     route(kam, proxy, bye)
     assert only_relay(kam).ruri == "sip:eve@198.51.100.7:5060"
     assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+@pytest.mark.parametrize("reason", ["Bad signature", "Stale signature", "Unsigned request"])
+def test_a_worker_refusing_the_signature_passes_the_call_to_the_next(
+    kam: FakeKamailio, proxy: Any, reason: str
+) -> None:
+    """A worker with another secret or a clock far off answers every call 403 while its
+    probes pass: the call goes on to the next worker, and the log says what to check."""
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 403, reason=reason)
+    assert only_relay(kam).dst_uri == WORKER2
+    assert [line for _, line in kam.logs if f"refused the signature ({reason})" in line]
+    failure(kam, proxy, 403, reason=reason)  # the last worker too: its 403 goes back
+    assert kam.relays == []
+    assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+def test_a_workers_other_403_goes_back_to_the_caller(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 403, reason="Forbidden")
+    assert kam.relays == []
+    assert [c.operation for c in kam.rtpengine] == ["delete"]

@@ -276,3 +276,17 @@ def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab
     finally:
         gateway.close()
     assert leaked == b"", leaked[:200]
+
+
+def test_a_worker_refusing_the_signature_is_logged_for_the_operator(lab: Lab) -> None:
+    """$T_reply_reason in the real failure route: the worker's 403 Bad signature is
+    named in the log (and with one worker, passed back)."""
+    with phone_at(lab, "127.0.0.36") as phone:
+        final = phone.request(
+            "INVITE", BOB, from_=EVE, call_id="sig-1@x", body=SDP.format(port=40900)
+        )
+    assert final is not None
+    assert (final.status, final.reason) == (403, "Bad signature")
+    assert "refused the signature (Bad signature)" in lab.kamailio.log()
+    assert lab.worker_flags() == "AP"
+    wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept the session")
