@@ -113,5 +113,38 @@ def test_an_in_dialog_request_of_a_known_dialog_goes_nowhere_but_its_worker(
             leaked = b""
         send("BYE", worker, 5, routes)
         time.sleep(0.5)
+    del workers[0]._reply
     assert leaked == b"", leaked[:300]
     assert "not a media worker" in proxy.log()
+
+
+def test_a_worker_refusing_the_signature_passes_the_call_on(
+    proxy: NativeProxy, workers: list[FakeWorker]
+) -> None:
+    """A worker with another secret answers 403 Bad signature while its probes pass:
+    the call goes to the next worker, nothing is marked, the log names what to check."""
+
+    def bad_signature(request: Message, status: int, source: tuple[str, int]) -> None:
+        copied = [
+            f"{n}: {v}"
+            for n, v in request.headers
+            if n.lower() in ("via", "from", "to", "call-id", "cseq")
+        ]
+        copied = [line + ";tag=uas" if line.lower().startswith("to:") else line for line in copied]
+        head = (
+            "SIP/2.0 403 Bad signature\r\n" if request.method == "INVITE" else "SIP/2.0 200 OK\r\n"
+        )
+        workers[0].sock.sendto(
+            (head + "\r\n".join(copied) + "\r\nContent-Length: 0\r\n\r\n").encode(), source
+        )
+
+    workers[0]._reply = bad_signature  # type: ignore[method-assign]
+    try:
+        with proxy.uac("127.0.0.41") as uac:
+            response = uac.request("INVITE", BOB, from_=CAROL, headers=SDP_HEADERS, body=sdp())
+        assert response.status == 404, proxy.log()  # worker 2's answer
+        assert len(workers[1].invites) == 1
+        assert "refused the signature (Bad signature)" in proxy.log()
+        assert proxy.worker_flags() == ["AP", "AP"]
+    finally:
+        del workers[0]._reply
