@@ -29,6 +29,7 @@ from kemi.app_param import (
 from kemi.guards import (
     TOO_MANY_CALLS,
     Hop,
+    Refusal,
     auth_failure_keys,
     ban_due,
     body_refusal,
@@ -67,6 +68,7 @@ from kemi.signing import SignatureError, sign, verify
 FLT_NATS = 5  # transaction flag: the caller is behind NAT
 FLB_NATB = 6  # branch flag: the callee is behind NAT
 FLT_OFFERED = 9  # transaction flag: rtpengine has the caller's offer (else: late offer)
+FLT_AUTHENTICATED = 10  # transaction flag: the caller proved to be the From user
 NAT_TESTS = 19  # nat_uac_test: private Contact, Via received != source, rport, SDP
 LOOKUP_NOT_FOUND = (-1, -3)  # registrar.lookup: no contact / internal error (as upstream)
 LOOKUP_METHOD_UNSUPPORTED = -2
@@ -94,6 +96,10 @@ DEFINE_ANTIFLOOD = "WITH_ANTIFLOOD"
 BAN_TABLE, AUTH_FAIL_TABLE = "ipban", "authfail"
 SOURCE_PROFILE = "vm_source"
 DS_ANY_SET = -1
+# The reasons of a worker's 403 to a request it cannot verify (media_worker/signature.py).
+SIGNATURE_REFUSALS = frozenset(
+    {"Unsigned request", "Malformed signature", "Stale signature", "Bad signature"}
+)
 DS_MATCH_NOPROTO = 2  # ds_is_from_list_uri: address and port count, the transport not
 CHALLENGE_QOP_AUTH = 1  # auth_challenge flags: offer qop=auth (nonce_count needs it)
 DEFINE_MWI_REFRESH_ON_REGISTER = "MWI_REFRESH_ON_REGISTER"  # kamailio.cfg: 1 by default
@@ -163,8 +169,6 @@ class HomeProxy:
         if relayed_notify_refused(_pv("$rm"), _pv("$hdr(Event)")):
             self.refuse(403, "Mailbox state comes from this proxy", "forged message-summary")
             return 1
-        if KSR.is_INVITE() and not self.body_acceptable():
-            return 1
         if KSR.siputils.has_totag() > 0:
             self.within_dialog()
             return 1
@@ -198,8 +202,6 @@ class HomeProxy:
             else:  # without WITH_AUTH nobody is known to be local: no open relay
                 KSR.sl.sl_send_reply(403, "Not relaying")
             return 1
-        if KSR.is_INVITE() and not authenticated and self.too_many_calls():
-            return 1
         self.local_target(authenticated)
         return 1
 
@@ -227,8 +229,9 @@ class HomeProxy:
             return True
         return False
 
-    def body_acceptable(self) -> bool:
-        """An INVITE's body within VM_MAX_BODY and VM_MAX_MEDIA, before rtpengine sees it."""
+    def body_refusal(self) -> Refusal | None:
+        """An INVITE toward a worker: its body within VM_MAX_BODY and VM_MAX_MEDIA, before
+        rtpengine sees it (calls between phones never reach rtpengine or a worker)."""
         size = KSR.pv.get("$bs")
         body: str | None
         try:
@@ -242,10 +245,9 @@ class HomeProxy:
             max_body=self.settings.max_body,
             max_media=self.settings.max_media,
         )
-        if refusal is None:
-            return True
-        self.refuse(refusal.status, refusal.reason, f"INVITE body of {size} bytes")
-        return False
+        if refusal is not None:
+            self.log_refusal(refusal.status, refusal.reason, f"INVITE body of {size} bytes")
+        return refusal
 
     def route_set_acceptable(self) -> bool:
         """An initial request from outside the dispatcher set may not aim at a worker,
@@ -277,29 +279,40 @@ class HomeProxy:
         worker = KSR.dispatcher.ds_is_from_list_uri(DS_ANY_SET, DS_MATCH_NOPROTO, uri) > 0
         return Hop(myself=False, worker=worker)
 
-    def too_many_calls(self) -> bool:
-        """VM_MAX_CALLS_PER_SOURCE unauthenticated calls in progress from this address."""
+    def worker_refusal(self) -> Refusal | None:
+        """An initial INVITE about to go to a worker: its body, and (unauthenticated) the
+        VM_MAX_CALLS_PER_SOURCE voicemail calls in progress from its address, which it
+        joins when it passes."""
+        refusal = self.body_refusal()
+        if refusal is not None or KSR.isflagset(FLT_AUTHENTICATED):
+            return refusal
         source = _pv("$si")
         KSR.dialog.get_profile_size(SOURCE_PROFILE, source, "$avp(vm_source_calls)")
         calls = KSR.pv.get("$avp(vm_source_calls)")
-        if not isinstance(calls, int) or calls < self.settings.max_calls_per_source:
-            return False
-        self.refuse(TOO_MANY_CALLS.status, TOO_MANY_CALLS.reason, f"{calls} calls from {source}")
-        return True
+        if isinstance(calls, int) and calls >= self.settings.max_calls_per_source:
+            self.log_refusal(
+                TOO_MANY_CALLS.status, TOO_MANY_CALLS.reason, f"{calls} calls from {source}"
+            )
+            return TOO_MANY_CALLS
+        KSR.dialog.set_dlg_profile(SOURCE_PROFILE, source)
+        return None
 
     def track_dialog(self, authenticated: bool) -> None:
         """An initial INVITE this proxy relays: its in-dialog requests will be known."""
         if not KSR.is_INVITE():
             return
         KSR.dialog.dlg_manage()
-        if not authenticated:
-            KSR.dialog.set_dlg_profile(SOURCE_PROFILE, _pv("$si"))
+        if authenticated:
+            KSR.setflag(FLT_AUTHENTICATED)
 
     def refuse(self, status: int, reason: str, what: str) -> None:
         """A stateless refusal with a log line (an ACK gets none, only the line)."""
-        self.log(f"{_pv('$rm')} from {_pv('$si')}:{_pv('$sp')} refused {status} {reason}: {what}")
+        self.log_refusal(status, reason, what)
         if not KSR.is_ACK():
             KSR.sl.sl_send_reply(status, reason)
+
+    def log_refusal(self, status: int, reason: str, what: str) -> None:
+        self.log(f"{_pv('$rm')} from {_pv('$si')}:{_pv('$sp')} refused {status} {reason}: {what}")
 
     def request_checks(self) -> bool:
         if KSR.maxfwd.process_maxfwd(10) < 0:
@@ -333,6 +346,12 @@ class HomeProxy:
                 return
             KSR.nathelper.handle_ruri_alias()
             if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) > 0:
+                if not self.toward_dialog_worker():
+                    return
+                refusal = self.body_refusal() if KSR.is_INVITE() else None
+                if refusal is not None:
+                    KSR.sl.sl_send_reply(refusal.status, refusal.reason)
+                    return
                 self.worker_dialog_media()
             self.relay()
             return
@@ -344,6 +363,22 @@ class HomeProxy:
                 self.relay()
             return  # an ACK of a stateless reply: drop it
         KSR.sl.sl_send_reply(404, "Not here")
+
+    def toward_dialog_worker(self) -> bool:
+        """A call to a worker has two ends, the caller and a worker: what the caller sends
+        in it goes to a worker, never to a target of the caller's choice (a gateway that
+        trusts this proxy's address), however known the dialog is."""
+        if KSR.dispatcher.ds_is_from_list(DS_ANY_SET) > 0:
+            return True  # the worker's requests go to the caller
+        # Where it would go: the R-URI, and the next hop a further Route or an alias set.
+        targets = [uri for uri in (_pv("$ru"), _pv("$du")) if uri]
+        if all(
+            KSR.dispatcher.ds_is_from_list_uri(DS_ANY_SET, DS_MATCH_NOPROTO, uri) > 0
+            for uri in targets
+        ):
+            return True
+        self.refuse(403, "Not in this dialog", f"in-dialog request to {targets}, not a worker")
+        return False
 
     def worker_dialog_media(self) -> None:
         """In-dialog requests of a call anchored toward a worker."""
@@ -542,6 +577,10 @@ class HomeProxy:
 
     def to_worker(self, call: AppCall) -> None:
         """Send the INVITE to a worker of the dispatcher set with the app's headers."""
+        refusal = self.worker_refusal()
+        if refusal is not None:
+            self.reply(refusal.status, refusal.reason)
+            return
         if (
             KSR.dispatcher.ds_select_dst(self.settings.worker_set, self.settings.worker_algorithm)
             < 0
@@ -659,7 +698,15 @@ class HomeProxy:
             return 1
         status = KSR.tm.t_get_status_code()
         timed_out = KSR.tm.t_branch_timeout() > 0
-        if status < 500 and not timed_out:
+        refused_signature = status == 403 and _pv("$T_reply_reason") in SIGNATURE_REFUSALS
+        if refused_signature:
+            # Another secret or a clock off by more than the signature's age: this
+            # worker refuses every call, the others may not (the probes cannot tell).
+            KSR.warn(
+                f"voicemail [{_pv('$ci')}]: worker {_pv('$du')} refused the signature "
+                f"({_pv('$T_reply_reason')}): check VM_SECRET, its sip.secret and both clocks\n"
+            )
+        elif status < 500 and not timed_out:
             self.release_media()
             return 1  # the worker's own answer (a refused parameter, say): pass it on
         failed = _pv("$du")

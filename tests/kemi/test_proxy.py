@@ -88,7 +88,7 @@ def route(kam: FakeKamailio, proxy: Any, request: Request) -> None:
     assert proxy.ksr_request_route(None) == 1
 
 
-def failure(kam: FakeKamailio, proxy: Any, status: int, **context: bool) -> str:
+def failure(kam: FakeKamailio, proxy: Any, status: int, **context: Any) -> str:
     kam.script = proxy
     name = kam.failure(status, **context)
     assert getattr(proxy, name)(None) == 1
@@ -210,10 +210,10 @@ def test_client_p_app_headers_are_removed_in_dialog(
 ) -> None:
     request = sip_request(
         "BYE",
-        "sip:bob@192.0.2.20:5060",
+        "sip:voicemail@127.0.0.1:5080",
         from_=ALICE,
         to=BOB,
-        to_tag="bob-tag",
+        to_tag="worker-tag",
         headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"), (name, "usr=carol")),
     )
     kam.add_dialog(CALL_ID)

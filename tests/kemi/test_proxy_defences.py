@@ -96,7 +96,7 @@ def test_an_invite_with_more_media_streams_than_allowed_is_refused_before_rtpeng
     request = invite(BOB, caller=EVE, auth=False)
     request.body = sdp_with_streams(248)
     route(kam, proxy, request)
-    assert kam.replies == [Reply(488, "Too many media streams", "sl")]
+    assert kam.replies == [Reply(488, "Too many media streams", "tm")]
     assert kam.relays == []
     assert kam.rtpengine == []
     assert logged(kam, "refused 488 Too many media streams")
@@ -108,7 +108,7 @@ def test_an_oversized_invite_body_is_refused_before_rtpengine(
     request = invite(BOB, caller=EVE, auth=False)
     request.body_padding = 8192  # $bs: SDP plus 8 KB
     route(kam, proxy, request)
-    assert kam.replies == [Reply(488, "Body too large", "sl")]
+    assert kam.replies == [Reply(488, "Body too large", "tm")]
     assert kam.rtpengine == []
 
 
@@ -116,7 +116,7 @@ def test_a_body_that_is_not_text_is_refused(kam: FakeKamailio, proxy: Any) -> No
     request = invite(BOB, caller=EVE, auth=False)
     request.binary_body = True
     route(kam, proxy, request)
-    assert kam.replies == [Reply(488, "Unreadable body", "sl")]
+    assert kam.replies == [Reply(488, "Unreadable body", "tm")]
 
 
 def test_four_streams_pass_and_the_limits_are_defines(
@@ -131,7 +131,7 @@ def test_four_streams_pass_and_the_limits_are_defines(
     strict_proxy = load(strict, monkeypatch).mod_init()
     request.body = sdp_with_streams(2)
     route(strict, strict_proxy, request)
-    assert strict.replies == [Reply(488, "Too many media streams", "sl")]
+    assert strict.replies == [Reply(488, "Too many media streams", "tm")]
 
 
 def test_a_reinvite_with_too_many_streams_is_refused_too(kam: FakeKamailio, proxy: Any) -> None:
@@ -157,7 +157,7 @@ def test_unauthenticated_calls_per_source_are_limited(kam: FakeKamailio, proxy: 
     assert only_relay(kam).dst_uri == WORKER1
     assert ("vm_source", "192.0.2.10") in kam.dialogs[CALL_ID].profiles
     route(kam, proxy, invite(BOB, caller=EVE, auth=False, call_id="eleventh@192.0.2.10"))
-    assert kam.replies == [Reply(486, "Too many calls from your address", "sl")]
+    assert kam.replies == [Reply(486, "Too many calls from your address", "tm")]
     assert kam.relays == []
     assert kam.rtpengine == []
     assert logged(kam, "10 calls from 192.0.2.10")
@@ -478,3 +478,110 @@ def test_a_request_uri_with_a_trailing_dot_reaches_the_same_mailbox(
     relay = only_relay(kam)
     assert relay.ruri == BOB
     assert (app_param(relay)["user"], app_param(relay)["domain"]) == ("bob", DOMAIN)
+
+
+# ----- the limits guard the workers and rtpengine, not calls between phones -----
+
+
+def test_a_call_between_phones_with_many_streams_is_relayed(kam: FakeKamailio, proxy: Any) -> None:
+    """A video call (audio, two videos, BFCP, data) to a registered phone: rtpengine and
+    the workers see nothing of it, so no media or body limit applies."""
+    kam.register(f"bob@{DOMAIN}", Contact("sip:bob@192.0.2.20:5060"))
+    request = invite(BOB)
+    request.body = sdp_with_streams(5)
+    request.body_padding = 9000
+    route(kam, proxy, request)
+    assert only_relay(kam).dst_uri is None
+    assert kam.rtpengine == []
+
+
+def test_a_phone_reinvite_with_many_streams_is_relayed(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
+    request = sip_request(
+        "INVITE",
+        "sip:bob@192.0.2.20:5060",
+        from_=ALICE,
+        to=BOB,
+        to_tag="bob-tag",
+        body=sdp_with_streams(6),
+        headers=(("Route", "<sip:127.0.0.1;lr>"),),
+    )
+    route(kam, proxy, request)
+    assert kam.replies == []
+    assert kam.relays
+
+
+def test_calls_per_source_count_only_calls_to_voicemail(kam: FakeKamailio, proxy: Any) -> None:
+    """A gateway delivers every inbound call from one address: its calls to phones are
+    not limited (nor counted); the VM_MAX_CALLS_PER_SOURCE-th to voicemail is."""
+    kam.register(f"alice@{DOMAIN}", Contact("sip:alice@192.0.2.21:5060"))
+    for n in range(12):
+        route(kam, proxy, invite(ALICE, caller=EVE, auth=False, call_id=f"phone-{n}@gw"))
+        assert only_relay(kam).dst_uri is None
+        assert kam.dialogs[f"phone-{n}@gw"].profiles == []
+    for n in range(10):
+        kam.add_dialog(f"earlier-{n}", ("vm_source", "192.0.2.10"))
+    route(kam, proxy, invite(BOB, caller=EVE, auth=False, call_id="vm@gw"))
+    assert [(r.status, r.reason) for r in kam.replies] == [
+        (486, "Too many calls from your address")
+    ]
+    assert kam.relays == []
+    assert kam.rtpengine == []
+
+
+@pytest.mark.parametrize("method", ["INVITE", "MESSAGE", "BYE", "ACK"])
+def test_a_callers_request_in_a_call_to_a_worker_goes_only_to_a_worker(
+    kam: FakeKamailio, proxy: Any, method: str
+) -> None:
+    """The caller's own voicemail call is a known dialog; a request in it aimed at a
+    gateway is refused (an ACK only dropped), one to the worker relayed."""
+    kam.add_dialog(CALL_ID)
+    fields: dict[str, Any] = {
+        "from_": EVE, "to": BOB, "to_tag": "worker-tag",
+        "headers": (("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+    }  # fmt: skip
+    route(kam, proxy, sip_request(method, "sip:+4930123@198.51.100.7:5060", **fields))
+    assert kam.relays == []
+    assert kam.replies == ([] if method == "ACK" else [Reply(403, "Not in this dialog", "sl")])
+    assert logged(kam, "not a worker")
+    route(kam, proxy, sip_request(method, "sip:voicemail@127.0.0.1:5080", **fields))
+    assert only_relay(kam).ruri == "sip:voicemail@127.0.0.1:5080"
+
+
+def test_a_workers_request_goes_to_the_caller(kam: FakeKamailio, proxy: Any) -> None:
+    kam.add_dialog(CALL_ID)
+    bye = sip_request(
+        "BYE",
+        "sip:eve@198.51.100.7:5060",
+        from_=BOB,
+        to=EVE,
+        to_tag="phone-tag",
+        headers=(("Route", "<sip:127.0.0.1;lr;vm=1>"),),
+        src_ip="127.0.0.1",
+        src_port=5080,
+    )
+    route(kam, proxy, bye)
+    assert only_relay(kam).ruri == "sip:eve@198.51.100.7:5060"
+    assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+@pytest.mark.parametrize("reason", ["Bad signature", "Stale signature", "Unsigned request"])
+def test_a_worker_refusing_the_signature_passes_the_call_to_the_next(
+    kam: FakeKamailio, proxy: Any, reason: str
+) -> None:
+    """A worker with another secret or a clock far off answers every call 403 while its
+    probes pass: the call goes on to the next worker, and the log says what to check."""
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 403, reason=reason)
+    assert only_relay(kam).dst_uri == WORKER2
+    assert [line for _, line in kam.logs if f"refused the signature ({reason})" in line]
+    failure(kam, proxy, 403, reason=reason)  # the last worker too: its 403 goes back
+    assert kam.relays == []
+    assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+def test_a_workers_other_403_goes_back_to_the_caller(kam: FakeKamailio, proxy: Any) -> None:
+    route(kam, proxy, invite(BOB))
+    failure(kam, proxy, 403, reason="Forbidden")
+    assert kam.relays == []
+    assert [c.operation for c in kam.rtpengine] == ["delete"]

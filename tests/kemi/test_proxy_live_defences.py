@@ -63,7 +63,8 @@ def response(request: Message, status: int, reason: str, *extra: str, body: str 
 @dataclass
 class FakeWorker:
     """A UDP socket in the dispatcher set: 200 to OPTIONS probes; an INVITE is kept and
-    answered by its Call-ID's prefix: ``w503-`` 503 with Retry-After, ``ring-`` 180
+    answered by its Call-ID's prefix: ``w503-`` 503 with Retry-After, ``sig-`` 403 Bad
+    signature, ``ring-`` 180
     (then 487 after a CANCEL), ``mute-`` nothing, ``ok-`` 200 with SDP, anything else 486."""
 
     port: int = field(default_factory=free_udp_tcp_port)
@@ -110,6 +111,8 @@ class FakeWorker:
                     pass  # a worker that never answers: the proxy's timer ends the branch
                 elif call_id.startswith("w503-"):
                     self.sock.sendto(response(request, 503, "Too busy", "Retry-After: 5"), source)
+                elif call_id.startswith("sig-"):  # a worker with another secret
+                    self.sock.sendto(response(request, 403, "Bad signature"), source)
                 else:
                     self.sock.sendto(response(request, 486, "Busy Here"), source)
             elif request.method == "CANCEL":

@@ -130,3 +130,4 @@ class _FailureContext:
     status: int
     timed_out: bool
     canceled: bool
+    reason: str = ""  # $T_reply_reason

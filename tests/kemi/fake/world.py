@@ -132,7 +132,9 @@ class FakeKamailio:
         self.dropped_branches: list[Relay] = []  # what set_drop kept from being sent
         self.rtpengine: list[RtpengineCall] = []
 
-    def failure(self, status: int, *, timed_out: bool = False, canceled: bool = False) -> str:
+    def failure(
+        self, status: int, *, timed_out: bool = False, canceled: bool = False, reason: str = ""
+    ) -> str:
         """The last relay's branches failed: enter its failure route (returns its name)
         with the request tm kept: the request route's changes, none of an earlier
         failure route's; flags and AVPs are the transaction's."""
@@ -144,7 +146,7 @@ class FakeKamailio:
         tx.on_failure = None  # tm disarms it; a failure route arms the next one itself
         tx.relayed = False
         self._state = self._from_transaction(tx)
-        self._failure = _FailureContext(status, timed_out, canceled)
+        self._failure = _FailureContext(status, timed_out, canceled, reason)
         self._reply = None
         self.route_type = "failure"
         self._new_records()
@@ -235,6 +237,8 @@ class FakeKamailio:
                 return None
             user, _, realm = credentials.user.partition("@")
             return user if name == "$au" else realm
+        if name == "$T_reply_reason":
+            return self._failure_context().reason or None
         if name == "$rb":
             if request.binary_body:
                 raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
