@@ -196,7 +196,9 @@ class SipAgent:
     """One UDP socket bound to ``host`` (any free port). Requests it receives are kept
     and answered 200 (as tests/kamailio/uac.py does); responses go to their transaction."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, answer: bool = True) -> None:
+        """``answer``: answer the requests received with 200 (False: a silent target)."""
+        self.answer = answer
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()
@@ -325,7 +327,7 @@ class SipAgent:
         message = Message.parse(data)
         if message.status == 0:
             self.requests.append((message, source))
-            if message.method != "ACK":
+            if message.method != "ACK" and self.answer:
                 self.send(Uac._ok(message), source)
             return True
         call_id = message.header("Call-ID") or ""
