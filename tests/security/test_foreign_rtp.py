@@ -83,7 +83,7 @@ def test_foreign_key_presses_do_not_cut_a_recording(
             f"sip:bob@{DOMAIN}", stack.proxy, from_="sip:caller@outside.example",
             body=sdp_offer(CALLER, rtp.getsockname()[1]),
         )  # fmt: skip
-        assert txn.final is not None and txn.final.status == 200, (txn.final, stack.logs())
+        assert txn.status == 200, (txn.final, stack.logs())
         dialog = caller.confirm(txn)
         rtpengine_side = sdp_media(dialog.answer)
         ours = (CALLER, rtp.getsockname()[1])

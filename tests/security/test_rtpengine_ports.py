@@ -96,11 +96,12 @@ def test_calls_to_voicemail_release_their_rtpengine_session_however_they_end(
         # Cancelled while the worker rings.
         txn = caller.request("INVITE", f"sip:bob@{DOMAIN}", stack.proxy, from_=CALLER,
                              body=sdp_offer(ATTACKER, 42200))  # fmt: skip
-        wait_until(
-            lambda: caller.pump(0.2) and 180 in txn.provisional or 180 in txn.provisional,
-            5,
-            stack.logs,
-        )
+
+        def ringing() -> bool:
+            caller.pump(0.2)
+            return 180 in txn.provisional
+
+        wait_until(ringing, 5, stack.logs)
         caller.cancel(txn)
         caller.wait_final(txn, 5)
         end(caller, txn, stack)

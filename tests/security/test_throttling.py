@@ -50,7 +50,8 @@ def test_password_guessing_bans_the_source_and_not_the_phones(
     with SipAgent(GUESSER) as guesser:
         first = guesser.request("REGISTER", f"sip:{DOMAIN}", stack.proxy, from_=ALICE, to=ALICE)
         challenge = guesser.wait_final(first, 3)
-        assert challenge is not None and challenge.status == 401, challenge
+        assert challenge is not None, first
+        assert challenge.status == 401, challenge
         header = challenge.header("WWW-Authenticate") or ""
         for attempt in range(300):
             credentials = digest(header, user="alice", password=f"guess-{attempt}",
@@ -79,13 +80,15 @@ def test_a_replayed_proxy_authorization_is_refused(
     voicebox = f"sip:1000@{DOMAIN}"
     with SipAgent(REPLAYER) as alice:
         txn = alice.invite(voicebox, stack.proxy, from_=ALICE, body=sdp_offer(REPLAYER, 45000))
-        assert txn.final is not None and txn.final.status == 407, txn.final
-        credentials = digest(txn.final.header("Proxy-Authenticate") or "", user="alice",
+        challenge = txn.final
+        assert challenge is not None, stack.logs()
+        assert challenge.status == 407, challenge
+        credentials = digest(challenge.header("Proxy-Authenticate") or "", user="alice",
                              password=USERS["alice"][0], method="INVITE", uri=voicebox)  # fmt: skip
         headers = [("Proxy-Authorization", credentials)]
         txn = alice.invite(voicebox, stack.proxy, from_=ALICE, call_id=txn.call_id,
                            headers=headers, body=sdp_offer(REPLAYER, 45000))  # fmt: skip
-        assert txn.final is not None and txn.final.status == 200, (txn.final, stack.logs())
+        assert txn.status == 200, (txn.final, stack.logs())
         alice.hang_up(alice.confirm(txn), stack.proxy)
         time.sleep(1)
         # Someone who captured that INVITE sends it again as a new call.
@@ -113,7 +116,7 @@ def test_one_source_cannot_hold_40_unauthenticated_calls(
                 stack.proxy,
                 from_=f"sip:caller{n}@outside.example",
                 body=sdp_offer(FLOODER, 46000 + 2 * n),
-            )  # fmt: skip
+            )
             for n in range(40)
         ]
         deadline = time.monotonic() + 8

@@ -122,7 +122,7 @@ def test_pin_in_p_app_param_does_not_replace_a_stored_pin(
             call_id=call_id, headers=signed_app_headers(stack.secret, call_id, "voicebox", param),
             body=sdp_offer(LOCAL, rtp.getsockname()[1]), timeout=4,
         )  # fmt: skip
-        assert txn.final is not None and txn.final.status == 200, (txn.final, stack.logs())
+        assert txn.status == 200, (txn.final, stack.logs())
         dialog = agent.confirm(txn)
         worker_rtp = sdp_media(dialog.answer)
         ssrc, sequence = secrets.randbits(32), 0

@@ -172,6 +172,12 @@ class Transaction:
         return next((r for r in self.responses if r.status >= 200), None)
 
     @property
+    def status(self) -> int:
+        """The final status, 0 while there is none."""
+        final = self.final
+        return final.status if final is not None else 0
+
+    @property
     def provisional(self) -> list[int]:
         return [r.status for r in self.responses if r.status < 200]
 
@@ -366,7 +372,8 @@ class SipAgent:
     def confirm(self, txn: Transaction) -> Dialog:
         """ACK a 2xx: the dialog it set up."""
         final = txn.final
-        assert final is not None and 200 <= final.status < 300, final
+        assert final is not None, txn
+        assert 200 <= final.status < 300, final
         route = [
             part.strip()
             for name, value in final.headers
@@ -443,7 +450,8 @@ def sdp_media(sdp: str) -> Address:
     """The (connection address, port) of the first audio section of an SDP."""
     host = re.search(r"^c=IN IP4 (\S+)", sdp, re.M)
     port = re.search(r"^m=audio (\d+) ", sdp, re.M)
-    assert host and port, sdp
+    assert host, sdp
+    assert port, sdp
     return host.group(1), int(port.group(1))
 
 

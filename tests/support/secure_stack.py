@@ -140,7 +140,8 @@ class SecureStack(Stack):
 
     def worker_pid(self, index: int = 0) -> int:
         proc = self.workers[index].proc
-        assert proc is not None and proc.poll() is None, self.logs()
+        assert proc is not None, self.logs()
+        assert proc.poll() is None, self.logs()
         return proc.pid
 
     def mailbox(self, user: str = "bob") -> list[MessageInfo]:
