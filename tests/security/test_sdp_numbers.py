@@ -52,7 +52,7 @@ def to_worker(stack: SecureStack, agent: SipAgent, body: str) -> Transaction:
         stack.worker_address(),
         from_="sip:mallory@outside.example",
         call_id=call_id,
-        headers=signed_app_headers(stack.secret, call_id, "voicemail", PARAM),
+        headers=signed_app_headers(stack.hop_secret, call_id, "voicemail", PARAM),
         body=body,
     )
 

@@ -45,7 +45,7 @@ def test_a_full_worker_answers_503_and_stays_in_the_set(
         call_id = f"{secrets.token_hex(8)}@127.0.0.1"
         direct = local.invite(
             f"sip:bob@{DOMAIN}", stack.worker_address(), from_="sip:c9@outside.example",
-            call_id=call_id, headers=signed_app_headers(stack.secret, call_id, "voicemail", PARAM),
+            call_id=call_id, headers=signed_app_headers(stack.hop_secret, call_id, "voicemail", PARAM),
             body=sdp_offer("127.0.0.1", 47100), timeout=4,
         )  # fmt: skip
         final = direct.final

@@ -66,7 +66,7 @@ def test_a_request_straight_to_the_worker_needs_the_proxy_signature(
                 headers = signed_app_headers(secrets.token_hex(20), call_id, "voicemail", PARAM)
             else:
                 stale = time.time() - 120
-                headers = signed_app_headers(stack.secret, call_id, "voicemail", PARAM, now=stale)
+                headers = signed_app_headers(stack.hop_secret, call_id, "voicemail", PARAM, now=stale)
             txn = agent.invite(
                 f"sip:bob@{DOMAIN}", stack.worker_address(), from_="sip:mallory@outside.example",
                 call_id=call_id, headers=headers, body=sdp_offer(LOCAL, 44000), timeout=4,
@@ -120,7 +120,7 @@ def test_pin_in_p_app_param_does_not_replace_a_stored_pin(
         call_id = f"{secrets.token_hex(8)}@{LOCAL}"
         txn = agent.invite(
             f"sip:{user}@{DOMAIN}", stack.worker_address(), from_="sip:mallory@outside.example",
-            call_id=call_id, headers=signed_app_headers(stack.secret, call_id, "voicebox", param),
+            call_id=call_id, headers=signed_app_headers(stack.hop_secret, call_id, "voicebox", param),
             body=sdp_offer(LOCAL, rtp.getsockname()[1]), timeout=4,
         )  # fmt: skip
         assert txn.status == 200, (txn.final, stack.logs())

@@ -74,9 +74,9 @@ class SecureStack(Stack):
             shutil.copy(NATIVE_DIR / "voicemail.cfg", self.kamailio.dir / "voicemail.cfg")
         local = self.kamailio.dir / "kamailio-local.cfg"
         found = _SECRET_DEFINE.search(local.read_text())
-        self.secret = found.group(1) if found else secrets.token_hex(20)
+        self.hop_secret = found.group(1) if found else secrets.token_hex(20)
         # trydef: whatever the stack itself already defines stays as it is.
-        self.trydef("VM_SECRET", f'"{self.secret}"')
+        self.trydef("VM_SECRET", f'"{self.hop_secret}"')
         self.trydef("WITH_ANTIFLOOD")
         self.trydef("VM_BAN_TIME", "60")
         for worker in self.workers:
@@ -90,7 +90,7 @@ class SecureStack(Stack):
         config = yaml.safe_load(worker.config.read_text())
         sip = config.setdefault("sip", {})
         sip["trusted"] = [f"{PROXY_ADDRESS}/32"]
-        wanted = {"secret": self.secret, **extra}
+        wanted = {"secret": self.hop_secret, **extra}
         for key, value in wanted.items():
             if key in sip:
                 continue
@@ -99,7 +99,7 @@ class SecureStack(Stack):
             elif f"sip.{key}" not in self.missing_options:
                 self.missing_options.append(f"sip.{key}")
         if isinstance(sip.get("secret"), str):
-            self.secret = sip["secret"]
+            self.hop_secret = sip["secret"]
         worker.config.write_text(yaml.safe_dump(config))
 
     def start(self) -> None:
