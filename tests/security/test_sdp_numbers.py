@@ -33,7 +33,8 @@ PARAM = f"usr=bob;dom={DOMAIN};snd=sip:mallory@outside.example;mod=box;typ=vm"
 def bad_sdp(where: str) -> str:
     if where == "port":
         return sdp_offer(ATTACKER, 0, port_text="²0000")
-    return sdp_offer(ATTACKER, 40000).replace("RTP/AVP 0 101", "RTP/AVP 0 ²")
+    # The only payload type offered is the bad one: no codec is left to answer with.
+    return sdp_offer(ATTACKER, 40000).replace("RTP/AVP 0 101", "RTP/AVP ²")
 
 
 @pytest.fixture(scope="module")
