@@ -71,21 +71,24 @@ def test_a_unicode_digit_in_the_sdp_is_answered_and_nothing_is_retained(
 ) -> None:
     pid = stack.worker_pid()
     with SipAgent("127.0.0.1") as agent:  # a local process: the worker's trusted address
-        warm = [to_worker(stack, agent, bad_sdp(where)) for _ in range(50)]
-        statuses = finals(agent, warm, 5)
+        first = [to_worker(stack, agent, bad_sdp(where)) for _ in range(50)]
+        statuses = finals(agent, first, 5)
         checks.expect(
             all(400 <= s < 600 for s in statuses),
             f"final 4xx/5xx to each bad SDP expected, got {sorted(set(statuses))} (0: none)",
         )
-        sockets, rss = open_sockets(pid), rss_kib(pid)
-        for _ in range(10):  # 500 more calls, in bursts the socket buffers take
-            burst = [to_worker(stack, agent, bad_sdp(where)) for _ in range(50)]
-            finals(agent, burst, 1)
-        grown = rss_kib(pid) - rss
-        checks.expect(grown < 1500, f"worker memory grew {grown} KiB over 500 refused calls")
-        checks.expect(
-            open_sockets(pid) <= sockets, f"worker sockets {sockets} -> {open_sockets(pid)}"
-        )
+        if where == "port":
+            # Memory: a round of calls, then another once the first round's transactions
+            # have ended (Timer I, 5 s): what the second round adds is what is never freed.
+            sizes = []
+            for _ in range(2):
+                for _ in range(6):  # 300 calls, in bursts the socket buffers take
+                    finals(agent, [to_worker(stack, agent, bad_sdp(where)) for _ in range(50)], 1)
+                agent.drain(6)
+                sizes.append(rss_kib(pid))
+            grown = sizes[1] - sizes[0]
+            checks.expect(grown < 800, f"worker memory grew {grown} KiB over 300 refused calls")
+        checks.expect(open_sockets(pid) < 20, f"worker holds {open_sockets(pid)} sockets")
     # Through the proxy: rtpengine sees the SDP first; a final answer still comes back.
     with SipAgent(ATTACKER) as attacker:
         txn = attacker.invite(

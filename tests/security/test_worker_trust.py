@@ -66,7 +66,9 @@ def test_a_request_straight_to_the_worker_needs_the_proxy_signature(
                 headers = signed_app_headers(secrets.token_hex(20), call_id, "voicemail", PARAM)
             else:
                 stale = time.time() - 120
-                headers = signed_app_headers(stack.hop_secret, call_id, "voicemail", PARAM, now=stale)
+                headers = signed_app_headers(
+                    stack.hop_secret, call_id, "voicemail", PARAM, now=stale
+                )
             txn = agent.invite(
                 f"sip:bob@{DOMAIN}", stack.worker_address(), from_="sip:mallory@outside.example",
                 call_id=call_id, headers=headers, body=sdp_offer(LOCAL, 44000), timeout=4,
