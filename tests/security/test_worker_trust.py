@@ -143,7 +143,7 @@ def test_pin_in_p_app_param_does_not_replace_a_stored_pin(
             sequence += 6
             time.sleep(0.25)
         # Had the PIN opened the box, the new message would be played, and so read.
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + 5
         while any(m.new for m in stack.mailbox(user)) and time.monotonic() < deadline:
             agent.pump(0.2)
         opened = not any(m.new for m in stack.mailbox(user))
