@@ -32,8 +32,8 @@ from tests.support.secure_stack import SecureStack
 
 pytestmark = pytest.mark.integration
 CALLER, STRANGER = "127.0.0.50", "127.0.0.51"
-SECONDS = 8.0  # what the caller sends after the answer
-INJECT_AT = 3.0  # seconds after the answer: well into the recording
+SECONDS = 9.0  # what the caller sends after the answer
+INJECT_AT = 4.0  # seconds after the answer: into the recording, past rtpengine's 3 s of learning
 EVENT_TYPES = (101, 96, 97, 98, 99, 100)  # the telephone-event type offered, and guesses
 
 
