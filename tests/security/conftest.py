@@ -30,10 +30,12 @@ def running(stack: SecureStack) -> Iterator[SecureStack]:
 
 @pytest.fixture(scope="session")
 def message_speech(caller_speech: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What a caller says after bob's short greeting and the beep: 1.5 s of silence, then
-    speech; baresip hangs up when the file ends."""
+    """What a caller says after bob's short greeting and the beep: a second of silence,
+    then speech without the trailing silence; baresip hangs up when the file ends."""
     out = tmp_path_factory.mktemp("message") / "message.wav"
-    subprocess.run(["sox", str(caller_speech), str(out), "pad", "1.5", "0"], check=True)
+    subprocess.run(
+        ["sox", str(caller_speech), str(out), "trim", "0", "-1.3", "pad", "1.0", "0"], check=True
+    )
     return out
 
 
