@@ -151,22 +151,39 @@ class SecureStack(Stack):
         """A normal call: ``caller``'s phone (baresip, digest auth, 127.0.0.1) leaves
         ``callee`` a message through the proxy; returns once it is in the box."""
         before = len(self.mailbox(callee))
-        phone = Baresip(speech, account=self.phone_account(caller, register=False))
+        phone = self._phone(caller, speech)
         try:
-            with phone:
-                phone.dial(f"sip:{callee}@{DOMAIN}")
+            phone.dial(f"sip:{callee}@{DOMAIN}")
 
-                def stored() -> bool:
-                    refused = _REFUSED.search(phone.log())
-                    assert refused is None, (
-                        f"the normal call failed: {refused and refused.group(0)}\n"
-                        f"{self.logs()}\n----- phone\n{phone.log()[-3000:]}"
-                    )
-                    return len(self.mailbox(callee)) > before
+            def stored() -> bool:
+                refused = _REFUSED.search(phone.log())
+                assert refused is None, (
+                    f"the normal call failed: {refused and refused.group(0)}\n"
+                    f"{self.logs()}\n----- phone\n{phone.log()[-3000:]}"
+                )
+                return len(self.mailbox(callee)) > before
 
-                wait_until(stored, 45, lambda: f"{self.logs()}\n----- phone\n{phone.log()[-3000:]}")
+            wait_until(stored, 45, lambda: f"{self.logs()}\n----- phone\n{phone.log()[-3000:]}")
         finally:
+            phone.stop()
             phone.cleanup()
+
+    def _phone(self, user: str, speech: Path) -> Baresip:
+        """A started baresip for ``user``; the ports it picked may be taken by the time it
+        binds them (other tests run beside these): then it starts again on others."""
+        for _ in range(3):
+            phone = Baresip(speech, account=self.phone_account(user, register=False))
+            try:
+                phone.start()
+            except BaseException:
+                phone.stop()
+                phone.cleanup()
+                raise
+            if "Address already in use" not in phone.log():
+                return phone
+            phone.stop()
+            phone.cleanup()
+        raise AssertionError("baresip found its ports taken three times")
 
     def dispatcher(self) -> str:
         return self.kamailio.kamcmd("dispatcher.list")
