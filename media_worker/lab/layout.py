@@ -125,16 +125,16 @@ def worker_yaml(
 
 def rtpengine_command(host: str, ng_port: int, media_ports: tuple[int, int]) -> list[str]:
     """rtpengine in the foreground, userspace only, on ``host``. ``--config-file=none``:
-    Debian's /etc/rtpengine/rtpengine.conf would add its own fixed ports. Heuristic
-    endpoint learning latches at once onto a source that matches the SDP, where the
-    default would take anyone's packets for the first 3 s (strict-source then keeps
-    strangers out)."""
+    Debian's /etc/rtpengine/rtpengine.conf would add its own fixed ports. Immediate
+    endpoint learning latches onto the first packet's source and strict-source then keeps
+    strangers out; the default (delayed, and heuristic too) forwards anyone's packets
+    for the first 3 s."""
     low, high = media_ports
     return [
         "rtpengine", "--foreground", "--log-stderr", "--config-file=none",
         "--table=-1", f"--interface={host}", f"--listen-ng={host}:{ng_port}",
         f"--port-min={low}", f"--port-max={high}", "--delete-delay=0",
-        "--endpoint-learning=heuristic",
+        "--endpoint-learning=immediate",
     ]  # fmt: skip
 
 

@@ -33,10 +33,11 @@ from tests.support.secure_stack import SecureStack
 pytestmark = pytest.mark.integration
 CALLER, STRANGER = "127.0.0.50", "127.0.0.51"
 SECONDS = 10.0  # what the caller sends after the answer
-# Seconds after the answer (into the recording, past rtpengine's 3 s of endpoint learning)
-# at which the stranger aims at the worker's port, then at rtpengine's: when the worker
-# hangs up tells which defence is missing.
-INJECT_AT = {"worker": 4.0, "rtpengine": 6.0}
+# Seconds after the answer at which the stranger aims at rtpengine's port within its
+# endpoint-learning window (heuristic learning has latched onto the caller already),
+# then at the worker's port, then at rtpengine's again: when the worker hangs up tells
+# which defence is missing.
+INJECT_AT = {"rtpengine, learning": 1.0, "worker": 4.0, "rtpengine": 6.0}
 EVENT_TYPES = (101, 96, 97, 98, 99, 100)  # the telephone-event type offered, and guesses
 
 
@@ -98,6 +99,8 @@ def test_foreign_key_presses_do_not_cut_a_recording(
         for index, payload in enumerate(frames):
             packet = RtpPacket(0, index & 0xFFFF, index * 160, ssrc, payload, index == 0)
             rtp.sendto(packet.serialize(), rtpengine_side)
+            if index == int(INJECT_AT["rtpengine, learning"] * 50):
+                inject(stranger, [rtpengine_side])
             if index == int(INJECT_AT["worker"] * 50):
                 inject(stranger, worker_side)
             if index == int(INJECT_AT["rtpengine"] * 50):
