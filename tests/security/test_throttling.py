@@ -105,6 +105,9 @@ def test_a_replayed_proxy_authorization_is_refused(
     checks.verify(stack.kamailio.log()[-5000:])
 
 
+KAMAILIO_PROCESSES = 2  # layout.kamailio_command's -n
+
+
 def test_one_source_cannot_hold_40_unauthenticated_calls(
     stack: SecureStack, message_speech: Path, checks: Checks
 ) -> None:
@@ -124,7 +127,12 @@ def test_one_source_cannot_hold_40_unauthenticated_calls(
             pass
         answered = [c for c in calls if c.final is not None and c.final.status == 200]
         dialogs = [flooder.confirm(c) for c in answered]
-        checks.expect(len(answered) <= 10, f"{len(answered)} of 40 calls from one source answered")
+        # VM_MAX_CALLS_PER_SOURCE is 10; each of Kamailio's SIP processes checks the count
+        # as its INVITE arrives, so a burst may pass by one call per process (-n 2).
+        checks.expect(
+            len(answered) <= 10 + KAMAILIO_PROCESSES,
+            f"{len(answered)} of 40 calls from one source answered",
+        )
         for dialog in dialogs:  # all at once: a banned source's BYEs get no answer
             flooder.in_dialog(dialog, "BYE", stack.proxy)
         flooder.drain(1)
