@@ -14,7 +14,7 @@ import pytest
 from media_worker.lab.layout import DOMAIN
 from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG
 from tests.kamailio.uac import Uac
-from tests.support.stack import Kamailio, voicemail
+from tests.support.stack import Kamailio, user_database
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,10 @@ class NativeMwi:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        db_url = f"sqlite://{directory / 'kamailio.sqlite'}"
-        voicemail("db", "init", db_url)
-        for user, password in PASSWORDS.items():
-            voicemail(
-                "user", "add", f"{user}@{DOMAIN}", "--db", db_url,
-                "--email", f"{user}@{DOMAIN}", "--mode", "box",
-                stdin=password + "\n",
-            )  # fmt: skip
+        db_url = user_database(
+            f"sqlite://{directory / 'kamailio.sqlite'}",
+            {user: (password, "box") for user, password in PASSWORDS.items()},
+        )
         self.kamailio = Kamailio(
             directory,
             db_url=db_url,

@@ -25,7 +25,7 @@ from media_worker.lab.layout import DOMAIN
 from tests.kamailio.test_cfg import COMBINATIONS, NATIVE_CFG, VOICEMAIL_CFG, install, label
 from tests.kamailio.uac import Message, Uac, digest
 from tests.support.procs import wait_until
-from tests.support.stack import Kamailio, Rtpengine, voicemail
+from tests.support.stack import Kamailio, Rtpengine, user_database
 
 pytestmark = pytest.mark.integration
 
@@ -138,14 +138,10 @@ class NativeProxy:
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        db_url = f"sqlite://{directory / 'kamailio.sqlite'}"
-        voicemail("db", "init", db_url)
-        for user, password in PASSWORDS.items():
-            voicemail(
-                "user", "add", f"{user}@{DOMAIN}", "--db", db_url,
-                "--email", f"{user}@{DOMAIN}", "--mode", "box",
-                stdin=password + "\n",
-            )  # fmt: skip
+        db_url = user_database(
+            f"sqlite://{directory / 'kamailio.sqlite'}",
+            {user: (password, "box") for user, password in PASSWORDS.items()},
+        )
         self.rtpengine = Rtpengine(directory)
         self.kamailio = Kamailio(
             directory,

@@ -30,7 +30,7 @@ from kemi.signing import sign, verify
 from media_worker.lab.layout import DOMAIN, USERS
 from tests.kamailio.uac import Message, digest
 from tests.support.procs import free_udp_tcp_port, wait_until
-from tests.support.stack import Kamailio, MediaWorker, Rtpengine, voicemail
+from tests.support.stack import Kamailio, MediaWorker, Rtpengine, user_database
 
 pytestmark = pytest.mark.integration
 
@@ -238,13 +238,10 @@ def lab() -> Iterator[Lab]:
     directory = Path(tempfile.mkdtemp(prefix="vm-kemi-defences-"))
     worker = FakeWorker()
     try:
-        db_url = f"sqlite://{directory / 'kamailio.sqlite'}"
-        voicemail("db", "init", db_url)
-        for user, (password, _mode) in USERS.items():
-            voicemail(
-                "user", "add", f"{user}@{DOMAIN}", "--db", db_url, "--mode", "box",
-                stdin=password + "\n",
-            )  # fmt: skip
+        db_url = user_database(
+            f"sqlite://{directory / 'kamailio.sqlite'}",
+            {user: (password, "box") for user, (password, _mode) in USERS.items()},
+        )
         with Rtpengine(directory) as rtpengine:
             kamailio = Kamailio(
                 directory,

@@ -250,6 +250,20 @@ def voicemail(*args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
+def user_database(db_url: str, users: dict[str, tuple[str, str]], *extra: str) -> str:
+    """Kamailio's tables at ``db_url`` with ``users`` (user -> (password, voicemail
+    mode)), each with the email <user>@DOMAIN; ``extra``: more ``voicemail user add``
+    options for all of them. Returns ``db_url``."""
+    voicemail("db", "init", db_url)
+    for user, (password, mode) in users.items():
+        voicemail(
+            "user", "add", f"{user}@{DOMAIN}", "--db", db_url,
+            "--email", f"{user}@{DOMAIN}", "--mode", mode, *extra,
+            stdin=password + "\n",
+        )  # fmt: skip
+    return db_url
+
+
 class Stack(Managed):
     """Database with the lab's users, SMTP, rtpengine, ``workers`` workers and Kamailio."""
 
@@ -306,13 +320,7 @@ class Stack(Managed):
         self._started: list[Managed] = []
 
     def start(self) -> None:
-        voicemail("db", "init", self.db_url)
-        for user, (password, mode) in USERS.items():
-            voicemail(
-                "user", "add", f"{user}@{DOMAIN}", "--db", self.db_url,
-                "--email", f"{user}@{DOMAIN}", "--mode", mode,
-                stdin=password + "\n",
-            )  # fmt: skip
+        user_database(self.db_url, USERS)
         for part in (self.smtp, self.rtpengine, *self.workers, self.kamailio):
             part.start()
             self._started.append(part)
