@@ -1,0 +1,152 @@
+"""Raw SIP dialogs through the real Kamailio for tests of both cfgs: a stranger's call
+ringing a registered phone (what the caller may send in its early dialog), and a call
+between two phones answered, re-INVITEd from each side and hung up by either."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tests.kamailio.uac import Message
+
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+    "m=audio {port} RTP/AVP 0\r\n"
+)
+
+
+def receive(sock: socket.socket, wanted: Callable[[Message], bool], timeout: float = 5) -> Message:
+    """The next message on ``sock`` that is ``wanted`` (others, a 100 say, skipped)."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        sock.settimeout(remaining)
+        message = Message.parse(sock.recv(65535))
+        if wanted(message):
+            return message
+    raise TimeoutError("nothing wanted arrived")
+
+
+def request_of(method: str) -> Callable[[Message], bool]:
+    return lambda m: not m.status and m.method == method
+
+
+def final_of(method: str, cseq: int) -> Callable[[Message], bool]:
+    return lambda m: m.status >= 200 and m.header("CSeq") == f"{cseq} {method}"
+
+
+def response(request: Message, status: int, reason: str, *, to_tag: str, contact: str) -> bytes:
+    """A UAS's response: Via, From, To (tagged), Call-ID, CSeq, Record-Route copied."""
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for name, value in request.headers:
+        if name.lower() == "to" and ";tag=" not in value:
+            value += f";tag={to_tag}"
+        if name.lower() in ("via", "from", "to", "call-id", "cseq", "record-route"):
+            lines.append(f"{name}: {value}")
+    lines += [f"Contact: <{contact}>", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@dataclass
+class End:
+    """One end of a dialog: its socket, URI, tag and Contact; the peer's too."""
+
+    sock: socket.socket
+    proxy_port: int
+    uri: str
+    tag: str
+    peer_uri: str
+    peer_tag: str = ""
+    call_id: str = ""
+    target: str = ""  # the peer's Contact: the R-URI of requests in the dialog
+    routes: list[str] = field(default_factory=list)  # Route header values
+    cseq: int = 1
+
+    @property
+    def contact(self) -> str:
+        host, port = self.sock.getsockname()
+        return f"sip:{self.uri.split(':')[1].split('@')[0]}@{host}:{port}"
+
+    def send(self, method: str, ruri: str, *extra: str, body: str = "") -> int:
+        host, port = self.sock.getsockname()
+        if method != "ACK":
+            self.cseq += 1
+        lines = [
+            f"{method} {ruri} SIP/2.0",
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+            f"From: <{self.uri}>;tag={self.tag}",
+            f"To: <{self.peer_uri}>" + (f";tag={self.peer_tag}" if self.peer_tag else ""),
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {self.cseq} {method}",
+            "Max-Forwards: 70",
+            f"Contact: <{self.contact}>",
+            *(f"Route: {route}" for route in self.routes),
+            *extra,
+            *(["Content-Type: application/sdp"] if body else []),
+            f"Content-Length: {len(body.encode())}",
+        ]
+        data = ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+        self.sock.sendto(data, ("127.0.0.1", self.proxy_port))
+        return self.cseq
+
+
+def sdp_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()
+    return SDP.format(host=host, port=port + 1)
+
+
+def phone_call(
+    proxy_port: int,
+    caller_sock: socket.socket,
+    caller_uri: str,
+    callee_sock: socket.socket,
+    callee_aor: str,
+    *,
+    hangup_by_callee: bool,
+) -> None:
+    """``caller_sock`` calls the phone registered for ``callee_aor`` on ``callee_sock``;
+    it answers; each side re-INVITEs the other; one side hangs up. Every request must
+    reach the other end (else TimeoutError) and every final response be 200."""
+    call_id = f"p2p-{secrets.token_hex(6)}@x"
+    caller = End(caller_sock, proxy_port, caller_uri, "caller-1", callee_aor, call_id=call_id)
+    caller.cseq = 0
+    caller.send("INVITE", callee_aor, body=sdp_of(caller_sock))
+    invite = receive(callee_sock, request_of("INVITE"))
+    record_route = [v for n, v in invite.headers if n.lower() == "record-route"]
+    callee = End(
+        callee_sock, proxy_port, callee_aor, "callee-1", caller_uri, "caller-1", call_id=call_id
+    )
+    callee.target = caller.contact
+    callee.routes = record_route  # the callee uses the Record-Route in order
+    proxy = ("127.0.0.1", proxy_port)
+    ringing = response(invite, 180, "Ringing", to_tag="callee-1", contact=callee.contact)
+    callee_sock.sendto(ringing, proxy)
+    callee_sock.sendto(
+        response(invite, 200, "OK", to_tag="callee-1", contact=callee.contact), proxy
+    )
+    answer = receive(caller_sock, final_of("INVITE", 1))
+    assert answer.status == 200, answer
+    caller.peer_tag = "callee-1"
+    caller.target = callee.contact
+    caller.routes = list(reversed([v for n, v in answer.headers if n.lower() == "record-route"]))
+    caller.send("ACK", caller.target)
+    receive(callee_sock, request_of("ACK"))
+    for sender, receiver in ((caller, callee), (callee, caller)):
+        cseq = sender.send("INVITE", sender.target, body=sdp_of(sender.sock))
+        reinvite = receive(receiver.sock, request_of("INVITE"))
+        receiver.sock.sendto(
+            response(reinvite, 200, "OK", to_tag=sender.peer_tag, contact=receiver.contact),
+            proxy,
+        )
+        assert receive(sender.sock, final_of("INVITE", cseq)).status == 200
+        sender.send("ACK", sender.target)
+        receive(receiver.sock, request_of("ACK"))
+    sender, receiver = (callee, caller) if hangup_by_callee else (caller, callee)
+    cseq = sender.send("BYE", sender.target)
+    bye = receive(receiver.sock, request_of("BYE"))
+    receiver.sock.sendto(
+        response(bye, 200, "OK", to_tag=sender.peer_tag, contact=receiver.contact), proxy
+    )
+    assert receive(sender.sock, final_of("BYE", cseq)).status == 200
