@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from media_worker.lab.layout import DOMAIN, USERS
+from tests.kamailio.dialogs import phone_call
 from tests.kamailio.uac import Message, digest
 from tests.kemi.test_proxy_live_defences import (
     BOB,
@@ -275,8 +276,12 @@ def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab
                 leaked = gateway.recv(65535)
             except TimeoutError:
                 leaked = b""
-            # the phone's own Contact is reached
-            stranger.send("MESSAGE", contact, headers=routes, cseq=5, **dialog)
+            # the phone's Contact is reached, through an alias naming its own address too
+            own = f";alias=127.0.0.1~{carol.port}~1"
+            stranger.send("MESSAGE", contact + own, headers=routes, cseq=5, **dialog)
+            while Message.parse(carol.sock.recv(65535)).method != "MESSAGE":
+                pass
+            stranger.send("MESSAGE", contact, headers=routes, cseq=6, **dialog)
             while True:
                 message = Message.parse(carol.sock.recv(65535))
                 if message.method == "MESSAGE":
@@ -288,7 +293,7 @@ def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab
     finally:
         gateway.close()
     assert leaked == b"", leaked[:200]
-    assert message.header("CSeq") == "5 MESSAGE"
+    assert message.header("CSeq") == "6 MESSAGE"
     assert "not ['sip:carol@127.0.0.1:" in lab.kamailio.log()
 
 
@@ -304,3 +309,20 @@ def test_a_worker_refusing_the_signature_is_logged_for_the_operator(lab: Lab) ->
     assert "refused the signature (Bad signature)" in lab.kamailio.log()
     assert lab.worker_flags() == "AP"
     wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept the session")
+
+
+@pytest.mark.parametrize("hangup_by_callee", [False, True], ids=["caller-bye", "callee-bye"])
+def test_a_call_between_phones_carries_both_sides_requests(
+    lab: Lab, hangup_by_callee: bool
+) -> None:
+    """An answered call to a registered phone: the caller's ACK, re-INVITE and BYE go to
+    the phone's Contact, the phone's re-INVITE and BYE back to the caller."""
+    with (
+        phone_at(lab, "127.0.0.1") as carol,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller,
+    ):
+        register(carol, "carol")
+        caller.bind(("127.0.0.37", 0))
+        phone_call(
+            lab.kamailio.port, caller, EVE, carol.sock, CAROL, hangup_by_callee=hangup_by_callee
+        )
