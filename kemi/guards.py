@@ -206,12 +206,17 @@ def hop_address(uri: str) -> tuple[str, int] | None:
     return parts[2], parts[3]
 
 
-def toward_peer(ruri: str, next_hop: str | None, peers: Sequence[str]) -> bool:
+def toward_peer(
+    ruri: str, next_hop: str | None, peers: Sequence[str], hops: Sequence[str] = ()
+) -> bool:
     """An in-dialog request of a call to a phone, from the caller: its R-URI (before NAT
     alias handling) is one of the callee's Contacts the dialog stored, and its next hop
     (``$du`` after alias handling and loose_route: an alias or a further Route) goes to
-    that Contact's address, never to a target of the caller's choice."""
-    for peer in peers:
-        if same_target(ruri, peer) and (not next_hop or hop_address(next_hop) == hop_address(peer)):
-            return True
-    return False
+    that Contact's address or to a proxy of the callee's replies' Record-Route
+    (``hops``), never to a target of the caller's choice."""
+    if next_hop:
+        hop = hop_address(next_hop)
+        allowed = {hop_address(uri) for uri in (*peers, *hops)}
+        if hop is None or hop not in allowed:
+            return False
+    return any(same_target(ruri, peer) for peer in peers)

@@ -81,6 +81,7 @@ WORKER_ROUTE_PARAM = "vm=1"  # Record-Route param of calls anchored toward a wor
 # Dialog variables of a call to a phone: the callee's Contacts, where the caller's
 # in-dialog requests may go (space separated: several phones of a fork).
 PEER_VAR, EARLY_PEER_VAR = "$dlg_var(vm_peer)", "$dlg_var(vm_early)"
+HOPS_VAR = "$dlg_var(vm_hops)"  # the Record-Route URIs of those replies (callee's proxies)
 WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipped
 WORKER_ANSWER_MS = 60000
 # rtpengine toward the worker: only G.711 and telephone-event, plain RTP, no ICE; the
@@ -391,7 +392,7 @@ class HomeProxy:
             return True
         peers = _pv(PEER_VAR).split() or _pv(EARLY_PEER_VAR).split()
         next_hop = _pv("$du")
-        if not toward_peer(ruri, next_hop, peers):
+        if not toward_peer(ruri, next_hop, peers, _pv(HOPS_VAR).split()):
             self.refuse(
                 403, "Not in this dialog", f"in-dialog request to {ruri} ({next_hop}), not {peers}"
             )
@@ -710,10 +711,18 @@ class HomeProxy:
         contact = contact_uri(_pv("$ct"))
         if contact is None or not _pv("$tt") or not 100 < status < 300:
             return 1
-        name = PEER_VAR if status >= 200 else EARLY_PEER_VAR
-        stored = _pv(name).split()
-        if contact not in stored:
-            KSR.pv.sets(name, " ".join([*stored, contact]))
+        count = KSR.pv.get("$hdrc(Record-Route)")
+        values = [
+            _pv(f"$(hdr(Record-Route)[{i}])") for i in range(count if isinstance(count, int) else 0)
+        ]
+        for name, uris in (
+            (PEER_VAR if status >= 200 else EARLY_PEER_VAR, [contact]),
+            (HOPS_VAR, split_route_set(values)),  # proxies on the callee's side, ours too
+        ):
+            stored = _pv(name).split()
+            added = [uri for uri in uris if uri not in stored and " " not in uri]
+            if added:
+                KSR.pv.sets(name, " ".join([*stored, *added]))
         return 1
 
     def ksr_onreply_refresh(self, msg: object) -> int:

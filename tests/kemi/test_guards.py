@@ -178,3 +178,10 @@ def test_toward_peer() -> None:
     assert not toward_peer("sip:carol@192.0.2.5:5070", "sip:198.51.100.7:5060", peers)
     assert not toward_peer("sip:+4930123@198.51.100.7", None, peers)
     assert not toward_peer("sip:carol@192.0.2.6", None, [])
+
+
+def test_toward_peer_through_a_proxy_of_the_callee() -> None:
+    peers, hops = ["sip:dave@203.0.113.9"], ["sip:203.0.113.1;lr"]
+    assert toward_peer("sip:dave@203.0.113.9", "sip:203.0.113.1;lr", peers, hops)
+    assert not toward_peer("sip:dave@203.0.113.9", "sip:198.51.100.7;lr", peers, hops)
+    assert not toward_peer("sip:+4930123@198.51.100.7", "sip:203.0.113.1;lr", peers, hops)

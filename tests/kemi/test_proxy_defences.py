@@ -691,3 +691,23 @@ def test_the_callees_requests_go_back_to_the_caller(kam: FakeKamailio, proxy: An
     ]
     route(kam, proxy, bye)
     assert only_relay(kam).ruri == "sip:eve@192.0.2.10:5060"
+
+
+def test_a_proxy_on_the_callees_side_is_a_next_hop_of_the_callers_requests(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    """alice calls another domain whose proxy record-routes: her ACK and BYE carry its
+    Route (the next hop); a Route to anywhere else is refused."""
+    remote = "sip:dave@203.0.113.9:5060"
+    route(kam, proxy, invite("sip:dave@remote.example"))
+    assert only_relay(kam).on_reply == "ksr_onreply_peer"
+    record_route = ("<sip:203.0.113.1;lr>, <sip:127.0.0.1;lr>",)
+    reply(kam, proxy, 200, to_tag="dave-tag", contact=f"<{remote}>", record_route=record_route)
+    fields: dict[str, Any] = {"from_": ALICE, "to": "sip:dave@remote.example", "to_tag": "x"}
+    for method in ("ACK", "BYE"):
+        routes = (("Route", "<sip:127.0.0.1;lr>"), ("Route", "<sip:203.0.113.1;lr>"))
+        route(kam, proxy, sip_request(method, remote, headers=routes, **fields))
+        assert only_relay(kam).dst_uri == "sip:203.0.113.1;lr"
+    routes = (("Route", "<sip:127.0.0.1;lr>"), ("Route", "<sip:198.51.100.7;lr>"))
+    route(kam, proxy, sip_request("BYE", remote, headers=routes, **fields))
+    assert refused(kam, "BYE")

@@ -311,9 +311,13 @@ def test_a_worker_refusing_the_signature_is_logged_for_the_operator(lab: Lab) ->
     wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept the session")
 
 
-@pytest.mark.parametrize("hangup_by_callee", [False, True], ids=["caller-bye", "callee-bye"])
+@pytest.mark.parametrize(
+    ("hangup_by_callee", "callee_proxy"),
+    [(False, False), (True, False), (False, True)],
+    ids=["caller-bye", "callee-bye", "callee-proxy"],
+)
 def test_a_call_between_phones_carries_both_sides_requests(
-    lab: Lab, hangup_by_callee: bool
+    lab: Lab, hangup_by_callee: bool, callee_proxy: bool
 ) -> None:
     """An answered call to a registered phone: the caller's ACK, re-INVITE and BYE go to
     the phone's Contact, the phone's re-INVITE and BYE back to the caller."""
@@ -324,5 +328,6 @@ def test_a_call_between_phones_carries_both_sides_requests(
         register(carol, "carol")
         caller.bind(("127.0.0.37", 0))
         phone_call(
-            lab.kamailio.port, caller, EVE, carol.sock, CAROL, hangup_by_callee=hangup_by_callee
-        )
+            lab.kamailio.port, caller, EVE, carol.sock, CAROL,
+            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy,
+        )  # fmt: skip

@@ -168,9 +168,11 @@ class FakeKamailio:
         content_type: str = "application/sdp",
         to_tag: str | None = None,
         contact: str | None = None,
+        record_route: tuple[str, ...] = (),
     ) -> str:
         """A reply to the last relay arrives: enter its onreply route (returns its name).
-        ``to_tag`` and ``contact`` (a Contact header body) are the reply's ($tt, $ct)."""
+        ``to_tag``, ``contact`` (a Contact header body) and ``record_route`` (header
+        values) are the reply's ($tt, $ct, $hdr(Record-Route))."""
         tx = self._tx
         if tx is None or tx.on_reply is None:
             raise AssertionError("no onreply route armed")
@@ -180,6 +182,7 @@ class FakeKamailio:
             headers.append(("To", f"<sip:callee@invalid>;tag={to_tag}"))
         if contact is not None:
             headers.append(("Contact", contact))
+        headers += [("Record-Route", value) for value in record_route]
         self._reply = Request(str(status), "", headers, body)
         self._state = self._from_transaction(tx)
         self._failure = None
@@ -241,15 +244,16 @@ class FakeKamailio:
         define = re.fullmatch(r"\$def\((\w+)\)", name)
         if define:
             return self.defines.get(define.group(1))
+        message = self._reply if self._reply is not None else request  # headers: the reply's
         header = re.fullmatch(r"\$hdr\(([\w-]+)\)", name)
         if header:
-            return request.header(header.group(1))
+            return message.header(header.group(1))
         count = re.fullmatch(r"\$hdrc\(([\w-]+)\)", name)
         if count:
-            return len(request.header_values(count.group(1)))
+            return len(message.header_values(count.group(1)))
         indexed = re.fullmatch(r"\$\(hdr\(([\w-]+)\)\[(\d+)\]\)", name)
         if indexed:
-            values = request.header_values(indexed.group(1))
+            values = message.header_values(indexed.group(1))
             index = int(indexed.group(2))
             return values[index] if index < len(values) else None
         credentials = request.credentials
