@@ -37,9 +37,18 @@ def final_of(method: str, cseq: int) -> Callable[[Message], bool]:
     return lambda m: m.status >= 200 and m.header("CSeq") == f"{cseq} {method}"
 
 
-def response(request: Message, status: int, reason: str, *, to_tag: str, contact: str) -> bytes:
-    """A UAS's response: Via, From, To (tagged), Call-ID, CSeq, Record-Route copied."""
-    lines = [f"SIP/2.0 {status} {reason}"]
+def response(
+    request: Message,
+    status: int,
+    reason: str,
+    *,
+    to_tag: str,
+    contact: str,
+    record_route: tuple[str, ...] = (),
+) -> bytes:
+    """A UAS's response: Via, From, To (tagged), Call-ID, CSeq, Record-Route copied,
+    ``record_route`` (a proxy on the UAS's side) first."""
+    lines = [f"SIP/2.0 {status} {reason}", *(f"Record-Route: {rr}" for rr in record_route)]
     for name, value in request.headers:
         if name.lower() == "to" and ";tag=" not in value:
             value += f";tag={to_tag}"
@@ -64,8 +73,12 @@ class End:
     routes: list[str] = field(default_factory=list)  # Route header values
     cseq: int = 1
 
+    advertised: str = ""  # a Contact behind a proxy of its own, else the socket's
+
     @property
     def contact(self) -> str:
+        if self.advertised:
+            return self.advertised
         host, port = self.sock.getsockname()
         return f"sip:{self.uri.split(':')[1].split('@')[0]}@{host}:{port}"
 
@@ -105,10 +118,14 @@ def phone_call(
     callee_aor: str,
     *,
     hangup_by_callee: bool,
+    callee_proxy: bool = False,
 ) -> None:
     """``caller_sock`` calls the phone registered for ``callee_aor`` on ``callee_sock``;
     it answers; each side re-INVITEs the other; one side hangs up. Every request must
-    reach the other end (else TimeoutError) and every final response be 200."""
+    reach the other end (else TimeoutError) and every final response be 200.
+    ``callee_proxy``: the callee answers as if behind a record-routing proxy of its own
+    (at its socket's address; its Contact another port): the caller's requests go to
+    that proxy as their next hop."""
     call_id = f"p2p-{secrets.token_hex(6)}@x"
     caller = End(caller_sock, proxy_port, caller_uri, "caller-1", callee_aor, call_id=call_id)
     caller.cseq = 0
@@ -120,12 +137,18 @@ def phone_call(
     )
     callee.target = caller.contact
     callee.routes = record_route  # the callee uses the Record-Route in order
+    own_proxy: tuple[str, ...] = ()
+    if callee_proxy:
+        host, port = callee_sock.getsockname()
+        callee.advertised = f"sip:phone@{host}:{port + 1}"
+        own_proxy = (f"<sip:{host}:{port};lr>",)
     proxy = ("127.0.0.1", proxy_port)
-    ringing = response(invite, 180, "Ringing", to_tag="callee-1", contact=callee.contact)
-    callee_sock.sendto(ringing, proxy)
-    callee_sock.sendto(
-        response(invite, 200, "OK", to_tag="callee-1", contact=callee.contact), proxy
-    )
+    for status, reason in ((180, "Ringing"), (200, "OK")):
+        answered = response(
+            invite, status, reason, to_tag="callee-1", contact=callee.contact,
+            record_route=own_proxy,
+        )  # fmt: skip
+        callee_sock.sendto(answered, proxy)
     answer = receive(caller_sock, final_of("INVITE", 1))
     assert answer.status == 200, answer
     caller.peer_tag = "callee-1"
