@@ -143,11 +143,12 @@ def phone_call(
         callee.advertised = f"sip:phone@{host}:{port + 1}"
         own_proxy = (f"<sip:{host}:{port};lr>",)
     proxy = ("127.0.0.1", proxy_port)
-    for status, reason in ((180, "Ringing"), (200, "OK")):
+    # The ringing phone names another Contact than the answer: the answer's counts.
+    early = callee.contact.replace("sip:", "sip:early-", 1)
+    for status, reason, contact in ((180, "Ringing", early), (200, "OK", callee.contact)):
         answered = response(
-            invite, status, reason, to_tag="callee-1", contact=callee.contact,
-            record_route=own_proxy,
-        )  # fmt: skip
+            invite, status, reason, to_tag="callee-1", contact=contact, record_route=own_proxy
+        )
         callee_sock.sendto(answered, proxy)
     answer = receive(caller_sock, final_of("INVITE", 1))
     assert answer.status == 200, answer
@@ -159,11 +160,14 @@ def phone_call(
     for sender, receiver in ((caller, callee), (callee, caller)):
         cseq = sender.send("INVITE", sender.target, body=sdp_of(sender.sock))
         reinvite = receive(receiver.sock, request_of("INVITE"))
+        if receiver is callee:  # the callee's answer moves its Contact (same socket)
+            callee.advertised = callee.contact.replace("sip:", "sip:moved-", 1)
         receiver.sock.sendto(
             response(reinvite, 200, "OK", to_tag=sender.peer_tag, contact=receiver.contact),
             proxy,
         )
         assert receive(sender.sock, final_of("INVITE", cseq)).status == 200
+        sender.target = receiver.contact
         sender.send("ACK", sender.target)
         receive(receiver.sock, request_of("ACK"))
     sender, receiver = (callee, caller) if hangup_by_callee else (caller, callee)
