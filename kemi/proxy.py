@@ -82,6 +82,9 @@ WORKER_ROUTE_PARAM = "vm=1"  # Record-Route param of calls anchored toward a wor
 # in-dialog requests may go (space separated: several phones of a fork).
 PEER_VAR, EARLY_PEER_VAR = "$dlg_var(vm_peer)", "$dlg_var(vm_early)"
 HOPS_VAR = "$dlg_var(vm_hops)"  # the Record-Route URIs of those replies (callee's proxies)
+# The caller's Contact (the initial INVITE's, a re-INVITE's) and its next hops (its
+# source address: a NAT alias; the INVITE's Record-Route): where the callee's may go.
+CALLER_VAR, CALLER_HOPS_VAR = "$dlg_var(vm_caller)", "$dlg_var(vm_caller_hops)"
 WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipped
 WORKER_ANSWER_MS = 60000
 # rtpengine toward the worker: only G.711 and telephone-event, plain RTP, no ICE; the
@@ -315,8 +318,29 @@ class HomeProxy:
         # The callee's Contacts (its replies with a To-tag) are where the caller's
         # in-dialog requests may go; a worker's branch arms its own reply route.
         KSR.tm.t_on_reply("ksr_onreply_peer")
+        self.remember_caller()
         if authenticated:
             KSR.setflag(FLT_AUTHENTICATED)
+
+    def remember_caller(self) -> None:
+        """Where the callee's in-dialog requests may go: the caller's Contact, by its
+        source address (a NAT alias) or a proxy of its Record-Route."""
+        contact = contact_uri(_pv("$ct"))
+        if contact is None or " " in contact:
+            return
+        source = _pv("$si")
+        hops = [f"sip:[{source}]:{_pv('$sp')}" if ":" in source else f"sip:{source}:{_pv('$sp')}"]
+        if KSR.is_INVITE() and KSR.siputils.has_totag() < 0:
+            count = KSR.pv.get("$hdrc(Record-Route)")
+            values = [
+                _pv(f"$(hdr(Record-Route)[{i}])")
+                for i in range(count if isinstance(count, int) else 0)
+            ]
+            hops += [uri for uri in split_route_set(values) if " " not in uri]
+        else:  # a target refresh: the hops stay, the source joins them
+            hops = [*_pv(CALLER_HOPS_VAR).split(), *hops]
+        KSR.pv.sets(CALLER_VAR, contact)
+        KSR.pv.sets(CALLER_HOPS_VAR, " ".join(dict.fromkeys(hops)))
 
     def refuse(self, status: int, reason: str, what: str) -> None:
         """A stateless refusal with a log line (an ACK gets none, only the line)."""
@@ -384,21 +408,25 @@ class HomeProxy:
         """A call to a phone (or from a local phone to another domain): what the caller
         sends in it goes to the callee's Contact the dialog stored (any ringing phone's
         while early, the answering one's after), never to a target of the caller's
-        choice (a gateway that trusts this proxy's address). The callee's requests go
-        back as routed."""
+        choice (a gateway that trusts this proxy's address); what the callee sends goes
+        to the caller's Contact the same way."""
         ruri = _pv("$ru")  # before alias handling rewrites it
         KSR.nathelper.handle_ruri_alias()
-        if _pv("$ft") != _pv("$dlg(from_tag)"):
-            return True
-        peers = _pv(PEER_VAR).split() or _pv(EARLY_PEER_VAR).split()
+        from_caller = _pv("$ft") == _pv("$dlg(from_tag)")
+        if from_caller:
+            peers = _pv(PEER_VAR).split() or _pv(EARLY_PEER_VAR).split()
+            hops = _pv(HOPS_VAR).split()
+        else:
+            peers, hops = _pv(CALLER_VAR).split(), _pv(CALLER_HOPS_VAR).split()
         next_hop = _pv("$du")
-        if not toward_peer(ruri, next_hop, peers, _pv(HOPS_VAR).split()):
+        if not toward_peer(ruri, next_hop, peers, hops):
             self.refuse(
                 403, "Not in this dialog", f"in-dialog request to {ruri} ({next_hop}), not {peers}"
             )
             return False
-        if KSR.is_method_in("IU"):
+        if from_caller and KSR.is_method_in("IU"):
             KSR.tm.t_on_reply("ksr_onreply_refresh")  # its 2xx may move the callee
+            self.remember_caller()  # and it may move the caller
         return True
 
     def toward_dialog_worker(self) -> bool:

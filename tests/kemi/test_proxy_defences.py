@@ -691,6 +691,14 @@ def test_the_callees_requests_go_back_to_the_caller(kam: FakeKamailio, proxy: An
     ]
     route(kam, proxy, bye)
     assert only_relay(kam).ruri == "sip:eve@192.0.2.10:5060"
+    # the caller's source address, as a NAT alias of its Contact names it
+    bye.ruri = "sip:eve@192.0.2.10:5060;alias=192.0.2.10~5060~1"
+    route(kam, proxy, bye)
+    assert only_relay(kam).dst_uri == "sip:192.0.2.10:5060"
+    for target in (GATEWAY, "sip:eve@192.0.2.10:5060;alias=198.51.100.7~5060~1"):
+        bye.ruri = target
+        route(kam, proxy, bye)
+        assert refused(kam, "BYE")
 
 
 def test_a_proxy_on_the_callees_side_is_a_next_hop_of_the_callers_requests(
