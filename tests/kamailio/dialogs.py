@@ -119,13 +119,15 @@ def phone_call(
     *,
     hangup_by_callee: bool,
     callee_proxy: bool = False,
+    gateway: socket.socket | None = None,
 ) -> None:
     """``caller_sock`` calls the phone registered for ``callee_aor`` on ``callee_sock``;
     it answers; each side re-INVITEs the other; one side hangs up. Every request must
     reach the other end (else TimeoutError) and every final response be 200.
     ``callee_proxy``: the callee answers as if behind a record-routing proxy of its own
     (at its socket's address; its Contact another port): the caller's requests go to
-    that proxy as their next hop."""
+    that proxy as their next hop. ``gateway``: before the hangup each side sends
+    MESSAGEs toward it (R-URI, NAT alias), which must not arrive."""
     call_id = f"p2p-{secrets.token_hex(6)}@x"
     caller = End(caller_sock, proxy_port, caller_uri, "caller-1", callee_aor, call_id=call_id)
     caller.cseq = 0
@@ -170,6 +172,17 @@ def phone_call(
         sender.target = receiver.contact
         sender.send("ACK", sender.target)
         receive(receiver.sock, request_of("ACK"))
+    if gateway is not None:  # neither side's request reaches another target
+        gw_port = gateway.getsockname()[1]
+        for end in (caller, callee):
+            end.send("MESSAGE", f"sip:+4930123@127.0.0.1:{gw_port}", "Content-Type: text/plain")
+            end.send("MESSAGE", f"{end.target};alias=127.0.0.1~{gw_port}~1")
+        gateway.settimeout(1)
+        try:
+            leaked = gateway.recv(65535)
+        except TimeoutError:
+            leaked = b""
+        assert leaked == b"", leaked[:300]
     sender, receiver = (callee, caller) if hangup_by_callee else (caller, callee)
     cseq = sender.send("BYE", sender.target)
     bye = receive(receiver.sock, request_of("BYE"))

@@ -228,7 +228,7 @@ def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(
     ids=["caller-bye", "callee-bye", "callee-proxy"],
 )
 def test_a_call_between_phones_carries_both_sides_requests(
-    proxy: NativeProxy, hangup_by_callee: bool, callee_proxy: bool
+    proxy: NativeProxy, gateway: socket.socket, hangup_by_callee: bool, callee_proxy: bool
 ) -> None:
     """An answered call to bob's phone: the caller's ACK, re-INVITE and BYE go to the
     phone's Contact, the phone's re-INVITE and BYE back to the caller."""
@@ -236,5 +236,5 @@ def test_a_call_between_phones_carries_both_sides_requests(
         sock.bind(("127.0.0.42", 0))
         phone_call(
             proxy.kamailio.port, sock, CAROL, bob.sock, BOB,
-            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy,
+            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy, gateway=gateway,
         )  # fmt: skip

@@ -324,10 +324,12 @@ def test_a_call_between_phones_carries_both_sides_requests(
     with (
         phone_at(lab, "127.0.0.1") as carol,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gateway,
     ):
         register(carol, "carol")
         caller.bind(("127.0.0.37", 0))
+        gateway.bind(("127.0.0.1", 0))
         phone_call(
             lab.kamailio.port, caller, EVE, carol.sock, CAROL,
-            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy,
+            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy, gateway=gateway,
         )  # fmt: skip
