@@ -135,3 +135,88 @@ def counts_as_failure(auth_result: int) -> bool:
 def ban_due(source_failures: int, user_failures: int, limit: int) -> bool:
     """After counting this failure: does the source address get banned?"""
     return source_failures >= limit or user_failures >= limit
+
+
+# ----- in-dialog targets of a call to a phone -----
+
+_DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+
+
+def contact_uri(value: str | None) -> str | None:
+    """The URI of a Contact header body's first contact; None without one (or ``*``)."""
+    if not value:
+        return None
+    first = value.strip()
+    if "<" in first and ">" in first:
+        uri = first[first.find("<") + 1 : first.find(">")].strip()
+    else:
+        uri = re.split(r"[;,]", first, maxsplit=1)[0].strip()
+    return uri if ":" in uri and uri != "*" else None
+
+
+def _uri_parts(uri: str) -> tuple[str, str, str, int, dict[str, str]] | None:
+    """(scheme, user, host, port, params) of a SIP URI, scheme and host lowercased,
+    the port filled in with the scheme's default; None when it is no SIP URI."""
+    scheme, sep, rest = uri.strip().partition(":")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        return None
+    rest = rest.split("?", 1)[0]
+    user, _, hostpart = rest.rpartition("@")
+    hostport, *raw_params = hostpart.split(";")
+    if hostport.startswith("["):
+        host, _, port_text = hostport[1:].partition("]")
+        port_text = port_text.lstrip(":")
+    else:
+        host, _, port_text = hostport.partition(":")
+    try:
+        port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+    except ValueError:
+        return None
+    params = {}
+    for raw in raw_params:
+        key, _, val = raw.partition("=")
+        params[key.strip().lower()] = val.strip()
+    return scheme, user, domain(host.lower()), port, params
+
+
+def same_target(uri: str, peer: str) -> bool:
+    """``uri`` names the same target as ``peer`` (a stored Contact): scheme, user, host,
+    port (a missing one is the scheme's default) and transport; other parameters (a NAT
+    ``alias`` this proxy or the phone added, ``ob``) do not count."""
+    one, other = _uri_parts(uri), _uri_parts(peer)
+    if one is None or other is None:
+        return False
+    return (
+        one[:4] == other[:4]
+        and one[4].get("transport", "udp").lower() == other[4].get("transport", "udp").lower()
+    )
+
+
+def hop_address(uri: str) -> tuple[str, int] | None:
+    """(host, port) a request for ``uri`` is sent to: its NAT ``alias`` (``ip~port~proto``)
+    when it has one, else its host and port."""
+    parts = _uri_parts(uri)
+    if parts is None:
+        return None
+    alias = parts[4].get("alias", "")
+    fields = alias.split("~")
+    if len(fields) == 3 and fields[1].isdigit():
+        return domain(fields[0].strip("[]").lower()), int(fields[1])
+    return parts[2], parts[3]
+
+
+def toward_peer(
+    ruri: str, next_hop: str | None, peers: Sequence[str], hops: Sequence[str] = ()
+) -> bool:
+    """An in-dialog request of a call to a phone, from the caller: its R-URI (before NAT
+    alias handling) is one of the callee's Contacts the dialog stored, and its next hop
+    (``$du`` after alias handling and loose_route: an alias or a further Route) goes to
+    that Contact's address or to a proxy of the callee's replies' Record-Route
+    (``hops``), never to a target of the caller's choice."""
+    if next_hop:
+        hop = hop_address(next_hop)
+        allowed = {hop_address(uri) for uri in (*peers, *hops)}
+        if hop is None or hop not in allowed:
+            return False
+    return any(same_target(ruri, peer) for peer in peers)

@@ -33,11 +33,13 @@ from kemi.guards import (
     auth_failure_keys,
     ban_due,
     body_refusal,
+    contact_uri,
     counts_as_failure,
     domain,
     has_address_host,
     route_refusal,
     split_route_set,
+    toward_peer,
     without_trailing_dot,
 )
 from kemi.mwi import (
@@ -76,6 +78,13 @@ LOOKUP_METHOD_UNSUPPORTED = -2
 IS_SUBSCRIBER_FLAGS = 3
 DB_CONNECTION, DB_RESULT = "vm", "vm_prefs"  # sqlops connection (cfg) and result names
 WORKER_ROUTE_PARAM = "vm=1"  # Record-Route param of calls anchored toward a worker
+# Dialog variables of a call to a phone: the callee's Contacts, where the caller's
+# in-dialog requests may go (space separated: several phones of a fork).
+PEER_VAR, EARLY_PEER_VAR = "$dlg_var(vm_peer)", "$dlg_var(vm_early)"
+HOPS_VAR = "$dlg_var(vm_hops)"  # the Record-Route URIs of those replies (callee's proxies)
+# The caller's Contact (the initial INVITE's, a re-INVITE's) and its next hops (its
+# source address: a NAT alias; the INVITE's Record-Route): where the callee's may go.
+CALLER_VAR, CALLER_HOPS_VAR = "$dlg_var(vm_caller)", "$dlg_var(vm_caller_hops)"
 WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipped
 WORKER_ANSWER_MS = 60000
 # rtpengine toward the worker: only G.711 and telephone-event, plain RTP, no ICE; the
@@ -113,6 +122,10 @@ def _define(name: str) -> str | None:
 def _pv(name: str) -> str:
     value = KSR.pv.get(name)
     return "" if value is None else str(value)
+
+
+def _status(value: str) -> int:
+    return int(value) if value.isdigit() else 0
 
 
 def mod_init() -> HomeProxy:
@@ -302,8 +315,32 @@ class HomeProxy:
         if not KSR.is_INVITE():
             return
         KSR.dialog.dlg_manage()
+        # The callee's Contacts (its replies with a To-tag) are where the caller's
+        # in-dialog requests may go; a worker's branch arms its own reply route.
+        KSR.tm.t_on_reply("ksr_onreply_peer")
+        self.remember_caller()
         if authenticated:
             KSR.setflag(FLT_AUTHENTICATED)
+
+    def remember_caller(self) -> None:
+        """Where the callee's in-dialog requests may go: the caller's Contact, by its
+        source address (a NAT alias) or a proxy of its Record-Route."""
+        contact = contact_uri(_pv("$ct"))
+        if contact is None or " " in contact:
+            return
+        source = _pv("$si")
+        hops = [f"sip:[{source}]:{_pv('$sp')}" if ":" in source else f"sip:{source}:{_pv('$sp')}"]
+        if KSR.is_INVITE() and KSR.siputils.has_totag() < 0:
+            count = KSR.pv.get("$hdrc(Record-Route)")
+            values = [
+                _pv(f"$(hdr(Record-Route)[{i}])")
+                for i in range(count if isinstance(count, int) else 0)
+            ]
+            hops += [uri for uri in split_route_set(values) if " " not in uri]
+        else:  # a target refresh: the hops stay, the source joins them
+            hops = [*_pv(CALLER_HOPS_VAR).split(), *hops]
+        KSR.pv.sets(CALLER_VAR, contact)
+        KSR.pv.sets(CALLER_HOPS_VAR, " ".join(dict.fromkeys(hops)))
 
     def refuse(self, status: int, reason: str, what: str) -> None:
         """A stateless refusal with a log line (an ACK gets none, only the line)."""
@@ -344,15 +381,18 @@ class HomeProxy:
                     return
                 self.refuse(404, "Not here", f"in-dialog request to {_pv('$ru')}, no such dialog")
                 return
+            if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) < 0:
+                if self.toward_dialog_peer():
+                    self.relay()
+                return
             KSR.nathelper.handle_ruri_alias()
-            if KSR.rr.check_route_param(WORKER_ROUTE_PARAM) > 0:
-                if not self.toward_dialog_worker():
-                    return
-                refusal = self.body_refusal() if KSR.is_INVITE() else None
-                if refusal is not None:
-                    KSR.sl.sl_send_reply(refusal.status, refusal.reason)
-                    return
-                self.worker_dialog_media()
+            if not self.toward_dialog_worker():
+                return
+            refusal = self.body_refusal() if KSR.is_INVITE() else None
+            if refusal is not None:
+                KSR.sl.sl_send_reply(refusal.status, refusal.reason)
+                return
+            self.worker_dialog_media()
             self.relay()
             return
         if self.mwi and KSR.is_SUBSCRIBE() and KSR.is_myself_ruri():
@@ -363,6 +403,31 @@ class HomeProxy:
                 self.relay()
             return  # an ACK of a stateless reply: drop it
         KSR.sl.sl_send_reply(404, "Not here")
+
+    def toward_dialog_peer(self) -> bool:
+        """A call to a phone (or from a local phone to another domain): what the caller
+        sends in it goes to the callee's Contact the dialog stored (any ringing phone's
+        while early, the answering one's after), never to a target of the caller's
+        choice (a gateway that trusts this proxy's address); what the callee sends goes
+        to the caller's Contact the same way."""
+        ruri = _pv("$ru")  # before alias handling rewrites it
+        KSR.nathelper.handle_ruri_alias()
+        from_caller = _pv("$ft") == _pv("$dlg(from_tag)")
+        if from_caller:
+            peers = _pv(PEER_VAR).split() or _pv(EARLY_PEER_VAR).split()
+            hops = _pv(HOPS_VAR).split()
+        else:
+            peers, hops = _pv(CALLER_VAR).split(), _pv(CALLER_HOPS_VAR).split()
+        next_hop = _pv("$du")
+        if not toward_peer(ruri, next_hop, peers, hops):
+            self.refuse(
+                403, "Not in this dialog", f"in-dialog request to {ruri} ({next_hop}), not {peers}"
+            )
+            return False
+        if from_caller and KSR.is_method_in("IU"):
+            KSR.tm.t_on_reply("ksr_onreply_refresh")  # its 2xx may move the callee
+            self.remember_caller()  # and it may move the caller
+        return True
 
     def toward_dialog_worker(self) -> bool:
         """A call to a worker has two ends, the caller and a worker: what the caller sends
@@ -664,6 +729,35 @@ class HomeProxy:
 
     def ksr_onsend_route(self, msg: object) -> int:
         """Every message sent passes here (app_python3 looks it up unconditionally)."""
+        return 1
+
+    def ksr_onreply_peer(self, msg: object) -> int:
+        """A reply to an initial INVITE toward a phone (or another domain): a 1xx or 2xx
+        with a To-tag names the callee's Contact, where the caller's requests may go
+        (any of the 1xx while early; the 2xx's once answered)."""
+        status = _status(_pv("$rs"))
+        contact = contact_uri(_pv("$ct"))
+        if contact is None or not _pv("$tt") or not 100 < status < 300:
+            return 1
+        count = KSR.pv.get("$hdrc(Record-Route)")
+        values = [
+            _pv(f"$(hdr(Record-Route)[{i}])") for i in range(count if isinstance(count, int) else 0)
+        ]
+        for name, uris in (
+            (PEER_VAR if status >= 200 else EARLY_PEER_VAR, [contact]),
+            (HOPS_VAR, split_route_set(values)),  # proxies on the callee's side, ours too
+        ):
+            stored = _pv(name).split()
+            added = [uri for uri in uris if uri not in stored and " " not in uri]
+            if added:
+                KSR.pv.sets(name, " ".join([*stored, *added]))
+        return 1
+
+    def ksr_onreply_refresh(self, msg: object) -> int:
+        """A 2xx to the caller's re-INVITE or UPDATE: the callee's Contact may have moved."""
+        contact = contact_uri(_pv("$ct"))
+        if contact is not None and 200 <= _status(_pv("$rs")) < 300:
+            KSR.pv.sets(PEER_VAR, contact)
         return 1
 
     def ksr_onreply_worker(self, msg: object) -> int:

@@ -3,6 +3,7 @@ test_native_security: fake workers, callers on other loopback addresses)."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import time
@@ -10,9 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from media_worker.lab.layout import DOMAIN
+from tests.kamailio.dialogs import End, phone_call, receive, request_of
+from tests.kamailio.dialogs import response as dialog_response
 from tests.kamailio.test_native_security import (
     BOB,
     CAROL,
+    PASSWORDS,
     SDP_HEADERS,
     FakeWorker,
     NativeProxy,
@@ -20,7 +25,7 @@ from tests.kamailio.test_native_security import (
     sdp,
     workers,
 )
-from tests.kamailio.uac import Message
+from tests.kamailio.uac import Message, Uac
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +153,88 @@ def test_a_worker_refusing_the_signature_passes_the_call_on(
         assert proxy.worker_flags() == ["AP", "AP"]
     finally:
         del workers[0]._reply
+
+
+@contextlib.contextmanager
+def registered_bob(proxy: NativeProxy) -> Iterator[Uac]:
+    """bob's phone on 127.0.0.1, unregistered again afterwards (other tests call him
+    unregistered)."""
+    with proxy.uac() as phone:
+        registered = phone.request(
+            "REGISTER", f"sip:{DOMAIN}", from_=BOB, to=BOB, password=PASSWORDS["bob"]
+        )
+        assert registered.status == 200, proxy.log()
+        try:
+            yield phone
+        finally:
+            phone.request(
+                "REGISTER", f"sip:{DOMAIN}", from_=BOB, to=BOB,
+                headers=(("Expires", "0"),), password=PASSWORDS["bob"],
+            )  # fmt: skip
+
+
+def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(
+    proxy: NativeProxy, gateway: socket.socket
+) -> None:
+    """A stranger's call rings bob's phone (its 180 names its Contact): what the
+    stranger sends in the early dialog goes to that Contact only, not to a gateway
+    named in the R-URI, a NAT alias or a further Route."""
+    gw_port = gateway.getsockname()[1]
+    with registered_bob(proxy) as bob, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.41", 0))
+        stranger = End(sock, proxy.kamailio.port, CAROL, "stranger-1", BOB, cseq=0)
+        stranger.call_id = f"ring-{secrets.token_hex(4)}@x"
+        stranger.send("INVITE", BOB, body=sdp())
+        invite = receive(bob.sock, request_of("INVITE"))
+        contact = f"sip:bob@127.0.0.1:{bob.port}"
+        bob.sock.sendto(
+            dialog_response(invite, 180, "Ringing", to_tag="bob-1", contact=contact),
+            ("127.0.0.1", proxy.kamailio.port),
+        )
+        receive(sock, lambda m: m.status == 180)
+        stranger.peer_tag = "bob-1"
+        stranger.routes = [v for n, v in invite.headers if n.lower() == "record-route"]
+        text = ("Content-Type: text/plain",)
+        stranger.send("MESSAGE", f"sip:+4930123@127.0.0.1:{gw_port}", *text)
+        stranger.send("MESSAGE", f"{contact};alias=127.0.0.1~{gw_port}~1", *text)
+        routes = stranger.routes
+        stranger.routes = [*routes, f"<sip:127.0.0.1:{gw_port};lr>"]
+        stranger.send("MESSAGE", contact, *text)
+        try:
+            leaked = gateway.recv(65535)
+        except TimeoutError:
+            leaked = b""
+        stranger.routes = routes
+        # the phone's Contact is reached, through an alias naming its own address too
+        stranger.send("MESSAGE", f"{contact};alias=127.0.0.1~{bob.port}~1", *text)
+        receive(bob.sock, request_of("MESSAGE"))
+        cseq = stranger.send("MESSAGE", contact, *text)
+        try:
+            message = receive(bob.sock, request_of("MESSAGE"))
+        except TimeoutError:
+            raise AssertionError(proxy.log()) from None
+        bob.sock.sendto(  # the call ends unanswered
+            dialog_response(invite, 487, "Request Terminated", to_tag="bob-1", contact=contact),
+            ("127.0.0.1", proxy.kamailio.port),
+        )
+    assert leaked == b"", leaked[:300]
+    assert message.header("CSeq") == f"{cseq} MESSAGE"
+    assert "not [sip:bob@127.0.0.1:" in proxy.log()
+
+
+@pytest.mark.parametrize(
+    ("hangup_by_callee", "callee_proxy"),
+    [(False, False), (True, False), (False, True)],
+    ids=["caller-bye", "callee-bye", "callee-proxy"],
+)
+def test_a_call_between_phones_carries_both_sides_requests(
+    proxy: NativeProxy, gateway: socket.socket, hangup_by_callee: bool, callee_proxy: bool
+) -> None:
+    """An answered call to bob's phone: the caller's ACK, re-INVITE and BYE go to the
+    phone's Contact, the phone's re-INVITE and BYE back to the caller."""
+    with registered_bob(proxy) as bob, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.42", 0))
+        phone_call(
+            proxy.kamailio.port, sock, CAROL, bob.sock, BOB,
+            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy, gateway=gateway,
+        )  # fmt: skip

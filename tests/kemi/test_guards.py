@@ -16,12 +16,16 @@ from kemi.guards import (
     auth_failure_keys,
     ban_due,
     body_refusal,
+    contact_uri,
     counts_as_failure,
     domain,
     has_address_host,
+    hop_address,
     media_sections,
     route_refusal,
+    same_target,
     split_route_set,
+    toward_peer,
     without_trailing_dot,
 )
 
@@ -126,3 +130,58 @@ def test_has_address_host(uri: str, expected: bool) -> None:
 @given(st.text())
 def test_has_address_host_takes_any_text(uri: str) -> None:
     assert isinstance(has_address_host(uri), bool)
+
+
+@pytest.mark.parametrize(
+    ("value", "uri"),
+    [
+        ("<sip:carol@192.0.2.5:5070;ob>;expires=60", "sip:carol@192.0.2.5:5070;ob"),
+        ('"Carol" <sip:carol@192.0.2.5>', "sip:carol@192.0.2.5"),
+        ("sip:carol@192.0.2.5;expires=60", "sip:carol@192.0.2.5"),
+        ("sip:a@192.0.2.5, sip:b@192.0.2.6", "sip:a@192.0.2.5"),
+        ("*", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_contact_uri(value: str | None, uri: str | None) -> None:
+    assert contact_uri(value) == uri
+
+
+@pytest.mark.parametrize(
+    ("uri", "peer", "same"),
+    [
+        ("sip:carol@192.0.2.5:5060", "sip:carol@192.0.2.5", True),
+        ("sip:carol@192.0.2.5;alias=198.51.100.7~5060~1", "sip:carol@192.0.2.5;ob", True),
+        ("SIP:carol@Phone.Example.:5060", "sip:carol@phone.example", True),
+        ("sip:carol@192.0.2.5;transport=tcp", "sip:carol@192.0.2.5", False),
+        ("sip:+4930123@192.0.2.5", "sip:carol@192.0.2.5", False),
+        ("sip:carol@192.0.2.6", "sip:carol@192.0.2.5", False),
+        ("sips:carol@192.0.2.5", "sip:carol@192.0.2.5", False),
+        ("tel:+4930123", "sip:carol@192.0.2.5", False),
+        ("sip:carol@[2001:db8::1]:5062", "sip:carol@[2001:db8::1]:5062", True),
+    ],
+)
+def test_same_target(uri: str, peer: str, same: bool) -> None:
+    assert same_target(uri, peer) is same
+
+
+def test_hop_address_follows_an_alias() -> None:
+    assert hop_address("sip:carol@10.0.0.5;alias=192.0.2.9~40000~1") == ("192.0.2.9", 40000)
+    assert hop_address("sip:192.0.2.9;lr") == ("192.0.2.9", 5060)
+
+
+def test_toward_peer() -> None:
+    peers = ["sip:carol@192.0.2.5:5070", "sip:carol@192.0.2.6"]
+    assert toward_peer("sip:carol@192.0.2.6", None, peers)
+    assert toward_peer("sip:carol@192.0.2.5:5070", "sip:192.0.2.5:5070", peers)
+    assert not toward_peer("sip:carol@192.0.2.5:5070", "sip:198.51.100.7:5060", peers)
+    assert not toward_peer("sip:+4930123@198.51.100.7", None, peers)
+    assert not toward_peer("sip:carol@192.0.2.6", None, [])
+
+
+def test_toward_peer_through_a_proxy_of_the_callee() -> None:
+    peers, hops = ["sip:dave@203.0.113.9"], ["sip:203.0.113.1;lr"]
+    assert toward_peer("sip:dave@203.0.113.9", "sip:203.0.113.1;lr", peers, hops)
+    assert not toward_peer("sip:dave@203.0.113.9", "sip:198.51.100.7;lr", peers, hops)
+    assert not toward_peer("sip:+4930123@198.51.100.7", "sip:203.0.113.1;lr", peers, hops)

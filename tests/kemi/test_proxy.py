@@ -95,7 +95,7 @@ def failure(kam: FakeKamailio, proxy: Any, status: int, **context: Any) -> str:
     return name
 
 
-def reply(kam: FakeKamailio, proxy: Any, status: int, **fields: str) -> str:
+def reply(kam: FakeKamailio, proxy: Any, status: int, **fields: Any) -> str:
     name = kam.reply(status, **fields)
     assert getattr(proxy, name)(None) == 1
     return name

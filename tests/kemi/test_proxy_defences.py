@@ -22,6 +22,7 @@ from tests.kemi.fake_ksr import (
     Credentials,
     FakeKamailio,
     Reply,
+    Request,
     sip_request,
 )
 from tests.kemi.test_proxy import (
@@ -36,6 +37,7 @@ from tests.kemi.test_proxy import (
     failure,
     invite,
     only_relay,
+    reply,
     route,
 )
 
@@ -260,7 +262,7 @@ def test_a_bye_of_a_known_dialog_is_relayed_and_one_of_an_ended_dialog_is_not(
         to_tag="bob-tag",
         headers=(("Route", "<sip:127.0.0.1;lr>"),),
     )
-    kam.add_dialog(CALL_ID)
+    kam.add_dialog(CALL_ID, vm_peer="sip:bob@192.0.2.20:5060")
     route(kam, proxy, bye)
     assert only_relay(kam).ruri == "sip:bob@192.0.2.20:5060"
     kam.end_dialog(CALL_ID)
@@ -496,7 +498,7 @@ def test_a_call_between_phones_with_many_streams_is_relayed(kam: FakeKamailio, p
 
 
 def test_a_phone_reinvite_with_many_streams_is_relayed(kam: FakeKamailio, proxy: Any) -> None:
-    kam.add_dialog(CALL_ID)
+    kam.add_dialog(CALL_ID, vm_peer="sip:bob@192.0.2.20:5060")
     request = sip_request(
         "INVITE",
         "sip:bob@192.0.2.20:5060",
@@ -585,3 +587,135 @@ def test_a_workers_other_403_goes_back_to_the_caller(kam: FakeKamailio, proxy: A
     failure(kam, proxy, 403, reason="Forbidden")
     assert kam.relays == []
     assert [c.operation for c in kam.rtpengine] == ["delete"]
+
+
+# ----- in-dialog requests of a call to a phone go to the callee's Contact -----
+
+GATEWAY = "sip:+4930123@198.51.100.7:5060"
+ALICE_PHONE = "sip:alice@192.0.2.21:5060"
+
+
+def in_dialog(method: str, ruri: str, *routes: str, from_: str = EVE, to: str = ALICE) -> Request:
+    return sip_request(
+        method,
+        ruri,
+        from_=from_,
+        to=to,
+        to_tag="alice-tag",
+        headers=tuple(("Route", r) for r in ("<sip:127.0.0.1;lr>", *routes)),
+    )
+
+
+def ringing_call(kam: FakeKamailio, proxy: Any, *contacts: str) -> None:
+    """A stranger's call to alice, each of ``contacts`` ringing (180 with a To-tag)."""
+    kam.register(f"alice@{DOMAIN}", Contact(ALICE_PHONE))
+    route(kam, proxy, invite(ALICE, caller=EVE, auth=False))
+    assert only_relay(kam).on_reply == "ksr_onreply_peer"
+    for contact in contacts:
+        reply(kam, proxy, 180, to_tag="alice-tag", contact=f"<{contact}>;+sip.instance=x")
+
+
+def refused(kam: FakeKamailio, method: str = "MESSAGE") -> bool:
+    expected = [] if method == "ACK" else [Reply(403, "Not in this dialog", "sl")]
+    return kam.relays == [] and kam.replies == expected and bool(logged(kam, "not ["))
+
+
+@pytest.mark.parametrize("method", ["MESSAGE", "INVITE", "ACK", "BYE"])
+def test_a_strangers_request_in_a_ringing_call_goes_only_to_the_phone(
+    kam: FakeKamailio, proxy: Any, method: str
+) -> None:
+    ringing_call(kam, proxy, ALICE_PHONE)
+    route(kam, proxy, in_dialog(method, GATEWAY))
+    assert refused(kam, method)
+    route(kam, proxy, in_dialog(method, ALICE_PHONE))
+    assert only_relay(kam).ruri == ALICE_PHONE
+
+
+def test_an_alias_or_a_further_route_toward_a_gateway_is_refused(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    ringing_call(kam, proxy, ALICE_PHONE)
+    route(kam, proxy, in_dialog("MESSAGE", ALICE_PHONE + ";alias=198.51.100.7~5060~1"))
+    assert refused(kam)
+    route(kam, proxy, in_dialog("MESSAGE", ALICE_PHONE, "<sip:198.51.100.7;lr>"))
+    assert refused(kam)
+    # an alias naming the phone's own address is what handle_ruri_alias follows
+    route(kam, proxy, in_dialog("MESSAGE", ALICE_PHONE + ";alias=192.0.2.21~5060~1"))
+    assert only_relay(kam).dst_uri == "sip:192.0.2.21:5060"
+
+
+def test_no_contact_stored_no_relay(kam: FakeKamailio, proxy: Any) -> None:
+    """A 180 without a Contact (or To-tag) names nobody: nothing goes anywhere."""
+    kam.register(f"alice@{DOMAIN}", Contact(ALICE_PHONE))
+    route(kam, proxy, invite(ALICE, caller=EVE, auth=False))
+    reply(kam, proxy, 180, to_tag="alice-tag")
+    reply(kam, proxy, 183, contact=f"<{ALICE_PHONE}>")
+    route(kam, proxy, in_dialog("MESSAGE", ALICE_PHONE))
+    assert refused(kam)
+
+
+def test_forked_phones_any_ringing_one_then_only_the_answering_one(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    desk = "sip:alice@192.0.2.22:5062;transport=udp"
+    ringing_call(kam, proxy, ALICE_PHONE, desk)
+    for contact in (ALICE_PHONE, desk):
+        route(kam, proxy, in_dialog("MESSAGE", contact))
+        assert only_relay(kam).ruri == contact
+    assert kam.dialogs[CALL_ID].variables["vm_early"] == f"{ALICE_PHONE} {desk}"
+
+
+def test_the_answer_and_a_reinvites_answer_move_the_target(kam: FakeKamailio, proxy: Any) -> None:
+    desk = "sip:alice@192.0.2.22:5062"
+    ringing_call(kam, proxy, ALICE_PHONE, desk)
+    reply(kam, proxy, 200, to_tag="alice-tag", contact=f"<{desk}>")
+    assert kam.dialogs[CALL_ID].variables["vm_peer"] == desk
+    route(kam, proxy, in_dialog("ACK", ALICE_PHONE))
+    assert refused(kam, "ACK")
+    reinvite = in_dialog("INVITE", desk)
+    route(kam, proxy, reinvite)
+    assert only_relay(kam).on_reply == "ksr_onreply_refresh"
+    moved = "sip:alice@192.0.2.23:5064"
+    reply(kam, proxy, 200, to_tag="alice-tag", contact=f"<{moved}>")
+    route(kam, proxy, in_dialog("BYE", desk))
+    assert refused(kam, "BYE")
+    route(kam, proxy, in_dialog("BYE", moved))
+    assert only_relay(kam).ruri == moved
+
+
+def test_the_callees_requests_go_back_to_the_caller(kam: FakeKamailio, proxy: Any) -> None:
+    ringing_call(kam, proxy, ALICE_PHONE)
+    bye = in_dialog("BYE", "sip:eve@192.0.2.10:5060", from_=ALICE, to=EVE)
+    bye.headers = [
+        (n, v.replace("from-tag-1", "alice-tag") if n == "From" else v) for n, v in bye.headers
+    ]
+    route(kam, proxy, bye)
+    assert only_relay(kam).ruri == "sip:eve@192.0.2.10:5060"
+    # the caller's source address, as a NAT alias of its Contact names it
+    bye.ruri = "sip:eve@192.0.2.10:5060;alias=192.0.2.10~5060~1"
+    route(kam, proxy, bye)
+    assert only_relay(kam).dst_uri == "sip:192.0.2.10:5060"
+    for target in (GATEWAY, "sip:eve@192.0.2.10:5060;alias=198.51.100.7~5060~1"):
+        bye.ruri = target
+        route(kam, proxy, bye)
+        assert refused(kam, "BYE")
+
+
+def test_a_proxy_on_the_callees_side_is_a_next_hop_of_the_callers_requests(
+    kam: FakeKamailio, proxy: Any
+) -> None:
+    """alice calls another domain whose proxy record-routes: her ACK and BYE carry its
+    Route (the next hop); a Route to anywhere else is refused."""
+    remote = "sip:dave@203.0.113.9:5060"
+    route(kam, proxy, invite("sip:dave@remote.example"))
+    assert only_relay(kam).on_reply == "ksr_onreply_peer"
+    record_route = ("<sip:203.0.113.1;lr>, <sip:127.0.0.1;lr>",)
+    reply(kam, proxy, 200, to_tag="dave-tag", contact=f"<{remote}>", record_route=record_route)
+    fields: dict[str, Any] = {"from_": ALICE, "to": "sip:dave@remote.example", "to_tag": "x"}
+    for method in ("ACK", "BYE"):
+        routes = (("Route", "<sip:127.0.0.1;lr>"), ("Route", "<sip:203.0.113.1;lr>"))
+        route(kam, proxy, sip_request(method, remote, headers=routes, **fields))
+        assert only_relay(kam).dst_uri == "sip:203.0.113.1;lr"
+    routes = (("Route", "<sip:127.0.0.1;lr>"), ("Route", "<sip:198.51.100.7;lr>"))
+    route(kam, proxy, sip_request("BYE", remote, headers=routes, **fields))
+    assert refused(kam, "BYE")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from media_worker.lab.layout import DOMAIN, USERS
+from tests.kamailio.dialogs import phone_call
 from tests.kamailio.uac import Message, digest
 from tests.kemi.test_proxy_live_defences import (
     BOB,
@@ -237,16 +238,15 @@ def test_an_in_dialog_request_of_a_known_dialog_goes_nowhere_but_its_peer(lab: L
     assert leaked == b"", leaked[:200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request in a known dialog with a phone goes to any R-URI: the target is not "
-    "compared with the dialog's peer contact",
-)
 def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab: Lab) -> None:
+    """A stranger's call rings a phone (its 180 names its Contact): what the stranger
+    sends in the early dialog goes to that Contact only, not to a gateway named in the
+    R-URI, a NAT alias or a further Route."""
     gateway = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     gateway.bind(("127.0.0.1", 0))
     gateway.settimeout(2)
-    gw = f"sip:+4930123@127.0.0.1:{gateway.getsockname()[1]}"
+    gw_port = gateway.getsockname()[1]
+    gw = f"sip:+4930123@127.0.0.1:{gw_port}"
     try:
         with phone_at(lab, "127.0.0.1") as carol, phone_at(lab, "127.0.0.35") as stranger:
             register(carol, "carol")
@@ -258,17 +258,34 @@ def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab
                 invite = Message.parse(carol.sock.recv(65535))
                 if invite.method == "INVITE" and not invite.status:
                     break
-            ringing = response(invite, 180, "Ringing")
+            contact = f"sip:carol@127.0.0.1:{carol.port}"
+            ringing = response(invite, 180, "Ringing", f"Contact: <{contact}>")
             carol.sock.sendto(ringing, ("127.0.0.1", carol.proxy_port))
             routes = tuple(("Route", v) for n, v in invite.headers if n.lower() == "record-route")
-            stranger.send(
-                "MESSAGE", gw, from_=EVE, to=CAROL, to_tag="worker-1", call_id=call_id,
-                headers=routes, cseq=2, body="hi", content_type="text/plain",
-            )  # fmt: skip
+            dialog: dict[str, Any] = {
+                "from_": EVE, "to": CAROL, "to_tag": "worker-1", "call_id": call_id,
+                "body": "hi", "content_type": "text/plain",
+            }  # fmt: skip
+            time.sleep(0.3)  # the 180 reached the proxy
+            stranger.send("MESSAGE", gw, headers=routes, cseq=2, **dialog)
+            alias = f";alias=127.0.0.1~{gw_port}~1"
+            stranger.send("MESSAGE", contact + alias, headers=routes, cseq=3, **dialog)
+            further = (*routes, ("Route", f"<sip:127.0.0.1:{gw_port};lr>"))
+            stranger.send("MESSAGE", contact, headers=further, cseq=4, **dialog)
             try:
                 leaked = gateway.recv(65535)
             except TimeoutError:
                 leaked = b""
+            # the phone's Contact is reached, through an alias naming its own address too
+            own = f";alias=127.0.0.1~{carol.port}~1"
+            stranger.send("MESSAGE", contact + own, headers=routes, cseq=5, **dialog)
+            while Message.parse(carol.sock.recv(65535)).method != "MESSAGE":
+                pass
+            stranger.send("MESSAGE", contact, headers=routes, cseq=6, **dialog)
+            while True:
+                message = Message.parse(carol.sock.recv(65535))
+                if message.method == "MESSAGE":
+                    break
             stranger.send("CANCEL", CAROL, from_=EVE, call_id=call_id, branch=branch)
             carol.sock.sendto(
                 response(invite, 487, "Request Terminated"), ("127.0.0.1", carol.proxy_port)
@@ -276,6 +293,8 @@ def test_a_request_in_a_strangers_call_to_a_phone_goes_nowhere_but_the_phone(lab
     finally:
         gateway.close()
     assert leaked == b"", leaked[:200]
+    assert message.header("CSeq") == "6 MESSAGE"
+    assert "not ['sip:carol@127.0.0.1:" in lab.kamailio.log()
 
 
 def test_a_worker_refusing_the_signature_is_logged_for_the_operator(lab: Lab) -> None:
@@ -290,3 +309,27 @@ def test_a_worker_refusing_the_signature_is_logged_for_the_operator(lab: Lab) ->
     assert "refused the signature (Bad signature)" in lab.kamailio.log()
     assert lab.worker_flags() == "AP"
     wait_until(lambda: lab.rtpengine_calls() == 0, 5, lambda: "rtpengine kept the session")
+
+
+@pytest.mark.parametrize(
+    ("hangup_by_callee", "callee_proxy"),
+    [(False, False), (True, False), (False, True)],
+    ids=["caller-bye", "callee-bye", "callee-proxy"],
+)
+def test_a_call_between_phones_carries_both_sides_requests(
+    lab: Lab, hangup_by_callee: bool, callee_proxy: bool
+) -> None:
+    """An answered call to a registered phone: the caller's ACK, re-INVITE and BYE go to
+    the phone's Contact, the phone's re-INVITE and BYE back to the caller."""
+    with (
+        phone_at(lab, "127.0.0.1") as carol,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gateway,
+    ):
+        register(carol, "carol")
+        caller.bind(("127.0.0.37", 0))
+        gateway.bind(("127.0.0.1", 0))
+        phone_call(
+            lab.kamailio.port, caller, EVE, carol.sock, CAROL,
+            hangup_by_callee=hangup_by_callee, callee_proxy=callee_proxy, gateway=gateway,
+        )  # fmt: skip

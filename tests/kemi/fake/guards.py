@@ -16,6 +16,8 @@ class Dialog:
     call_id: str
     profiles: list[tuple[str, str]] = field(default_factory=list)
     ended: bool = False
+    from_tag: str = "from-tag-1"  # the caller's ($dlg(from_tag)); sip_request's default
+    variables: dict[str, str] = field(default_factory=dict)  # $dlg_var(name)
 
 
 # kamailio.cfg's htables and dialog profiles (with value)
@@ -36,7 +38,8 @@ class DialogModule(_Module, module="dialog"):
         if kam.request.method != "INVITE" or _header_param(kam.request.header("To") or "", "tag"):
             return -1  # the fake models initial INVITEs only
         call_id = kam.request.header("Call-ID") or ""
-        kam.dialogs.setdefault(call_id, Dialog(call_id))
+        from_tag = _header_param(kam.request.header("From") or "", "tag") or ""
+        kam.dialogs.setdefault(call_id, Dialog(call_id, from_tag=from_tag))
         return 1
 
     def is_known_dlg(self) -> int:

@@ -3,6 +3,8 @@ maxfwd, sanity, nathelper, rtpengine."""
 
 from __future__ import annotations
 
+import re
+
 from tests.kemi.fake.api import Xval, _Module
 from tests.kemi.fake.sip import _header_param, posix_regex, uri_of, uri_user_host
 from tests.kemi.fake.state import RtpengineCall
@@ -149,6 +151,10 @@ class Rr(_Module, module="rr"):
             return -1
         kam._route_params = uri_of(first).partition(";")[2]
         kam._remove_headers(lambda n: n.lower() == "route", first_only=True)
+        rest = [part for value in routes[1:] for part in value.split(",")]
+        rest = routes[0].split(",")[1:] + rest
+        if rest:  # a further (loose) Route is the next hop
+            kam._state.dst_uri = uri_of(rest[0].strip())
         return 1
 
     def record_route(self) -> int:
@@ -218,7 +224,17 @@ class Nathelper(_Module, module="nathelper"):
         return 1
 
     def handle_ruri_alias(self) -> int:
-        self._k.nat_calls.append("handle_ruri_alias")
+        """An ``;alias=ip~port~proto`` of the R-URI becomes $du and leaves the R-URI."""
+        kam = self._k
+        kam.nat_calls.append("handle_ruri_alias")
+        ruri = kam._state.ruri
+        match = re.search(r";alias=([^;?>~]+)~(\d+)~(\d)", ruri)
+        if match is None:
+            return 1
+        host, port, proto = match.groups()
+        transport = {"1": "", "2": ";transport=tcp", "3": ";transport=tls"}.get(proto, "")
+        kam._state.dst_uri = f"sip:{host}:{port}{transport}"
+        kam._state.ruri = ruri[: match.start()] + ruri[match.end() :]
         return 1
 
 

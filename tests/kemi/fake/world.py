@@ -12,7 +12,14 @@ from tests.kemi.fake.api import Xval
 from tests.kemi.fake.guards import HTABLES, Dialog
 from tests.kemi.fake.ksr import FakeKSR
 from tests.kemi.fake.presence import PresenceState
-from tests.kemi.fake.sip import Request, sip_request, uri_host_port, uri_of, uri_user_host
+from tests.kemi.fake.sip import (
+    Request,
+    _header_param,
+    sip_request,
+    uri_host_port,
+    uri_of,
+    uri_user_host,
+)
 from tests.kemi.fake.state import (
     Contact,
     Destination,
@@ -99,9 +106,10 @@ class FakeKamailio:
     def add_worker(self, uri: str, set_id: int = 1, *, active: bool = True) -> None:
         self.dispatcher.setdefault(set_id, []).append(Destination(uri, active))
 
-    def add_dialog(self, call_id: str, *profiles: tuple[str, str]) -> Dialog:
-        """A dialog the proxy set up earlier (a call in progress)."""
-        dialog = self.dialogs[call_id] = Dialog(call_id, list(profiles))
+    def add_dialog(self, call_id: str, *profiles: tuple[str, str], **variables: str) -> Dialog:
+        """A dialog the proxy set up earlier (a call in progress), with its
+        ``$dlg_var`` values (vm_peer="sip:...")."""
+        dialog = self.dialogs[call_id] = Dialog(call_id, list(profiles), variables=variables)
         return dialog
 
     def end_dialog(self, call_id: str) -> None:
@@ -152,13 +160,29 @@ class FakeKamailio:
         self._new_records()
         return name
 
-    def reply(self, status: int, *, body: str = "", content_type: str = "application/sdp") -> str:
-        """A reply to the last relay arrives: enter its onreply route (returns its name)."""
+    def reply(
+        self,
+        status: int,
+        *,
+        body: str = "",
+        content_type: str = "application/sdp",
+        to_tag: str | None = None,
+        contact: str | None = None,
+        record_route: tuple[str, ...] = (),
+    ) -> str:
+        """A reply to the last relay arrives: enter its onreply route (returns its name).
+        ``to_tag``, ``contact`` (a Contact header body) and ``record_route`` (header
+        values) are the reply's ($tt, $ct, $hdr(Record-Route))."""
         tx = self._tx
         if tx is None or tx.on_reply is None:
             raise AssertionError("no onreply route armed")
         self._end_route(tx)
         headers = [("Content-Type", content_type)] if body else []
+        if to_tag is not None:
+            headers.append(("To", f"<sip:callee@invalid>;tag={to_tag}"))
+        if contact is not None:
+            headers.append(("Contact", contact))
+        headers += [("Record-Route", value) for value in record_route]
         self._reply = Request(str(status), "", headers, body)
         self._state = self._from_transaction(tx)
         self._failure = None
@@ -220,15 +244,16 @@ class FakeKamailio:
         define = re.fullmatch(r"\$def\((\w+)\)", name)
         if define:
             return self.defines.get(define.group(1))
+        message = self._reply if self._reply is not None else request  # headers: the reply's
         header = re.fullmatch(r"\$hdr\(([\w-]+)\)", name)
         if header:
-            return request.header(header.group(1))
+            return message.header(header.group(1))
         count = re.fullmatch(r"\$hdrc\(([\w-]+)\)", name)
         if count:
-            return len(request.header_values(count.group(1)))
+            return len(message.header_values(count.group(1)))
         indexed = re.fullmatch(r"\$\(hdr\(([\w-]+)\)\[(\d+)\]\)", name)
         if indexed:
-            values = request.header_values(indexed.group(1))
+            values = message.header_values(indexed.group(1))
             index = int(indexed.group(2))
             return values[index] if index < len(values) else None
         credentials = request.credentials
@@ -239,6 +264,11 @@ class FakeKamailio:
             return user if name == "$au" else realm
         if name == "$T_reply_reason":
             return self._failure_context().reason or None
+        dialog_pv = re.fullmatch(r"\$dlg(_var)?\((\w+)\)", name)
+        if dialog_pv:
+            return self._dialog_pv(dialog_pv.group(2), variable=bool(dialog_pv.group(1)))
+        if name in ("$ct", "$tt", "$rs"):
+            return self._message_pv(name)
         if name == "$rb":
             if request.binary_body:
                 raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
@@ -253,6 +283,7 @@ class FakeKamailio:
             "$fu": lambda: from_uri,
             "$fU": lambda: uri_user_host(from_uri)[0] or None,
             "$fd": lambda: uri_user_host(from_uri)[1],
+            "$ft": lambda: _header_param(request.header("From") or "", "tag"),
             "$tu": lambda: to_uri,
             "$tU": lambda: uri_user_host(to_uri)[0] or None,
             "$td": lambda: uri_user_host(to_uri)[1],
@@ -274,6 +305,14 @@ class FakeKamailio:
                 state.avps.pop(avp.group(1), None)
             else:
                 state.avps.setdefault(avp.group(1), []).append(value)
+        elif name.startswith("$dlg_var(") and name.endswith(")"):
+            dialog = self._dialog()
+            if dialog is None:
+                raise AssertionError(f"{name} set outside a dialog")
+            if value is None:
+                dialog.variables.pop(name[9:-1], None)
+            else:
+                dialog.variables[name[9:-1]] = str(value)
         elif name == "$du":
             state.dst_uri = None if value is None else str(value)
         elif name == "$ru" and isinstance(value, str):
@@ -282,6 +321,32 @@ class FakeKamailio:
             self.ksr.setuser(value)
         else:
             raise KeyError(f"the fake KSR cannot assign {value!r} to {name}")
+
+    def _dialog(self) -> Dialog | None:
+        """The dialog of the message (its Call-ID), in a request or a reply route."""
+        dialog = self.dialogs.get(self.request.header("Call-ID") or "")
+        return None if dialog is None or dialog.ended else dialog
+
+    def _dialog_pv(self, key: str, *, variable: bool) -> Xval:
+        dialog = self._dialog()
+        if dialog is None:
+            return None
+        if variable:
+            return dialog.variables.get(key)
+        if key == "from_tag":
+            return dialog.from_tag
+        raise KeyError(f"the fake KSR does not implement $dlg({key})")
+
+    def _message_pv(self, name: str) -> Xval:
+        """$ct, $tt, $rs of the message being routed: the reply in an onreply route."""
+        message = self._reply if self._reply is not None else self.request
+        if name == "$rs":
+            if self._reply is None:
+                raise KeyError("$rs outside a reply route")
+            return int(self._reply.method)
+        if name == "$tt":
+            return _header_param(message.header("To") or "", "tag")
+        return message.header("Contact")
 
     def _is_myself(self, uri: str) -> bool:
         """Kamailio's check_self: an alias (a name here without a port) matches any
