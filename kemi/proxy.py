@@ -234,13 +234,22 @@ class HomeProxy:
         if KSR.htable.sht_get(BAN_TABLE, source) is not None:
             return True
         if self.antiflood and KSR.pike.pike_check_req() < 0:
-            KSR.htable.sht_seti(BAN_TABLE, source, 1)
-            KSR.warn(
-                f"voicemail: banning {source} for {self.settings.ban_time} s: request flood "
-                f"({_pv('$rm')} from {_pv('$fu')})\n"
-            )
+            self.ban(source, f"request flood ({_pv('$rm')} from {_pv('$fu')})")
             return True
         return False
+
+    def ban(self, source: str, why: str) -> None:
+        """Ban ``source`` for VM_BAN_TIME; one log line per ban, though several Kamailio
+        processes may see the same flood at once."""
+        KSR.htable.sht_lock(BAN_TABLE, source)
+        try:
+            new = KSR.htable.sht_get(BAN_TABLE, source) is None
+            if new:
+                KSR.htable.sht_seti(BAN_TABLE, source, 1)
+        finally:
+            KSR.htable.sht_unlock(BAN_TABLE, source)
+        if new:
+            KSR.warn(f"voicemail: banning {source} for {self.settings.ban_time} s: {why}\n")
 
     def body_refusal(self) -> Refusal | None:
         """An INVITE toward a worker: its body within VM_MAX_BODY and VM_MAX_MEDIA, before
@@ -497,11 +506,7 @@ class HomeProxy:
             return False
         if self.exempt_source():
             return False
-        KSR.htable.sht_seti(BAN_TABLE, source, 1)
-        KSR.warn(
-            f"voicemail: banning {source} for {self.settings.ban_time} s: "
-            f"{counts[0]} failed authentications from it, {counts[1]} as {user}\n"
-        )
+        self.ban(source, f"{counts[0]} failed authentications from it, {counts[1]} as {user}")
         return True
 
     def register(self) -> None:

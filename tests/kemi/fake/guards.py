@@ -83,6 +83,14 @@ class Htable(_Module, module="htable"):
         self._table(table).pop(key, None)
         return 1
 
+    def sht_lock(self, table: str, key: str) -> int:
+        self._table(table)  # one process: nothing to wait for, but the table must exist
+        return 1
+
+    def sht_unlock(self, table: str, key: str) -> int:
+        self._table(table)
+        return 1
+
 
 class Pike(_Module, module="pike"):
     def pike_check_req(self) -> int:
