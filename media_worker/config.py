@@ -27,6 +27,9 @@ from media_worker.sip.dialog import Destination
 from media_worker.worker import DEFAULT_MAX_CALLS, DEFAULT_SIGNATURE_MAX_AGE, DEFAULT_TRUSTED
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
+# The sample's sip.secret, refused at start: a copied sample must not run with a secret
+# everyone can read.
+SAMPLE_SECRET = "REPLACE-WITH-VM_SECRET"  # noqa: S105
 T = TypeVar("T")
 
 
@@ -57,6 +60,11 @@ class SipConfig:
                 ) from None
         if self.ring_time < 0:
             raise ConfigError(f"{key}.ring_time: must not be negative")
+        if self.secret == SAMPLE_SECRET:
+            raise ConfigError(
+                f"{key}.secret: still the sample's placeholder: set the secret of Kamailio's "
+                "VM_SECRET (e.g. from 'openssl rand -hex 32'), or null to run unsigned"
+            )
         if self.secret is not None:
             try:
                 check_secret(self.secret)

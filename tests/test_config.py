@@ -8,11 +8,29 @@ from pathlib import Path
 import pytest
 import yaml
 
-from media_worker.config import SAMPLE, ConfigError, WorkerConfig, load_config, parse_config
+from media_worker.config import (
+    SAMPLE,
+    SAMPLE_SECRET,
+    ConfigError,
+    WorkerConfig,
+    load_config,
+    parse_config,
+)
 
 
-def test_the_sample_loads_and_states_the_defaults() -> None:
-    assert load_config(SAMPLE) == WorkerConfig()
+def test_the_sample_states_the_defaults_but_its_secret() -> None:
+    data = yaml.safe_load(SAMPLE.read_text())
+    assert data["sip"]["secret"] == SAMPLE_SECRET
+    data["sip"]["secret"] = None
+    assert parse_config(data) == WorkerConfig()
+
+
+def test_the_sample_does_not_start_until_its_secret_is_set(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^sip\.secret: still the sample's placeholder"):
+        load_config(SAMPLE)
+    copy = tmp_path / "voicemail.yaml"
+    copy.write_text(SAMPLE.read_text().replace(SAMPLE_SECRET, "0123456789abcdef0123"))
+    assert load_config(copy).sip.secret == "0123456789abcdef0123"
 
 
 def _keys(value: object, prefix: str = "") -> set[str]:
