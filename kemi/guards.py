@@ -140,6 +140,16 @@ def ban_due(source_failures: int, user_failures: int, limit: int) -> bool:
 # ----- in-dialog targets of a call to a phone -----
 
 _DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+_ASCII_NUMBER = re.compile(r"[0-9]{1,10}")
+
+
+def ascii_number(text: str, high: int) -> int | None:
+    """``text`` as a number in 0..``high`` when it is ASCII digits only, else None
+    (``str.isdigit()`` takes ``²`` that ``int()`` refuses, and ``int()`` takes ``٣``)."""
+    if _ASCII_NUMBER.fullmatch(text) is None:
+        return None
+    value = int(text)
+    return value if value <= high else None
 
 
 def contact_uri(value: str | None) -> str | None:
@@ -169,9 +179,8 @@ def _uri_parts(uri: str) -> tuple[str, str, str, int, dict[str, str]] | None:
         port_text = port_text.lstrip(":")
     else:
         host, _, port_text = hostport.partition(":")
-    try:
-        port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
-    except ValueError:
+    port = ascii_number(port_text, 65535) if port_text else _DEFAULT_PORTS[scheme]
+    if port is None:
         return None
     params = {}
     for raw in raw_params:
@@ -201,8 +210,9 @@ def hop_address(uri: str) -> tuple[str, int] | None:
         return None
     alias = parts[4].get("alias", "")
     fields = alias.split("~")
-    if len(fields) == 3 and fields[1].isdigit():
-        return domain(fields[0].strip("[]").lower()), int(fields[1])
+    port = ascii_number(fields[1], 65535) if len(fields) == 3 else None
+    if port is not None:
+        return domain(fields[0].strip("[]").lower()), port
     return parts[2], parts[3]
 
 

@@ -30,6 +30,7 @@ from kemi.guards import (
     TOO_MANY_CALLS,
     Hop,
     Refusal,
+    ascii_number,
     auth_failure_keys,
     ban_due,
     body_refusal,
@@ -125,7 +126,7 @@ def _pv(name: str) -> str:
 
 
 def _status(value: str) -> int:
-    return int(value) if value.isdigit() else 0
+    return ascii_number(value, 999) or 0
 
 
 def mod_init() -> HomeProxy:

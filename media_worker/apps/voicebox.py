@@ -37,6 +37,7 @@ from media_worker.apps.events import (
 from media_worker.sip.errors import LocalProtocolError
 
 INACTIVITY = "inactivity"
+PIN_KEYS = frozenset("0123456789")  # a PIN is digits; * # A-D never join it
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class Voicebox:
     def _pin_digit(self, event: Event) -> list[Action]:
         assert isinstance(event, Dtmf)
         if event.digit != "#":
-            if len(self.pin_digits) < self.settings.max_pin_digits and event.digit.isdigit():
+            if len(self.pin_digits) < self.settings.max_pin_digits and event.digit in PIN_KEYS:
                 self.pin_digits += event.digit
             return [CancelTimer(INACTIVITY), StartTimer(INACTIVITY, self.settings.inactivity)]
         digits, self.pin_digits = self.pin_digits, ""

@@ -185,3 +185,12 @@ def test_toward_peer_through_a_proxy_of_the_callee() -> None:
     assert toward_peer("sip:dave@203.0.113.9", "sip:203.0.113.1;lr", peers, hops)
     assert not toward_peer("sip:dave@203.0.113.9", "sip:198.51.100.7;lr", peers, hops)
     assert not toward_peer("sip:+4930123@198.51.100.7", "sip:203.0.113.1;lr", peers, hops)
+
+
+@pytest.mark.parametrize("port", ["²", "٥٠٦٠", "+5060", "5_060", " 5060", "65536", "9" * 30])
+def test_a_port_is_ascii_digits_within_range(port: str) -> None:
+    assert hop_address(f"sip:bob@192.0.2.1;alias=198.51.100.7~{port}~1") == (
+        "192.0.2.1",
+        5060,
+    )
+    assert not same_target(f"sip:bob@192.0.2.1:{port}", "sip:bob@192.0.2.1:5060")
