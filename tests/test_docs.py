@@ -1,5 +1,5 @@
-"""The README and docs/ point at files (and headings) that exist, and at make targets the
-Makefile has."""
+"""The README, the changelog and docs/ point at files (and headings) that exist, and at
+make targets the Makefile has."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # [text](target) and [text](target "title"); images too. Reference-style links are not used.
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
