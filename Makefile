@@ -1,7 +1,14 @@
-# Kamailio voicemail: set-up, checks and the lab.
-#   make lab     install what is missing, then bring up the demo (see README)
-#   make test    lint gates (ruff, mypy --strict) and the whole test suite
-#   make bench   media and storage benchmark figures
+# Kamailio voicemail: set-up, checks and the lab. `make help` prints this list.
+#   make lab              install what is missing, then bring up the demo (docs/operator.md)
+#   make test             set-up, lint gates and the whole test suite (what CI runs)
+#   make unit             set-up, then the pure tests only (no servers, no daemons): seconds
+#   make lint             ruff check, ruff format --check and mypy --strict
+#   make pytest           set-up, then the whole test suite without the lint gates
+#   make bench            media and storage benchmark figures (docs/benchmarks.md)
+#   make setup            system-packages and venv
+#   make system-packages  the Debian packages below (installs them when run as root)
+#   make venv             .venv/ with the project and its dev and lab extras
+#   make clean            remove benchmark and lab data and the tools' caches
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,10 +20,23 @@ APT_PACKAGES := postgresql python3-venv sox espeak-ng baresip-core sip-tester as
   kamailio kamailio-python3-modules kamailio-sqlite-modules kamailio-postgres-modules \
   kamailio-presence-modules rtpengine-daemon docker-compose
 
-.PHONY: setup system-packages venv lab test lint pytest bench clean
+.PHONY: help setup system-packages venv lab test unit lint pytest bench clean
 
+# Integration tests start real Kamailio, rtpengine, baresip, PostgreSQL, SMTP servers or
+# workers; everything else is a unit test (pyproject's markers).
+UNIT_MARKS := not integration and not postgres
+
+# A plain `make` sets up, as it always did.
+.DEFAULT_GOAL := setup
+
+# The header above, without the comment signs.
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+# Everything the tests and the lab need: Debian packages, then the venv.
 setup: system-packages venv
 
+# Checks each Debian package; installs the missing ones as root, else names them.
 system-packages:
 	@missing=""; \
 	for pkg in $(APT_PACKAGES); do \
@@ -38,27 +58,37 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/voicemail --version
 	touch $@
 
+# The project in .venv/, editable, with the dev and lab extras.
 venv: $(VENV)/.installed
 
-# The lab: Kamailio, rtpengine, a worker and an SMTP catcher on loopback (see README),
+# The lab: Kamailio, rtpengine, a worker and an SMTP catcher on loopback (docs/operator.md),
 # then the demo call. `voicemail lab down` stops it.
 lab: setup
 	$(BIN)/voicemail lab up
 	$(BIN)/voicemail lab demo
 
-lint:
+# The gates CI runs: lint findings, formatting, types.
+lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-pytest:
+# The whole suite; integration tests start their own servers on free loopback ports.
+pytest: setup
 	$(BIN)/pytest
 
-test: lint pytest
+# What CI and the README run: set-up, lint, then every test.
+test: setup lint pytest
 
-bench:
+# The pure tests (no servers, no Kamailio/rtpengine/baresip/PostgreSQL processes).
+unit: setup
+	$(BIN)/pytest -m "$(UNIT_MARKS)" -q
+
+# Benchmark figures (docs/benchmarks.md): 500 calls against one worker, then storage.
+bench: setup
 	$(BIN)/python -m bench.media --calls 500 --seconds 15
 	$(BIN)/python -m bench.storage
 
+# Generated data and caches; .venv/ stays.
 clean:
 	rm -rf var/bench var/lab .mypy_cache .ruff_cache .pytest_cache

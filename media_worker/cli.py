@@ -35,7 +35,7 @@ environment:
 exit status:
   0 success, 1 failure, 2 usage error, 3 backend unavailable
 
-see also: README.md in the source tree, `voicemail COMMAND --help`"""
+see also: docs/operator.md in the source tree, `voicemail COMMAND --help`"""
 
 
 WORKER_EPILOG = """\

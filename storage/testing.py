@@ -39,7 +39,7 @@ DOMAIN = "example.com"
 USER = "bob"
 TS = 1_700_000_000
 
-# Every form an identity value must never take (DESIGN: opaque keys, not paths).
+# Every form an identity value must never take (docs/design.md: opaque keys, not paths).
 HOSTILE_VALUES = [
     "",
     ".",

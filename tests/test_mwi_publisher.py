@@ -402,6 +402,7 @@ class _NoCalls:
         raise AssertionError("no calls here")
 
 
+@pytest.mark.integration
 async def test_worker_request_carries_a_publish_over_udp() -> None:
     loop = asyncio.get_running_loop()
     server = PresenceServer()

@@ -15,6 +15,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from media_worker.mail.outbox import Job, Outbox, SmtpSettings
 from tests.support.procs import eventually, free_port
 
+pytestmark = pytest.mark.integration
+
 
 class Inbox:
     """aiosmtpd handler that keeps what it accepts, or refuses as told."""

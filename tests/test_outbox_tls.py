@@ -17,6 +17,8 @@ from media_worker.mail.outbox import Job, Outbox, SmtpSettings
 from tests.support.procs import eventually, free_port
 from tests.test_outbox import message
 
+pytestmark = pytest.mark.integration
+
 USER, PASSWORD = "voicemail", "s3cret pässword"
 
 

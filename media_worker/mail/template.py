@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-# DESIGN: the variables a template may use, plus the extra P-App-Param keys configured.
+# docs/design.md: the variables a template may use, plus the extra P-App-Param keys configured.
 VARIABLES = frozenset(
     {"user", "sender", "from", "domain", "email", "uid", "did", "ts", "vmsg_length"}
 )

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from media_worker.apps.journal import Journal, forget, recover
 
 # A child process records "audio" (8 kHz 16-bit: 16000 bytes a second, numbered so that
@@ -38,6 +40,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_sigkill_mid_recording_loses_at_most_a_second(tmp_path: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path)],

@@ -20,6 +20,8 @@ from tests.support.postgres import PostgresServer
 from tests.support.procs import free_udp_tcp_port
 from tests.support.stack import Kamailio, Rtpengine, voicemail
 
+pytestmark = pytest.mark.integration
+
 NATIVE_DIR = SOURCE_TREE / "kamailio-cfg" / "native"
 NATIVE_CFG = NATIVE_DIR / "kamailio-native.cfg"
 VOICEMAIL_CFG = NATIVE_DIR / "voicemail.cfg"
