@@ -21,11 +21,11 @@ from aiosmtpd.controller import Controller
 
 from media_worker.lab.layout import (
     DOMAIN,
-    KAMAILIO_CFG,
     LAB_BAN_TIME,
     USERS,
     account,
     dispatcher_list,
+    install_cfg,
     kamailio_command,
     kamailio_local_cfg,
     lab_secret,
@@ -185,7 +185,7 @@ class Kamailio(LoggedProcess):
         super().__init__(directory)
         self.port = port or free_udp_tcp_port()
         self.ctl = directory / "kamailio_ctl"
-        shutil.copy(KAMAILIO_CFG, directory / "kamailio.cfg")
+        install_cfg(directory)
         dispatcher = directory / "dispatcher.list"
         dispatcher.write_text(dispatcher_list("127.0.0.1", (w.port for w in workers)))
         (directory / "kamailio-local.cfg").write_text(
