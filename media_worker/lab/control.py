@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kemi import kamdb
-from kemi.provision import Profile, UserNotFound, parse_db_url
 from media_worker.lab.layout import DOMAIN, USERS, Lab
+from media_worker.provisioning import kamdb
+from media_worker.provisioning.provision import Preferences, UserNotFound, parse_db_url
 
 
 class LabError(Exception):
@@ -118,11 +118,11 @@ class Controller:
             if report.created:
                 say(f"database: created {len(report.created)} Kamailio tables")
             for user, (password, mode) in USERS.items():
-                profile = Profile(mode=mode, email=f"{user}@{DOMAIN}", lang="en")
+                prefs = Preferences(voicemail=mode, email=f"{user}@{DOMAIN}", lang="en")
                 try:
                     await kamdb.get_user(db, user, DOMAIN)
                 except UserNotFound:
-                    await kamdb.add_user(db, user, DOMAIN, password, profile)
+                    await kamdb.add_user(db, user, DOMAIN, password, prefs)
                     say(f"user {user}@{DOMAIN} added (password {password}, mode {mode})")
 
     def up(self, say: Callable[[str], None], timeout: float = 30.0) -> None:
