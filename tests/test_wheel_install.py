@@ -147,3 +147,21 @@ def test_db_init_creates_the_kamailio_tables(installed: Installed) -> None:
     url = f"sqlite://{installed.cwd / 'kamailio.sqlite'}"
     assert "created 11 tables" in installed.voicemail("db", "init", url)
     assert "nothing to do" in installed.voicemail("db", "init", url)
+
+
+def test_the_installed_kemi_script_loads_as_kamailio_loads_it(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """Debian's python3 (app_python3's), standard library only, a bare KSR module, and
+    the script's own sys.path entry: its directory's parent, the venv's site-packages."""
+    python = Path("/usr/bin/python3")
+    if not python.exists():
+        pytest.skip("no Debian python3")
+    (tmp_path / "KSR.py").write_text('"""app_python3 provides KSR inside Kamailio."""\n')
+    script = installed.site / "kemi" / "proxy.py"
+    code = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        f"runpy.run_path({str(script)!r}, run_name='kamailio')\n"
+    )
+    installed.run(str(python), "-I", "-S", "-c", code)
