@@ -109,6 +109,21 @@ def test_the_graph_sees_every_kind_of_import() -> None:
     assert "kemi.signing" in graph["kemi.proxy"]  # after a sys.path change in the script
 
 
+def test_imports_in_functions_under_type_checking_and_relative_ones_count(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "a.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pkg.b import B\n"
+        "def f() -> None:\n    import pkg.c\n"
+        "from . import d\nfrom .e import thing\nimport json\n"
+    )
+    files = {name: tmp_path / "x.py" for name in ("pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e")}
+    found = imported_modules("pkg.a", source, files)
+    assert found == {"pkg.b", "pkg.c", "pkg.d", "pkg.e"}
+
+
 def test_cycles_are_found_and_named() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"d", "a"}}
     assert cycles(graph) == [["a", "b", "c"]]  # a module importing itself is no cycle
