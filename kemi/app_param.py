@@ -17,7 +17,8 @@ CLIENT_HEADER_PATTERN = "^[Pp]-[Aa][Pp][Pp]-"  # any letter case
 VOICEMAIL, VOICEBOX, ANNRECORDER = "voicemail", "voicebox", "annrecorder"
 MODES = ("voicemail", "box", "both", "ann")
 
-# usr_preferences attribute -> P-App-Param key (SEMS howto names)
+# usr_preferences attribute -> P-App-Param key (SEMS howto names): the preferences the
+# proxy loads, and the ones `voicemail user` provisions (media_worker.provisioning).
 PREFERENCE_KEYS = {
     "voicemail": "mod",
     "email": "eml",

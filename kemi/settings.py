@@ -44,10 +44,6 @@ class Settings:
     # VM_SECRET, shared with the workers; None: nothing is signed. Never logged.
     secret: str | None = field(default=None, repr=False)
 
-    @property
-    def access_numbers(self) -> tuple[str, str]:
-        return (self.voicebox_number, self.annrecorder_number)
-
 
 # define name -> Settings field
 _DEFINES: dict[str, str] = {

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
-from kemi import cli as kemi_cli
 from media_worker import __version__
 from media_worker.lab import cli as lab_cli
+from media_worker.provisioning import cli as provisioning_cli
 from storage import cli as storage_cli
 
 DESCRIPTION = """\
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prompts_parser(subparsers)
     _add_pin_parser(subparsers)
     storage_cli.add_parsers(subparsers)
-    kemi_cli.add_parsers(subparsers)
+    provisioning_cli.add_parsers(subparsers)
     lab_cli.add_parsers(subparsers)
     return parser
 

@@ -140,32 +140,18 @@ class AppsConfig:
 
 
 @dataclass(frozen=True)
-class SmtpConfig:
-    host: str = "127.0.0.1"
-    port: int = 25
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-    tls: bool = False
-    timeout: float = 30.0
-    ca_file: str | None = None
-
-    def check(self, key: str) -> None:
-        _port(self.port, f"{key}.port")
-        if self.starttls and self.tls:
-            raise ConfigError(f"{key}: starttls and tls exclude each other")
-        if (self.username is None) != (self.password is None):
-            raise ConfigError(f"{key}: username and password go together")
-
-    def settings(self) -> SmtpSettings:
-        return SmtpSettings(**dataclasses.asdict(self))
-
-
-@dataclass(frozen=True)
 class EmailConfig:
     templates: str | None = None  # directory of *.template files; None: the shipped default
     extra_variables: tuple[str, ...] = ()
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)  # what the outbox sends with
+
+    def check(self, key: str) -> None:
+        smtp, where = self.smtp, f"{key}.smtp"
+        _port(smtp.port, f"{where}.port")
+        if smtp.starttls and smtp.tls:
+            raise ConfigError(f"{where}: starttls and tls exclude each other")
+        if (smtp.username is None) != (smtp.password is None):
+            raise ConfigError(f"{where}: username and password go together")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ async def serve(config: WorkerConfig) -> None:
         Path(config.email.templates) if config.email.templates else SHIPPED_TEMPLATES,
         config.email.extra_variables,
     )
-    outbox = Outbox(data_dir / "outbox", config.email.smtp.settings())
+    outbox = Outbox(data_dir / "outbox", config.email.smtp)
     service = VoicemailService(
         ServiceSettings(
             routing=config.apps.routing(),

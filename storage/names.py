@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import string
-from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 SAFE_CHARS = string.ascii_letters + string.digits + "@._+=:,-~"
@@ -20,11 +19,6 @@ MAX_SENDER_CHARS = 200
 
 # A sender as we write it holds only safe characters and well-formed %XX escapes.
 _NOT_ENCODED = re.compile(r"[^A-Za-z0-9@._+=:,~%-]|%(?![0-9A-Fa-f]{2})")
-
-
-class ParsedName(NamedTuple):
-    received_at: int
-    sender: str
 
 
 def encode_sender(sender: str) -> str:
@@ -70,9 +64,3 @@ def split_message_name(name: str) -> tuple[int, str] | None:
     if "%" in sender and _NOT_ENCODED.search(sender) is None:
         sender = unquote(sender, errors="replace")
     return int(ts), sender
-
-
-def parse_message_name(name: str) -> ParsedName | None:
-    """Split a message name into time and sender; None if it is not a ``<ts>+...`` name."""
-    parts = split_message_name(name)
-    return None if parts is None else ParsedName(*parts)

@@ -63,7 +63,7 @@ def test_values_and_nested_sections() -> None:
     assert config.sip.port == 5090
     assert config.rtp.ports == (40000, 40100)
     assert config.apps.routing().mapping == (("1000", "voicebox"),)
-    assert config.email.smtp.settings().starttls is True
+    assert config.email.smtp.starttls is True
 
 
 def test_the_signing_secret_and_the_call_limit() -> None:

@@ -1,18 +1,25 @@
 """media_worker.lab.layout: the secret of the proxy<->worker hop in a lab directory, on
-both sides, and the lab's antiflood settings."""
+both sides, the lab's antiflood settings, and the shipped cfg files each lab gets."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from kemi.signing import check_secret
+from media_worker.cli import main
 from media_worker.lab.layout import (
+    KAMAILIO_CFG,
+    KAMAILIO_CFG_DIR,
+    KEMI_SCRIPT,
     LAB_BAN_TIME,
+    LOCAL_CFG,
     SECRET_FILE,
     Lab,
+    cfg_files,
     lab_secret,
     worker_yaml,
 )
@@ -59,3 +66,29 @@ def test_a_worker_yaml_without_secret_is_unchanged(tmp_path: Path) -> None:
         mwi_proxy=None,
     )
     assert yaml.safe_load(text)["sip"] == {"listen": "127.0.0.1", "port": 5080}
+
+
+def test_the_kamailio_part_gets_every_shipped_cfg_file(tmp_path: Path) -> None:
+    lab = Lab(root=tmp_path, signing=False)
+    lab.write_configs("kamailio")
+    written = {p.relative_to(lab.kamailio_dir) for p in lab.kamailio_dir.rglob("*") if p.is_file()}
+    assert written == {*cfg_files(), Path(LOCAL_CFG), Path("dispatcher.list")}
+    assert Path("native/voicemail.cfg") in written  # the fragments, for include_file
+    assert (lab.kamailio_dir / "kamailio.cfg").read_bytes() == KAMAILIO_CFG.read_bytes()
+    assert not lab.worker_config().exists()  # each part writes only its own files
+
+
+def test_the_shipped_files_are_found_through_the_package() -> None:
+    assert KAMAILIO_CFG.is_file()
+    assert KAMAILIO_CFG.parent == KAMAILIO_CFG_DIR
+    assert KEMI_SCRIPT.name == "proxy.py"
+    assert KEMI_SCRIPT.is_file()
+    assert Path(LOCAL_CFG) not in cfg_files()  # a site's own file is never the product's
+
+
+def test_prepare_names_the_parts_it_knows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lab", "prepare", "phone", "--dir", str(tmp_path)]) == 2
+    assert "name a part: smtp, rtpengine, worker1, kamailio" in capsys.readouterr().err
+    assert not (tmp_path / "kamailio").exists()

@@ -10,28 +10,12 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from media_worker.mail.outbox import Job, Outbox, SmtpSettings
 from tests.support.procs import eventually, free_port
+from tests.support.smtp import Inbox
 
 pytestmark = pytest.mark.integration
-
-
-class Inbox:
-    """aiosmtpd handler that keeps what it accepts, or refuses as told."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-        self.refuse: str | None = None
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd API
-        if self.refuse:
-            return self.refuse
-        content = envelope.content
-        assert isinstance(content, bytes)
-        self.messages.append(content)
-        return "250 OK"
 
 
 @pytest.fixture

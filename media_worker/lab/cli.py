@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from media_worker.lab.layout import DOMAIN, SOURCE_TREE, USERS, Lab, Ports
+from media_worker.lab.layout import DOMAIN, USERS, Lab, Ports
 
 LAB_EPILOG = f"""\
 The lab runs on loopback: Kamailio (the KEMI home proxy) on 127.0.0.1:5060 UDP and TCP
@@ -26,6 +26,8 @@ actions:
            the mailbox and where the recordings are
   run P    run one part (smtp, rtpengine, worker1, kamailio) in the foreground, as the
            containers do
+  prepare [P]  write the files a part needs (every part's without P: the cfg, the
+           database with the users, the prompts) and start nothing
 
 files (under --dir):
   spool/  messages (SEMS layout)   mail/  received emails   log/  one log per part
@@ -36,6 +38,7 @@ files (under --dir):
 examples:
   voicemail lab up && voicemail lab demo
   voicemail lab status
+  voicemail lab prepare kamailio --dir /tmp/lab && kamailio -c -f /tmp/lab/kamailio/kamailio.cfg
   kamcmd -s unix:var/lab/run/kamailio_ctl ul.dump
 
 exit status:
@@ -50,13 +53,16 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         epilog=LAB_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lab.add_argument("action", choices=["up", "down", "status", "demo", "run"])
-    lab.add_argument("part", nargs="?", help="with run: smtp, rtpengine, worker1 or kamailio")
+    lab.add_argument("action", choices=["up", "down", "status", "demo", "run", "prepare"])
+    lab.add_argument(
+        "part", nargs="?", help="with run and prepare: smtp, rtpengine, worker1 or kamailio"
+    )
     lab.add_argument(
         "--dir",
         type=Path,
-        default=Path(os.environ.get("VOICEMAIL_LAB", SOURCE_TREE / "var" / "lab")),
-        help="the lab's directory (default: var/lab in the source tree, or $VOICEMAIL_LAB)",
+        default=Path(os.environ.get("VOICEMAIL_LAB", "var/lab")),
+        help="the lab's directory (default: $VOICEMAIL_LAB, else var/lab in the current "
+        "directory: `make lab` runs in the source tree)",
     )
     defaults = Ports()
     ports = lab.add_argument_group("ports (to run a second lab beside the first)")
@@ -111,6 +117,13 @@ def _run_lab(args: argparse.Namespace) -> int:
             return 0 if all(answers for _, _, answers in rows) else 1
         elif args.action == "demo":
             return _demo(control, lab)
+        elif args.action == "prepare":
+            if args.part is not None and args.part not in lab.commands():
+                parts = ", ".join(lab.commands())
+                print(f"voicemail lab prepare: name a part: {parts}", file=sys.stderr)
+                return 2
+            control.prepare(_say, args.part)
+            _say(f"lab files written under {lab.root}")
         else:
             return _run_part(control, lab, args.part)
     except LabError as exc:

@@ -4,63 +4,20 @@ a PID file and a log, stop them by PID, and say what runs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import secrets
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kemi import kamdb
-from kemi.provision import Profile, UserNotFound, parse_db_url
 from media_worker.lab.layout import DOMAIN, USERS, Lab
+from media_worker.lab.probes import answers_ng, answers_options, answers_smtp
+from media_worker.lab.procs import start_process, stop_pid
+from media_worker.provisioning import kamdb
+from media_worker.provisioning.provision import Preferences, UserNotFound, parse_db_url
 
 
 class LabError(Exception):
     """A part did not start or answer; the message says which and where its log is."""
-
-
-def sip_options(port: int, host: str) -> bytes:
-    tag = secrets.randbelow(10**9)
-    return (
-        f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {host}:9;branch=z9hG4bK-lab{tag};rport\r\n"
-        f"From: <sip:lab@{host}>;tag={tag}\r\nTo: <sip:{host}>\r\n"
-        f"Call-ID: lab-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-
-
-def answers_sip(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.sendto(sip_options(port, host), (host, port))
-            return sock.recv(65535).startswith(b"SIP/2.0 200")
-        except OSError:
-            return False
-
-
-def answers_ng(host: str, port: int) -> bool:
-    """rtpengine's ng protocol: a bencoded ping is answered with pong."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.sendto(b"lab d7:command4:pinge", (host, port))
-            return b"pong" in sock.recv(4096)
-        except OSError:
-            return False
-
-
-def answers_smtp(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5) as sock:
-            return sock.recv(512).startswith(b"220")
-    except OSError:
-        return False
 
 
 class Controller:
@@ -76,8 +33,8 @@ class Controller:
             "rtpengine": lambda: answers_ng(host, lab.ports.rtpengine_ng),
         }
         for index, port in enumerate(lab.worker_ports()):
-            checks[f"worker{index + 1}"] = lambda port=port: answers_sip(host, port)  # type: ignore[misc]
-        checks["kamailio"] = lambda: answers_sip(host, lab.ports.sip)
+            checks[f"worker{index + 1}"] = lambda port=port: answers_options(host, port)  # type: ignore[misc]
+        checks["kamailio"] = lambda: answers_options(host, lab.ports.sip)
         return checks
 
     def pidfile(self, part: str) -> Path:
@@ -118,11 +75,11 @@ class Controller:
             if report.created:
                 say(f"database: created {len(report.created)} Kamailio tables")
             for user, (password, mode) in USERS.items():
-                profile = Profile(mode=mode, email=f"{user}@{DOMAIN}", lang="en")
+                prefs = Preferences(voicemail=mode, email=f"{user}@{DOMAIN}", lang="en")
                 try:
                     await kamdb.get_user(db, user, DOMAIN)
                 except UserNotFound:
-                    await kamdb.add_user(db, user, DOMAIN, password, profile)
+                    await kamdb.add_user(db, user, DOMAIN, password, prefs)
                     say(f"user {user}@{DOMAIN} added (password {password}, mode {mode})")
 
     def up(self, say: Callable[[str], None], timeout: float = 30.0) -> None:
@@ -139,13 +96,7 @@ class Controller:
 
     def _spawn(self, part: str, command: list[str]) -> None:
         with open(self.logfile(part), "ab") as log:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives `voicemail lab up`; stopped by `down`
-            )
+            proc = start_process(command, log)  # outlives `voicemail lab up`; see `down`
         self.pidfile(part).write_text(f"{proc.pid}\n")
 
     def _wait(self, part: str, check: Callable[[], bool], timeout: float) -> None:
@@ -172,25 +123,9 @@ class Controller:
             if pid is None:
                 self.pidfile(part).unlink(missing_ok=True)
                 continue
-            self._stop(pid, timeout)
+            stop_pid(pid, timeout=timeout)
             self.pidfile(part).unlink(missing_ok=True)
             say(f"{part}: stopped (pid {pid})")
-
-    @staticmethod
-    def _stop(pid: int, timeout: float) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
     def status(self) -> list[tuple[str, int | None, bool]]:
         """(part, pid or None, answers) for each part."""

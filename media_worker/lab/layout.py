@@ -9,15 +9,32 @@ import secrets
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import media_worker
 from kemi.signing import check_secret
 from media_worker.files import write_atomic
 
+
+def _on_disk(resource: Traversable) -> Path:
+    """A packaged file as a path: Kamailio reads these files itself, so they must be on
+    disk (an editable install or an unpacked wheel, never a zip)."""
+    if not isinstance(resource, Path) or not resource.exists():
+        raise FileNotFoundError(f"{resource} is not a file of the installed package")
+    return resource.resolve()
+
+
+# The repository's kamailio-cfg/ ships inside the package (media_worker/kamailio-cfg is a
+# link to it in the source tree), and the KEMI script is the kemi package's proxy.py.
+KAMAILIO_CFG_DIR = _on_disk(resources.files(media_worker) / "kamailio-cfg")
+KAMAILIO_CFG = KAMAILIO_CFG_DIR / "kamailio.cfg"
+LOCAL_CFG = "kamailio-local.cfg"  # the site part, which kamailio.cfg imports
+KEMI_SCRIPT = _on_disk(resources.files("kemi") / "proxy.py")
+# The checkout, for tests that read files of the source tree; the installed product
+# finds its files above.
 SOURCE_TREE = Path(media_worker.__file__).resolve().parents[1]
-KAMAILIO_CFG = SOURCE_TREE / "kamailio-cfg" / "kamailio.cfg"
-KEMI_SCRIPT = SOURCE_TREE / "kemi" / "proxy.py"
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 DOMAIN = "lab.example"
 # user -> (password, voicemail mode); every user's email is <user>@lab.example
@@ -86,6 +103,27 @@ def kamailio_local_cfg(
         *(f"#!define {name} {value}" for name, value in (defines or {}).items()),
     ]
     return "\n".join(lines) + "\n"
+
+
+def cfg_files() -> dict[Path, Path]:
+    """Every file of the shipped Kamailio cfg directory (kamailio.cfg and the native
+    fragments), by its path relative to that directory; a kamailio-local.cfg an operator
+    left in the source tree is the site's, not the product's."""
+    return {
+        path.relative_to(KAMAILIO_CFG_DIR): path
+        for path in sorted(KAMAILIO_CFG_DIR.rglob("*"))
+        if path.is_file() and path.relative_to(KAMAILIO_CFG_DIR) != Path(LOCAL_CFG)
+    }
+
+
+def install_cfg(directory: Path) -> Path:
+    """Copy the shipped cfg files into ``directory`` (Kamailio reads import_file and
+    include_file next to the cfg) and return the path of its kamailio.cfg."""
+    for relative, path in cfg_files().items():
+        target = directory / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, path.read_bytes())
+    return directory / KAMAILIO_CFG.name
 
 
 def dispatcher_list(host: str, ports: Iterable[int]) -> str:
@@ -268,15 +306,15 @@ class Lab:
         )
 
     def write_configs(self, part: str | None = None) -> None:
-        """Write the generated files ``part`` needs (every part's when None). The
-        repository's kamailio.cfg is copied beside its kamailio-local.cfg: Kamailio reads
-        import_file next to the cfg."""
+        """Write the generated files ``part`` needs (every part's when None). The shipped
+        cfg files are copied beside the generated kamailio-local.cfg."""
         for directory in (self.root, self.kamailio_dir, self.run_dir, self.log_dir, self.mail):
             directory.mkdir(parents=True, exist_ok=True)
+        if part in (None, "kamailio"):
+            install_cfg(self.kamailio_dir)
         files: dict[str, dict[Path, str]] = {
             "kamailio": {
-                self.kamailio_dir / "kamailio.cfg": KAMAILIO_CFG.read_text(),
-                self.kamailio_dir / "kamailio-local.cfg": self.kamailio_local_cfg(),
+                self.kamailio_dir / LOCAL_CFG: self.kamailio_local_cfg(),
                 self.kamailio_dir / "dispatcher.list": self.dispatcher_list(),
             }
         }

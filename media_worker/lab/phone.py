@@ -9,10 +9,7 @@ what the phone heard and what it sent to WAV files.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,24 +17,9 @@ import time
 from pathlib import Path
 from typing import IO
 
+from media_worker.lab.procs import free_port, free_udp_tcp_port, start_process, stop_process
+
 MODULES = ("g711.so", "aufile.so", "sndfile.so", "cons.so")
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_DGRAM, both: bool = False) -> int:
-    """A port the kernel just handed out (free for UDP and TCP at once when ``both``)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if not both:
-            return port
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
 
 
 class Phone:
@@ -55,11 +37,11 @@ class Phone:
         ``sample_rate`` and ``channels`` (G.722 needs 16000 Hz, opus 48000 Hz stereo).
         baresip hangs up a call when the source file ends."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
-        self.sip_port = free_port(both=True)  # baresip listens on UDP and TCP
-        self.cons_port = free_port(both=True)
+        self.sip_port = free_udp_tcp_port()  # baresip listens on UDP and TCP
+        self.cons_port = free_udp_tcp_port()
         self.dumps = self.dir / "dumps"
         self.dumps.mkdir()
-        rtp_base = free_port() & ~1
+        rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1
         config = [
             "poll_method epoll",
             f"sip_listen 127.0.0.1:{self.sip_port}",
@@ -85,12 +67,7 @@ class Phone:
 
     def start(self) -> None:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            ["baresip", "-f", str(self.dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = start_process(["baresip", "-f", str(self.dir)], self._log)
         self.wait_for_log("baresip is ready", 10)
 
     def command(self, text: str) -> None:
@@ -131,14 +108,7 @@ class Phone:
     def stop(self) -> None:
         """SIGTERM (baresip unregisters and hangs up), SIGKILL if it lingers."""
         if self.proc is not None:
-            if self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
+            stop_process(self.proc)
             self.proc = None
         if self._log is not None:
             self._log.close()

@@ -42,6 +42,8 @@ AUTH_FAULTS = frozenset({530, 534, 535, 538})
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """Where and how the outbox sends: the worker configuration's ``email.smtp``."""
+
     host: str = "127.0.0.1"
     port: int = 25
     username: str | None = None

@@ -21,7 +21,7 @@ from media_worker.worker import Application, Worker, WorkerSettings
 from storage import Storage, open_storage
 from tests.support.baresip import Baresip
 from tests.support.procs import free_port
-from tests.test_outbox import Inbox
+from tests.support.smtp import Inbox
 
 PROMPT = Path("/usr/share/asterisk/sounds/en_US_f_Allison/vm-intro.wav")
 TEMPLATES = Path(media_worker.__file__).parent / "templates"

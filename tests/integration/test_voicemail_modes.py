@@ -33,7 +33,7 @@ from tests.integration.conftest import WorkerFactory, service
 from tests.support.audio_match import RATE, match, pcm_samples, read_pcm
 from tests.support.baresip import Baresip
 from tests.support.procs import eventually, free_port
-from tests.test_outbox import Inbox
+from tests.support.smtp import Inbox
 
 pytestmark = pytest.mark.integration
 EMAIL = "bob@lab.example"

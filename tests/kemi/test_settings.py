@@ -14,7 +14,7 @@ def settings(**defines: str) -> Settings:
 def test_no_defines_give_the_defaults() -> None:
     assert settings() == Settings()
     assert settings().voicemail_statuses == DEFAULT_VOICEMAIL_STATUSES == (404, 408, 480, 486)
-    assert settings().access_numbers == ("1000", "1001")
+    assert (settings().voicebox_number, settings().annrecorder_number) == ("1000", "1001")
 
 
 def test_string_defines_keep_their_quotes_in_def_and_lose_them_here() -> None:
@@ -24,7 +24,7 @@ def test_string_defines_keep_their_quotes_in_def_and_lose_them_here() -> None:
         VM_ON_STATUS='"486,408"',
         VM_GREETING_TYPE='"unavail"',
     )
-    assert loaded.access_numbers == ("*98", "*99")
+    assert (loaded.voicebox_number, loaded.annrecorder_number) == ("*98", "*99")
     assert loaded.voicemail_statuses == (486, 408)
     assert loaded.greeting_type == "unavail"
 

@@ -14,7 +14,7 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from media_worker.dtmf import DIGITS, TelephoneEvent
@@ -116,17 +116,6 @@ class RtpengineNg:
                     if endpoint.get("port"):
                         found.append((str(endpoint["address"]), int(endpoint["port"])))
         return found
-
-    def local_ports(self, call_id: str) -> list[int]:
-        ports: list[int] = []
-        tags = self.query(call_id).get("tags", {})
-        assert isinstance(tags, dict)
-        for tag in tags.values():
-            for media in tag.get("medias", []):
-                ports.extend(
-                    int(s["local port"]) for s in media.get("streams", []) if s.get("local port")
-                )
-        return ports
 
 
 # ----- SIP on raw UDP -----
@@ -529,10 +518,6 @@ def dispatcher_flags(listing: str, port: int) -> str:
             if match:
                 return match.group(1)
     raise AssertionError(f"no destination at port {port} in:\n{listing}")
-
-
-def loopback_sources(first: int, count: int) -> Iterable[str]:
-    return (f"127.0.0.{n}" for n in range(first, first + count))
 
 
 # ----- the proxy's side of the proxy<->worker hop -----

@@ -100,6 +100,7 @@ class PostgresServer(Managed):
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             user=self._run_as,
+            start_new_session=True,  # its backends form one group with it: see stop_process
         )  # fmt: skip
         self._wait_ready()
 

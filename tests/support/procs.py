@@ -1,39 +1,26 @@
-"""Process helpers: free ports, and stopping exactly the processes a test started."""
+"""Process helpers: waiting for a condition, and servers that stop whatever they started.
+Free ports, starting and stopping by PID are the lab's (media_worker.lab.procs)."""
 
 from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
+from media_worker.lab.procs import free_port, free_udp_tcp_port, start_process, stop_process
 
-def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A port the kernel just handed out and released, for a server we start next."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port free for UDP and for TCP at once (for servers that listen on both)."""
-    for _ in range(50):
-        port = free_port(host, socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            try:
-                tcp.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no port free for both UDP and TCP")
+__all__ = [
+    "Managed",
+    "eventually",
+    "free_port",
+    "free_udp_tcp_port",
+    "start_process",
+    "stop_process",
+    "wait_until",
+]
 
 
 def wait_until(condition: Callable[[], bool], within: float, describe: Callable[[], str]) -> None:
@@ -64,22 +51,6 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"gave up after {within} s:\n{describe()}")
         await asyncio.sleep(0.05)
-
-
-def stop_process(
-    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0
-) -> None:
-    """Stop ``proc`` (by its PID): ``sig`` first, SIGKILL if it does not exit in time."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(proc.pid, sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout)
 
 
 class Managed(abc.ABC):

@@ -21,41 +21,29 @@ from aiosmtpd.controller import Controller
 
 from media_worker.lab.layout import (
     DOMAIN,
-    KAMAILIO_CFG,
     LAB_BAN_TIME,
     USERS,
     account,
     dispatcher_list,
+    install_cfg,
     kamailio_command,
     kamailio_local_cfg,
     lab_secret,
     rtpengine_command,
     worker_yaml,
 )
-from tests.support.procs import Managed, free_port, free_udp_tcp_port, stop_process, wait_until
-from tests.test_outbox import Inbox
+from media_worker.lab.probes import answers_ng, answers_options
+from tests.support.procs import (
+    Managed,
+    free_port,
+    free_udp_tcp_port,
+    start_process,
+    stop_process,
+    wait_until,
+)
+from tests.support.smtp import Inbox
 
 VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
-
-
-def sip_options(port: int, transport: str = "UDP") -> bytes:
-    return (
-        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/{transport} 127.0.0.1:5999;branch=z9hG4bK-probe{random.randrange(10**9)};rport\r\n"
-        "From: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1>\r\n"
-        f"Call-ID: probe-{random.randrange(10**9)}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
-
-
-def answers_options(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.5)
-        sock.sendto(sip_options(port), ("127.0.0.1", port))
-        try:
-            return sock.recv(65535).startswith(b"SIP/2.0 200")
-        except TimeoutError:
-            return False
 
 
 class LoggedProcess(Managed):
@@ -76,9 +64,7 @@ class LoggedProcess(Managed):
 
     def start(self) -> None:
         out: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        self.proc = start_process(self.command(), out)
         out.close()
 
         def up() -> bool:
@@ -114,14 +100,7 @@ class Rtpengine(LoggedProcess):
         ]
 
     def ready(self) -> bool:
-        # "d7:command4:pinge" answered with "pong": the ng protocol (bencode over UDP).
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.5)
-            sock.sendto(b"probe d7:command4:pinge", ("127.0.0.1", self.ng_port))
-            try:
-                return b"pong" in sock.recv(4096)
-            except TimeoutError:
-                return False
+        return answers_ng("127.0.0.1", self.ng_port)
 
 
 class MediaWorker(LoggedProcess):
@@ -185,7 +164,7 @@ class Kamailio(LoggedProcess):
         super().__init__(directory)
         self.port = port or free_udp_tcp_port()
         self.ctl = directory / "kamailio_ctl"
-        shutil.copy(KAMAILIO_CFG, directory / "kamailio.cfg")
+        install_cfg(directory)
         dispatcher = directory / "dispatcher.list"
         dispatcher.write_text(dispatcher_list("127.0.0.1", (w.port for w in workers)))
         (directory / "kamailio-local.cfg").write_text(
@@ -211,7 +190,7 @@ class Kamailio(LoggedProcess):
         return kamailio_command(self.dir / "kamailio.cfg", self.dir)
 
     def ready(self) -> bool:
-        return answers_options(self.port)
+        return answers_options("127.0.0.1", self.port)
 
     def kamcmd(self, *args: str) -> str:
         return subprocess.run(

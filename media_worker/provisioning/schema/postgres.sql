@@ -2,7 +2,7 @@
 -- usrloc, avpops, dispatcher, presence/MWI and pua, with the version rows Kamailio checks
 -- at start-up. Columns, types, defaults and indexes are kamailio's own postgres schema;
 -- only IF NOT EXISTS / ON CONFLICT are added, so `voicemail db init` can run again.
--- tests/kemi compares this file with /usr/share/kamailio/postgres/*-create.sql.
+-- tests/provisioning compares this file with /usr/share/kamailio/postgres/*-create.sql.
 
 -- standard
 CREATE TABLE IF NOT EXISTS version (

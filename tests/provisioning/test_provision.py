@@ -1,4 +1,4 @@
-"""kemi.provision: schema facts (checked against Debian's Kamailio schema), input checks,
+"""media_worker.provisioning.provision: schema facts (checked against Debian's Kamailio schema), input checks,
 digest hashes and usr_preferences rows."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kemi.provision import (
+from media_worker.provisioning.provision import (
     TABLES,
     DbUrl,
-    Profile,
+    Preferences,
     Refused,
     check_domain,
-    check_profile,
+    check_preferences,
     check_user,
     ha1,
     ha1b,
@@ -191,40 +191,46 @@ def test_good_addresses(address: str, expected: tuple[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("profile", "message"),
+    ("prefs", "message"),
     [
-        (Profile(mode="mail"), "bad mode 'mail': must be one of voicemail, box, both, ann"),
-        (Profile(email="bob"), "bad email 'bob': expected an address with '@'"),
-        (Profile(email="bob@"), "bad email 'bob@': expected an address with '@'"),
-        (Profile(email="b ob@x"), "bad email 'b ob@x': must not contain white space"),
-        (Profile(lang="english language"), "bad lang 'english language'"),
+        (
+            Preferences(voicemail="mail"),
+            "bad mode 'mail': must be one of voicemail, box, both, ann",
+        ),
+        (Preferences(email="bob"), "bad email 'bob': expected an address with '@'"),
+        (Preferences(email="bob@"), "bad email 'bob@': expected an address with '@'"),
+        (Preferences(email="b ob@x"), "bad email 'b ob@x': must not contain white space"),
+        (Preferences(lang="english language"), "bad lang 'english language'"),
         # What the worker's P-App-Param check refuses is refused here too.
-        (Profile(lang="english"), "bad lang 'english'"),
-        (Profile(lang="en-x"), "bad lang 'en-x'"),
-        (Profile(did="b-prompts"), "bad did 'b-prompts': must not end in '-prompts' (reserved)"),
-        (Profile(uid="a/b"), "bad uid 'a/b': must not contain '/' or '\\'"),
-        (Profile(did=".."), "bad did '..': must not be '.' or '..'"),
-        (Profile(greeting_type=".x"), "bad greeting type '.x': must not start with '.'"),
+        (Preferences(lang="english"), "bad lang 'english'"),
+        (Preferences(lang="en-x"), "bad lang 'en-x'"),
+        (
+            Preferences(did="b-prompts"),
+            "bad did 'b-prompts': must not end in '-prompts' (reserved)",
+        ),
+        (Preferences(uid="a/b"), "bad uid 'a/b': must not contain '/' or '\\'"),
+        (Preferences(did=".."), "bad did '..': must not be '.' or '..'"),
+        (Preferences(vm_greeting_type=".x"), "bad greeting type '.x': must not start with '.'"),
     ],
 )
-def test_bad_profiles(profile: Profile, message: str) -> None:
+def test_bad_preferences(prefs: Preferences, message: str) -> None:
     with pytest.raises(Refused) as caught:
-        check_profile(profile)
+        check_preferences(prefs)
     assert message in str(caught.value)
 
 
-def test_profile_maps_to_avp_attributes() -> None:
-    profile = check_profile(
-        Profile(
-            mode="both",
+def test_preferences_map_to_avp_attributes() -> None:
+    prefs = check_preferences(
+        Preferences(
+            voicemail="both",
             email="bob@lab.example",
             lang="pt_BR",
             uid="u1",
             did="d1",
-            greeting_type="vm",
+            vm_greeting_type="vm",
         )
     )
-    assert preference_changes(profile) == {
+    assert preference_changes(prefs) == {
         "voicemail": "both",
         "email": "bob@lab.example",
         "lang": "pt_BR",
@@ -232,8 +238,8 @@ def test_profile_maps_to_avp_attributes() -> None:
         "did": "d1",
         "vm_greeting_type": "vm",
     }
-    assert preference_changes(Profile(email="")) == {"email": ""}
-    assert preference_changes(Profile()) == {}
+    assert preference_changes(Preferences(email="")) == {"email": ""}
+    assert preference_changes(Preferences()) == {}
 
 
 def test_preference_rows_carry_the_uid_as_uuid_and_skip_removals() -> None:
@@ -247,7 +253,8 @@ def test_preference_rows_carry_the_uid_as_uuid_and_skip_removals() -> None:
 
 
 def test_provisioned_attributes_are_the_ones_the_proxy_reads() -> None:
-    from kemi.app_param import PREFERENCE_KEYS
-    from kemi.provision import ATTRIBUTES
+    from dataclasses import fields
 
-    assert set(ATTRIBUTES.values()) == set(PREFERENCE_KEYS)
+    from kemi.app_param import PREFERENCE_KEYS
+
+    assert [field.name for field in fields(Preferences)] == list(PREFERENCE_KEYS)

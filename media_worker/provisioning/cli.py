@@ -9,21 +9,22 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import astuple
 from typing import TypeVar
 
-from kemi import kamdb
-from kemi.provision import (
+from media_worker.apps.params import MODES
+from media_worker.provisioning import kamdb
+from media_worker.provisioning.provision import (
     TABLES,
     DbUrl,
-    Profile,
+    Preferences,
     ProvisionError,
     Refused,
     check_password,
-    check_profile,
+    check_preferences,
     parse_address,
     parse_db_url,
 )
-from media_worker.apps.params import MODES
 
 DB_ENV = "VOICEMAIL_DB"
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -194,15 +195,15 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _profile(args: argparse.Namespace) -> Profile:
-    return check_profile(
-        Profile(
-            mode=args.mode,
+def _preferences(args: argparse.Namespace) -> Preferences:
+    return check_preferences(
+        Preferences(
+            voicemail=args.mode,
             email=args.email,
             lang=args.lang,
             uid=args.uid,
             did=args.did,
-            greeting_type=args.greeting_type,
+            vm_greeting_type=args.greeting_type,
         )
     )
 
@@ -214,27 +215,24 @@ def _run_user(args: argparse.Namespace) -> int:
         if url is None:
             return EXIT_USAGE
         if args.action in ("add", "set"):
-            profile = _profile(args)
-            if args.action == "add" and "" in (
-                profile.mode, profile.email, profile.lang, profile.uid, profile.did,
-                profile.greeting_type,
-            ):  # fmt: skip
+            prefs = _preferences(args)
+            if args.action == "add" and "" in astuple(prefs):
                 raise Refused('an empty value ("") only removes a preference, with `user set`')
             password: str | None = args.password
             if password == ASK or (password is None and args.action == "add"):
                 password = _read_password()
             if password is not None:
                 check_password(password)
-            if args.action == "set" and password is None and profile == Profile():
+            if args.action == "set" and password is None and prefs == Preferences():
                 message = "nothing to change: give --password or a preference option"
                 print(f"voicemail: {message}", file=sys.stderr)
                 return EXIT_USAGE
         if args.action == "add":
             assert password is not None
-            _with_db(url, lambda db: kamdb.add_user(db, user, domain, password, profile))
+            _with_db(url, lambda db: kamdb.add_user(db, user, domain, password, prefs))
             print(f"user {user}@{domain} added")
         elif args.action == "set":
-            _with_db(url, lambda db: kamdb.set_user(db, user, domain, password, profile))
+            _with_db(url, lambda db: kamdb.set_user(db, user, domain, password, prefs))
             print(f"user {user}@{domain} changed")
         elif args.action == "show":
             record = _with_db(url, lambda db: kamdb.get_user(db, user, domain))

@@ -1,8 +1,9 @@
 """Provisioning of the Kamailio database (the SerWeb role), without I/O.
 
 The schema text, the database URL, the checks on user input, the digest hashes and the
-``usr_preferences`` rows live here; ``kemi.kamdb`` runs them against a database and
-``kemi.cli`` is the ``voicemail db|user`` command. Standard library only.
+``usr_preferences`` rows live here; ``kamdb`` runs them against a database and ``cli`` is
+the ``voicemail db|user`` command. User input is checked as the worker and the store
+would check it, with their own rules.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -79,8 +80,8 @@ class DatabaseUnavailable(ProvisionError, ConnectionError):
 
 
 def load_schema(dialect: Dialect) -> str:
-    """The DDL shipped in ``kemi/schema/<dialect>.sql``."""
-    return resources.files("kemi").joinpath("schema", f"{dialect}.sql").read_text("utf-8")
+    """The DDL shipped in ``schema/<dialect>.sql`` beside this module."""
+    return resources.files(__package__).joinpath("schema", f"{dialect}.sql").read_text("utf-8")
 
 
 def split_statements(sql: str) -> list[str]:
@@ -212,62 +213,48 @@ def check_password(password: str) -> str:
 
 
 @dataclass(frozen=True)
-class Profile:
-    """The user's voicemail preferences; None: not given (left alone by ``set``), "":
-    remove the preference."""
+class Preferences:
+    """A user's voicemail preferences, each field named after its usr_preferences
+    attribute (the AVP the proxy loads: kemi.app_param.PREFERENCE_KEYS); None: not given
+    (left alone by ``set``), "": remove the preference."""
 
-    mode: str | None = None
+    voicemail: str | None = None  # the mode
     email: str | None = None
     lang: str | None = None
     uid: str | None = None
     did: str | None = None
-    greeting_type: str | None = None
+    vm_greeting_type: str | None = None
 
 
-# Profile field -> usr_preferences.attribute (the AVP names the proxy loads).
-ATTRIBUTES: Mapping[str, str] = {
-    "mode": "voicemail",
-    "email": "email",
-    "lang": "lang",
-    "uid": "uid",
-    "did": "did",
-    "greeting_type": "vm_greeting_type",
-}
-
-
-def check_profile(profile: Profile) -> Profile:
+def check_preferences(prefs: Preferences) -> Preferences:
     """Raise Refused for a value the worker would refuse; "" (removal) always passes."""
-    if profile.mode and profile.mode not in MODES:
-        raise Refused(f"bad mode {profile.mode!r}: must be one of {', '.join(MODES)}")
-    if profile.email:
-        check_key("email", profile.email, MAX_PREF_VALUE)
-        local, _, host = profile.email.rpartition("@")
+    if prefs.voicemail and prefs.voicemail not in MODES:
+        raise Refused(f"bad mode {prefs.voicemail!r}: must be one of {', '.join(MODES)}")
+    if prefs.email:
+        check_key("email", prefs.email, MAX_PREF_VALUE)
+        local, _, host = prefs.email.rpartition("@")
         if not local or not host:
-            raise Refused(f"bad email {profile.email!r}: expected an address with '@'")
-    if profile.lang and not LANGUAGE_TAG.fullmatch(profile.lang):
-        raise Refused(f"bad lang {profile.lang!r}: expected a language tag such as en or pt_BR")
-    if profile.uid:
-        check_key("uid", profile.uid, MAX_UUID)
-    if profile.did:
-        check_key("did", profile.did, MAX_PREF_VALUE)
-        if profile.did.endswith(PROMPTS_SUFFIX):  # the did is the mailbox's domain
-            raise Refused(f"bad did {profile.did!r}: must not end in {PROMPTS_SUFFIX!r} (reserved)")
-    if profile.greeting_type:
-        check_key("greeting type", profile.greeting_type, MAX_PREF_VALUE)
+            raise Refused(f"bad email {prefs.email!r}: expected an address with '@'")
+    if prefs.lang and not LANGUAGE_TAG.fullmatch(prefs.lang):
+        raise Refused(f"bad lang {prefs.lang!r}: expected a language tag such as en or pt_BR")
+    if prefs.uid:
+        check_key("uid", prefs.uid, MAX_UUID)
+    if prefs.did:
+        check_key("did", prefs.did, MAX_PREF_VALUE)
+        if prefs.did.endswith(PROMPTS_SUFFIX):  # the did is the mailbox's domain
+            raise Refused(f"bad did {prefs.did!r}: must not end in {PROMPTS_SUFFIX!r} (reserved)")
+    if prefs.vm_greeting_type:
+        check_key("greeting type", prefs.vm_greeting_type, MAX_PREF_VALUE)
         try:
-            check_greeting_type(profile.greeting_type)
+            check_greeting_type(prefs.vm_greeting_type)
         except BadIdentity as exc:
             raise Refused(str(exc)) from None
-    return profile
+    return prefs
 
 
-def preference_changes(profile: Profile) -> dict[str, str]:
-    """``attribute -> value`` for each field given ("" means remove the attribute)."""
-    return {
-        ATTRIBUTES[field.name]: value
-        for field in fields(profile)
-        if (value := getattr(profile, field.name)) is not None
-    }
+def preference_changes(prefs: Preferences) -> dict[str, str]:
+    """``attribute -> value`` for each preference given ("" means remove the attribute)."""
+    return {attribute: value for attribute, value in asdict(prefs).items() if value is not None}
 
 
 @dataclass(frozen=True)

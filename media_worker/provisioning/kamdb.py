@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from kemi.provision import (
-    ATTRIBUTES,
+from kemi.app_param import PREFERENCE_KEYS
+from media_worker.provisioning.provision import (
     TABLES,
     DatabaseUnavailable,
     DbUrl,
     Dialect,
-    Profile,
+    Preferences,
     ProvisionError,
     Refused,
     UserNotFound,
@@ -266,11 +266,11 @@ async def _preferences(db: Sql, user: str, domain: str) -> list[tuple[str, str, 
     ]
 
 
-async def _write_preferences(db: Sql, user: str, domain: str, profile: Profile) -> None:
+async def _write_preferences(db: Sql, user: str, domain: str, prefs: Preferences) -> None:
     """Merge the given fields into the user's voicemail preferences, one row each."""
-    current = {a: v for a, v, _ in await _preferences(db, user, domain) if a in ATTRIBUTES.values()}
-    merged = {**current, **preference_changes(profile)}
-    managed = tuple(ATTRIBUTES.values())
+    current = {a: v for a, v, _ in await _preferences(db, user, domain) if a in PREFERENCE_KEYS}
+    merged = {**current, **preference_changes(prefs)}
+    managed = tuple(PREFERENCE_KEYS)
     marks = ", ".join(f"${n}" for n in range(3, 3 + len(managed)))
     await db.execute(
         f"DELETE FROM usr_preferences WHERE {_USER} AND attribute IN ({marks})",
@@ -292,7 +292,7 @@ async def _write_preferences(db: Sql, user: str, domain: str, profile: Profile) 
         )
 
 
-async def add_user(db: Sql, user: str, domain: str, password: str, profile: Profile) -> None:
+async def add_user(db: Sql, user: str, domain: str, password: str, prefs: Preferences) -> None:
     async with db.transaction():
         if await _exists(db, user, domain):
             raise Refused(f"user {user}@{domain} already exists (use `voicemail user set`)")
@@ -304,10 +304,12 @@ async def add_user(db: Sql, user: str, domain: str, password: str, profile: Prof
             ha1(user, domain, password),
             ha1b(user, domain, password),
         )
-        await _write_preferences(db, user, domain, profile)
+        await _write_preferences(db, user, domain, prefs)
 
 
-async def set_user(db: Sql, user: str, domain: str, password: str | None, profile: Profile) -> None:
+async def set_user(
+    db: Sql, user: str, domain: str, password: str | None, prefs: Preferences
+) -> None:
     async with db.transaction():
         if not await _exists(db, user, domain):
             raise UserNotFound(user, domain)
@@ -319,7 +321,7 @@ async def set_user(db: Sql, user: str, domain: str, password: str | None, profil
                 ha1(user, domain, password),
                 ha1b(user, domain, password),
             )
-        await _write_preferences(db, user, domain, profile)
+        await _write_preferences(db, user, domain, prefs)
 
 
 async def get_user(db: Sql, user: str, domain: str) -> UserRecord:
@@ -327,7 +329,7 @@ async def get_user(db: Sql, user: str, domain: str) -> UserRecord:
     if not rows:
         raise UserNotFound(user, domain)
     prefs = await _preferences(db, user, domain)
-    uuids = {u for a, _, u in prefs if a in ATTRIBUTES.values()}
+    uuids = {u for a, _, u in prefs if a in PREFERENCE_KEYS}
     (count,) = (await db.fetch(f"SELECT count(*) FROM location WHERE {_CONTACTS}", user, domain))[0]
     return UserRecord(
         user=user,

@@ -20,7 +20,7 @@ import pytest
 
 from media_worker.cli import main
 from tests.support.postgres import PostgresServer
-from tests.support.procs import Managed, free_port, stop_process, wait_until
+from tests.support.procs import Managed, free_port, start_process, stop_process, wait_until
 
 KAMAILIO = Path("/usr/sbin/kamailio")
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
@@ -113,10 +113,8 @@ class Kamailio(Managed):
 
     def start(self) -> None:
         self._log = open(self.dir / "kamailio.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [str(KAMAILIO), "-f", str(self.cfg), "-DD", "-E", "-Y", str(self.dir)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self.proc = start_process(
+            [str(KAMAILIO), "-f", str(self.cfg), "-DD", "-E", "-Y", str(self.dir)], self._log
         )
 
     def wait_serving(self) -> None:
