@@ -195,7 +195,7 @@ def account(
 
 @dataclass(frozen=True)
 class Ports:
-    """The lab's fixed ports (README); tests pass free ones."""
+    """The lab's fixed ports (docs/operator.md, "The lab"); tests pass free ones."""
 
     sip: int = 5060  # Kamailio, UDP and TCP
     worker: int = 5080  # the media worker, UDP and TCP
