@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from media_worker.apps.events import (
     Action,
+    CancelTimer,
     Dtmf,
     Event,
     HangUp,
@@ -69,10 +70,13 @@ class Annrecorder(Machine[State]):
         self.settings = settings
         self.saved = False
         self._expected = ""  # the mark of the prompt now playing
+        self._waiting = False  # the wait timer runs
 
     def classify(self, event: Event) -> Input | None:
         if isinstance(event, PlaybackDone) and event.mark != self._expected:
             return None  # an interrupted prompt reporting late
+        if isinstance(event, Timeout) and (event.name != WAIT or not self._waiting):
+            return None  # a timer the caller's key already answered
         if isinstance(event, Dtmf):
             return KEYS.get(event.digit, Key.OTHER)
         if isinstance(event, RecordingStopped):
@@ -83,6 +87,11 @@ class Annrecorder(Machine[State]):
         self._expected = mark
         return Play(prompts, mark)
 
+    def _stop_waiting(self) -> list[Action]:
+        # A key answers the wait: its timer must not fire in a later state.
+        waiting, self._waiting = self._waiting, False
+        return [CancelTimer(WAIT)] if waiting else []
+
     # ----- builders -----
 
     def _start(self, event: Event) -> list[Action]:
@@ -90,10 +99,11 @@ class Annrecorder(Machine[State]):
         return [self._play(prompts, "intro")]
 
     def _wait(self, event: Event) -> list[Action]:
+        self._waiting = True
         return [StartTimer(WAIT, self.settings.wait_for_key)]
 
     def _beep(self, event: Event) -> list[Action]:
-        return [StopPlayback(), self._play(("beep",), "beep")]
+        return [*self._stop_waiting(), StopPlayback(), self._play(("beep",), "beep")]
 
     def _record(self, event: Event) -> list[Action]:
         return [Record(self.settings.max_record_time)]
@@ -109,12 +119,19 @@ class Annrecorder(Machine[State]):
 
     def _keep(self, event: Event) -> list[Action]:
         self.saved = True
-        return [StopPlayback(), SaveGreeting(), self._play(("greeting_saved", "goodbye"), "bye")]
+        return [
+            *self._stop_waiting(),
+            StopPlayback(),
+            SaveGreeting(),
+            self._play(("greeting_saved", "goodbye"), "bye"),
+        ]
 
     def _silence(self, event: Event) -> list[Action]:
+        self._waiting = False  # it fired
         return self._keep(event) if self.settings.keep_on_silence else self._goodbye(event)
 
     def _goodbye(self, event: Event) -> list[Action]:
+        self._waiting = False  # it fired
         return [StopPlayback(), self._play(("goodbye",), "bye")]
 
     def _hang_up(self, event: Event) -> list[Action]:

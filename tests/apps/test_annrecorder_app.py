@@ -7,6 +7,7 @@ import pytest
 from media_worker.apps.annrecorder import TABLE, Annrecorder, AnnrecorderSettings, Key, State
 from media_worker.apps.events import (
     Action,
+    CancelTimer,
     Dtmf,
     Event,
     HangUp,
@@ -121,3 +122,18 @@ def test_an_event_without_a_row_is_ignored() -> None:
     assert (State.REVIEW, Key.OTHER) not in TABLE
     assert app.handle(Dtmf("9")) == []
     assert app.state is State.REVIEW
+
+
+def test_a_key_after_the_prompt_cancels_the_wait_so_it_cannot_fire_later() -> None:
+    app, actions = run(Started(), PlaybackDone("intro"), Dtmf("5"))
+    assert actions[1:3] == [StartTimer("wait", 20.0), CancelTimer("wait")]
+    late: list[Event] = [PlaybackDone("beep"), Dtmf("#"), RecordingStopped(4.0, "stopped")]
+    late += [PlaybackDone("review"), Timeout("wait")]  # during "press 1 to keep": not silence
+    assert [a for e in late for a in app.handle(e)] == [
+        Record(120.0),
+        StopRecording(),
+        Play(("recording",), "review"),
+        Play(("greeting_confirm",), "confirm"),
+    ]
+    assert app.state is State.CONFIRM
+    assert not app.saved
