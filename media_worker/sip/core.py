@@ -464,8 +464,6 @@ class SipCore:
         *,
         reason: str | None = None,
         body: bytes = b"",
-        content_type: str = "application/sdp",
-        contact: str | None = None,
     ) -> list[Action]:
         """Answer the call's INVITE (1xx, 2xx, or a refusal)."""
         call.go(CI.PROVISIONAL if status < 200 else CI.ANSWER if status < 300 else CI.REFUSE)
@@ -473,26 +471,26 @@ class SipCore:
         if 101 <= status < 300:
             for route in call.dialog.route_set:
                 response.headers.add("Record-Route", route)
-            response.headers.add("Contact", contact or f"<sip:{self.via_host}:{self.via_port}>")
+            response.headers.add("Contact", self._contact())
         if status >= 200:
             response.headers.add("Allow", ALLOW)
             response.headers.add("Server", self.user_agent)
         if body:
-            response.headers.add("Content-Type", content_type)
+            response.headers.add("Content-Type", "application/sdp")
             response.body = body
         if call.state is CallState.ENDED:
             self._forget(call)
         return self._reply(call.transaction, response, now)
 
     def answer_reinvite(
-        self, call: Call, status: int, now: float, *, body: bytes = b"", contact: str | None = None
+        self, call: Call, status: int, now: float, *, body: bytes = b""
     ) -> list[Action]:
         txn = call.reinvite
         if txn is None:
             raise LocalProtocolError(f"call {call.call_id} has no re-INVITE to answer")
         response = response_to(txn.request, status, to_tag=call.dialog.local_tag)
         if 200 <= status < 300:
-            response.headers.add("Contact", contact or f"<sip:{self.via_host}:{self.via_port}>")
+            response.headers.add("Contact", self._contact())
         if body:
             response.headers.add("Content-Type", "application/sdp")
             response.body = body
@@ -517,6 +515,9 @@ class SipCore:
             dest = Destination(dest.transport, dest.host, dest.port, call.source.connection)
         bye = call.dialog.new_request("BYE", self._via(dest.transport))
         return self.send_request(bye, dest, now)
+
+    def _contact(self) -> str:
+        return f"<sip:{self.via_host}:{self.via_port}>"
 
     def _via(self, transport: str) -> Via:
         return Via(
