@@ -141,7 +141,7 @@ class Voicebox(Machine[State]):
         """``messages``: (name, new) oldest first, as the store lists them."""
         super().__init__(TABLE, State.IDLE, State.DONE)
         self.settings = settings
-        self.keys = key_names(settings.keys)
+        self._keys = key_names(settings.keys)
         new = [Entry(n, True) for n, is_new in messages if is_new]
         saved = [Entry(n, False) for n, is_new in messages if not is_new]
         self.entries = new[::-1] + saved[::-1]  # newest first, new before saved
@@ -158,7 +158,7 @@ class Voicebox(Machine[State]):
         if isinstance(event, Timeout) and event.name != INACTIVITY:
             return None
         if isinstance(event, Dtmf):
-            return self.keys.get(event.digit, Key.OTHER)
+            return self._keys.get(event.digit, Key.OTHER)
         if isinstance(event, PinChecked):
             if event.ok:
                 return Pin.RIGHT
