@@ -86,10 +86,10 @@ class Recorded(enum.Enum):
 
 
 def recorded(event: RecordingStopped) -> Recorded:
-    # Any other reason is an ordinary stop, as the apps have always read it.
-    return {"max-duration": Recorded.FULL, "hangup": Recorded.HUNG_UP}.get(
-        event.reason, Recorded.STOPPED
-    )
+    try:
+        return Recorded(event.reason)
+    except ValueError:
+        return Recorded.STOPPED  # any other reason is an ordinary stop, as it always was
 
 
 def input_name(key: Input) -> str:
