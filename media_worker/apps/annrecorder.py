@@ -9,16 +9,15 @@ the caller says nothing at that point (configurable). A state table in one file.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from media_worker.apps.events import (
     Action,
+    CancelTimer,
     Dtmf,
     Event,
     HangUp,
     Hangup,
-    PinChecked,
     Play,
     PlaybackDone,
     Record,
@@ -30,7 +29,7 @@ from media_worker.apps.events import (
     StopRecording,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
+from media_worker.apps.machine import Input, Machine, Recorded, Row, recorded
 
 WAIT = "wait"
 KEEP, AGAIN = "1", "2"
@@ -54,120 +53,112 @@ class State(enum.Enum):
     DONE = "done"
 
 
-class Annrecorder:
+class Key(enum.Enum):
+    KEEP = "keep"
+    AGAIN = "again"
+    OTHER = "other"  # "any key" where any key will do
+
+
+KEYS = {KEEP: Key.KEEP, AGAIN: Key.AGAIN}
+
+
+class Annrecorder(Machine[State]):
+    NAME = "annrecorder"
+
     def __init__(self, settings: AnnrecorderSettings) -> None:
+        super().__init__(TABLE, State.IDLE, State.DONE)
         self.settings = settings
-        self.state = State.IDLE
         self.saved = False
         self._expected = ""  # the mark of the prompt now playing
-        ignore = self._ignore
-        hangup = self._hung_up
-        self._table: dict[State, dict[type, Callable[[Event], list[Action]]]] = {
-            State.IDLE: {Started: self._start, Hangup: hangup},
-            State.INTRO: {
-                Dtmf: self._record,
-                PlaybackDone: self._wait,
-                Timeout: self._goodbye,
-                Hangup: hangup,
-            },
-            State.BEEP: {PlaybackDone: self._beep_done, Dtmf: ignore, Hangup: hangup},
-            State.RECORDING: {
-                Dtmf: self._stop,
-                RecordingStopped: self._recorded,
-                PlaybackDone: ignore,
-                Hangup: hangup,
-            },
-            State.REVIEW: {
-                PlaybackDone: self._confirm,
-                Dtmf: self._decide,
-                Hangup: hangup,
-            },
-            State.CONFIRM: {
-                PlaybackDone: self._wait,
-                Dtmf: self._decide,
-                Timeout: self._confirm_timeout,
-                Hangup: hangup,
-            },
-            State.GOODBYE: {PlaybackDone: self._bye_done, Dtmf: ignore, Hangup: hangup},
-            State.DONE: dict.fromkeys(
-                (Hangup, PlaybackDone, Dtmf, Timeout, RecordingStopped, PinChecked), ignore
-            ),
-        }
+        self._waiting = False  # the wait timer runs
 
-    def handle(self, event: Event) -> list[Action]:
-        handler = self._table[self.state].get(type(event))
-        if handler is None:
-            raise LocalProtocolError(
-                f"annrecorder: {type(event).__name__} is not expected in state {self.state.value}"
-            )
+    def classify(self, event: Event) -> Input | None:
         if isinstance(event, PlaybackDone) and event.mark != self._expected:
-            return []  # an interrupted prompt reporting late
-        return handler(event)
+            return None  # an interrupted prompt reporting late
+        if isinstance(event, Timeout) and (event.name != WAIT or not self._waiting):
+            return None  # a timer the caller's key already answered
+        if isinstance(event, Dtmf):
+            return KEYS.get(event.digit, Key.OTHER)
+        if isinstance(event, RecordingStopped):
+            return recorded(event)
+        return type(event)
 
     def _play(self, prompts: tuple[str, ...], mark: str) -> Play:
         self._expected = mark
         return Play(prompts, mark)
 
-    def _ignore(self, event: Event) -> list[Action]:
-        return []
+    def _stop_waiting(self) -> list[Action]:
+        # A key answers the wait: its timer must not fire in a later state.
+        waiting, self._waiting = self._waiting, False
+        return [CancelTimer(WAIT)] if waiting else []
 
-    def _hung_up(self, event: Event) -> list[Action]:
-        self.state = State.DONE  # nothing is kept that the caller did not keep
-        return []
+    # ----- builders -----
 
     def _start(self, event: Event) -> list[Action]:
-        self.state = State.INTRO
         prompts = ("greeting_welcome", "greeting_current", "greeting", "greeting_record_prompt")
         return [self._play(prompts, "intro")]
 
     def _wait(self, event: Event) -> list[Action]:
+        self._waiting = True
         return [StartTimer(WAIT, self.settings.wait_for_key)]
 
-    def _record(self, event: Event) -> list[Action]:
-        self.state = State.BEEP
-        return [StopPlayback(), self._play(("beep",), "beep")]
+    def _beep(self, event: Event) -> list[Action]:
+        return [*self._stop_waiting(), StopPlayback(), self._play(("beep",), "beep")]
 
-    def _beep_done(self, event: Event) -> list[Action]:
-        self.state = State.RECORDING
+    def _record(self, event: Event) -> list[Action]:
         return [Record(self.settings.max_record_time)]
 
     def _stop(self, event: Event) -> list[Action]:
         return [StopRecording()]
 
-    def _recorded(self, event: Event) -> list[Action]:
-        assert isinstance(event, RecordingStopped)
-        if event.reason == "hangup":
-            self.state = State.DONE
-            return []
-        self.state = State.REVIEW
+    def _review(self, event: Event) -> list[Action]:
         return [self._play(("recording",), "review")]
 
     def _confirm(self, event: Event) -> list[Action]:
-        self.state = State.CONFIRM
         return [self._play(("greeting_confirm",), "confirm")]
 
-    def _decide(self, event: Event) -> list[Action]:
-        assert isinstance(event, Dtmf)
-        if event.digit == KEEP:
-            return self._keep()
-        if event.digit == AGAIN:
-            return self._record(event)
-        return []
-
-    def _keep(self) -> list[Action]:
+    def _keep(self, event: Event) -> list[Action]:
         self.saved = True
-        self.state = State.GOODBYE
-        return [StopPlayback(), SaveGreeting(), self._play(("greeting_saved", "goodbye"), "bye")]
+        return [
+            *self._stop_waiting(),
+            StopPlayback(),
+            SaveGreeting(),
+            self._play(("greeting_saved", "goodbye"), "bye"),
+        ]
 
-    def _confirm_timeout(self, event: Event) -> list[Action]:
-        if self.settings.keep_on_silence:
-            return self._keep()
-        return self._goodbye(event)
+    def _silence(self, event: Event) -> list[Action]:
+        self._waiting = False  # it fired
+        return self._keep(event) if self.settings.keep_on_silence else self._goodbye(event)
 
     def _goodbye(self, event: Event) -> list[Action]:
-        self.state = State.GOODBYE
+        self._waiting = False  # it fired
         return [StopPlayback(), self._play(("goodbye",), "bye")]
 
-    def _bye_done(self, event: Event) -> list[Action]:
-        self.state = State.DONE
+    def _hang_up(self, event: Event) -> list[Action]:
         return [HangUp()]
+
+
+S, A = State, Annrecorder  # table shorthand
+ANY_KEY = tuple(Key)
+# (state, input) -> next state and the actions. No row: the event is ignored (machine.py).
+# A hang-up keeps nothing that the caller did not keep.
+TABLE: dict[tuple[State, Input], Row[Annrecorder, State]] = {
+    (S.IDLE, Started): Row(S.INTRO, A._start),
+    (S.INTRO, PlaybackDone): Row(S.INTRO, A._wait),
+    **{(S.INTRO, key): Row(S.BEEP, A._beep) for key in ANY_KEY},
+    (S.INTRO, Timeout): Row(S.GOODBYE, A._goodbye),
+    (S.BEEP, PlaybackDone): Row(S.RECORDING, A._record),
+    **{(S.RECORDING, key): Row(S.RECORDING, A._stop) for key in ANY_KEY},
+    (S.RECORDING, Recorded.FULL): Row(S.REVIEW, A._review),
+    (S.RECORDING, Recorded.STOPPED): Row(S.REVIEW, A._review),
+    (S.RECORDING, Recorded.HUNG_UP): Row(S.DONE),
+    (S.REVIEW, PlaybackDone): Row(S.CONFIRM, A._confirm),
+    (S.REVIEW, Key.KEEP): Row(S.GOODBYE, A._keep),
+    (S.REVIEW, Key.AGAIN): Row(S.BEEP, A._beep),
+    (S.CONFIRM, PlaybackDone): Row(S.CONFIRM, A._wait),
+    (S.CONFIRM, Key.KEEP): Row(S.GOODBYE, A._keep),
+    (S.CONFIRM, Key.AGAIN): Row(S.BEEP, A._beep),
+    (S.CONFIRM, Timeout): Row(S.GOODBYE, A._silence),
+    (S.GOODBYE, PlaybackDone): Row(S.DONE, A._hang_up),
+    **{(state, Hangup): Row(S.DONE) for state in State if state is not S.DONE},
+}

@@ -2,15 +2,14 @@
 its menu. A state table in one file; events in, actions out.
 
 Keys (configurable): 1 repeat, 2 save, 3 delete, 4 start over (SEMS), 5 envelope,
-6 next, 7 previous, 0 help. A message becomes read when its playback starts. Every
-waiting state ends with goodbye after the inactivity time.
+6 next, 7 previous, 0 help; '#' ends the PIN. A message becomes read when its playback
+starts. Every waiting state ends with goodbye after the inactivity time.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from media_worker.apps.events import (
@@ -34,7 +33,7 @@ from media_worker.apps.events import (
     StopPlayback,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
+from media_worker.apps.machine import Branch, Input, Machine, Row
 
 INACTIVITY = "inactivity"
 PIN_KEYS = frozenset("0123456789")  # a PIN is digits; * # A-D never join it
@@ -50,6 +49,44 @@ class KeyMap:
     next: str = "6"
     previous: str = "7"
     help: str = "0"
+    enter: str = "#"  # ends the PIN
+
+
+class Key(enum.Enum):
+    """A key press as the table sees it; the KeyMap says which digit is which."""
+
+    REPEAT = "repeat"
+    SAVE = "save"
+    DELETE = "delete"
+    START_OVER = "start over"
+    ENVELOPE = "envelope"
+    NEXT = "next"
+    PREVIOUS = "previous"
+    HELP = "help"
+    ENTER = "enter"
+    OTHER = "other"  # a key with no meaning in the menu
+
+
+def key_names(keys: KeyMap) -> dict[str, Key]:
+    return {
+        keys.repeat: Key.REPEAT,
+        keys.save: Key.SAVE,
+        keys.delete: Key.DELETE,
+        keys.start_over: Key.START_OVER,
+        keys.envelope: Key.ENVELOPE,
+        keys.next: Key.NEXT,
+        keys.previous: Key.PREVIOUS,
+        keys.help: Key.HELP,
+        keys.enter: Key.ENTER,
+    }
+
+
+class Pin(enum.Enum):
+    """The driver's PinChecked, as an input."""
+
+    RIGHT = "right"
+    WRONG = "wrong"  # another try left
+    LOCKED = "locked"  # wrong and no try left, or the mailbox is locked
 
 
 @dataclass(frozen=True)
@@ -76,7 +113,8 @@ class State(enum.Enum):
     INTRO = "intro"  # "first message" / "next message"
     MESSAGE = "message"  # the message itself
     MENU = "menu"  # after a message: waiting for a key
-    CONFIRM = "confirm"  # "saved" / "deleted" / the envelope, then on
+    CONFIRM = "confirm"  # "saved" / "deleted", then the next message
+    ENVELOPE = "envelope"  # when and from whom, then the menu
     END = "end"  # "no more messages": start over, go back, or leave
     GOODBYE = "goodbye"
     DONE = "done"
@@ -94,139 +132,112 @@ def count_prompts(new: int, saved: int) -> tuple[str, ...]:
     return tuple(parts)
 
 
-class Voicebox:
+class Voicebox(Machine[State]):
+    NAME = "voicebox"
+    # The voicebox never records: a driver's report of a recording changes nothing.
+    IGNORABLE = (*Machine.IGNORABLE, RecordingStopped)
+
     def __init__(self, settings: VoiceboxSettings, messages: list[tuple[str, bool]]) -> None:
         """``messages``: (name, new) oldest first, as the store lists them."""
+        super().__init__(TABLE, State.IDLE, State.DONE)
         self.settings = settings
+        self._keys = key_names(settings.keys)
         new = [Entry(n, True) for n, is_new in messages if is_new]
         saved = [Entry(n, False) for n, is_new in messages if not is_new]
         self.entries = new[::-1] + saved[::-1]  # newest first, new before saved
         self.counts = (len(new), len(saved))
         self.index = 0
-        self.state = State.IDLE
         self.pin_digits = ""
         self.pin_failures = 0
         self._marks = itertools.count(1)
         self._expected: str | None = None  # the mark whose PlaybackDone moves us on
-        self._after_confirm: Callable[[], list[Action]] | None = None
-        ignore = self._ignore
-        common = {Hangup: self._hung_up, Timeout: self._timeout, RecordingStopped: ignore}
-        self._table: dict[State, dict[type, Callable[[Event], list[Action]]]] = {
-            State.IDLE: {Started: self._start, **common},
-            State.PIN: {Dtmf: self._pin_digit, PlaybackDone: self._arm_timer, **common},
-            State.PIN_CHECK: {
-                PinChecked: self._pin_checked,
-                Dtmf: ignore,
-                PlaybackDone: ignore,
-                **common,
-            },
-            State.SUMMARY: {PlaybackDone: self._summary_done, Dtmf: self._key, **common},
-            State.INTRO: {PlaybackDone: self._intro_done, Dtmf: self._key, **common},
-            State.MESSAGE: {PlaybackDone: self._message_done, Dtmf: self._key, **common},
-            State.MENU: {PlaybackDone: self._arm_timer, Dtmf: self._key, **common},
-            State.CONFIRM: {PlaybackDone: self._confirm_done, Dtmf: self._key, **common},
-            State.END: {PlaybackDone: self._arm_timer, Dtmf: self._end_key, **common},
-            State.GOODBYE: {PlaybackDone: self._goodbye_done, Dtmf: ignore, **common},
-            State.DONE: dict.fromkeys(
-                (Hangup, Timeout, PlaybackDone, Dtmf, PinChecked, RecordingStopped), ignore
-            ),
-        }
 
-    def handle(self, event: Event) -> list[Action]:
-        handler = self._table[self.state].get(type(event))
-        if handler is None:
-            raise LocalProtocolError(
-                f"voicebox: {type(event).__name__} is not expected in state {self.state.value}"
-            )
+    def classify(self, event: Event) -> Input | None:
         if isinstance(event, PlaybackDone) and event.mark != self._expected:
-            return []  # an interrupted prompt reporting late: nothing to do
-        return handler(event)
+            return None  # an interrupted prompt reporting late: nothing to do
+        if isinstance(event, Timeout) and event.name != INACTIVITY:
+            return None
+        if isinstance(event, Dtmf):
+            return self._keys.get(event.digit, Key.OTHER)
+        if isinstance(event, PinChecked):
+            if event.ok:
+                return Pin.RIGHT
+            last = event.locked or self.pin_failures + 1 >= self.settings.pin_tries
+            return Pin.LOCKED if last else Pin.WRONG
+        return type(event)
 
     # ----- helpers -----
-
-    def _play(self, prompts: tuple[str, ...], kind: str) -> Play:
-        self._expected = f"{kind}-{next(self._marks)}"
-        return Play(prompts, self._expected)
 
     def _mark(self, kind: str) -> str:
         self._expected = f"{kind}-{next(self._marks)}"
         return self._expected
 
-    def _goodbye(self) -> list[Action]:
-        self.state = State.GOODBYE
-        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(("goodbye",), "bye")]
+    def _play(self, prompts: tuple[str, ...], kind: str) -> Play:
+        return Play(prompts, self._mark(kind))
 
     def _live(self) -> list[int]:
         return [i for i, e in enumerate(self.entries) if not e.deleted]
 
-    # ----- handlers -----
-
-    def _ignore(self, event: Event) -> list[Action]:
-        return []
-
-    def _hung_up(self, event: Event) -> list[Action]:
-        self.state = State.DONE
-        return []
-
-    def _timeout(self, event: Event) -> list[Action]:
-        if isinstance(event, Timeout) and event.name == INACTIVITY:
-            return self._goodbye()
-        return []
-
-    def _arm_timer(self, event: Event) -> list[Action]:
-        return [StartTimer(INACTIVITY, self.settings.inactivity)]
-
-    def _start(self, event: Event) -> list[Action]:
-        if self.settings.pin_required:
-            self.state = State.PIN
-            return [self._play(("enter_pin",), "pin")]
-        return self._summary()
-
-    def _pin_digit(self, event: Event) -> list[Action]:
-        assert isinstance(event, Dtmf)
-        if event.digit != "#":
-            if len(self.pin_digits) < self.settings.max_pin_digits and event.digit in PIN_KEYS:
-                self.pin_digits += event.digit
-            return [CancelTimer(INACTIVITY), StartTimer(INACTIVITY, self.settings.inactivity)]
-        digits, self.pin_digits = self.pin_digits, ""
-        self.state = State.PIN_CHECK
-        return [CancelTimer(INACTIVITY), StopPlayback(), CheckPin(digits)]
-
-    def _pin_checked(self, event: Event) -> list[Action]:
-        assert isinstance(event, PinChecked)
-        if event.ok:
-            return self._summary()
-        self.pin_failures += 1
-        if event.locked or self.pin_failures >= self.settings.pin_tries:
-            self.state = State.GOODBYE
-            return [self._play(("wrong_pin", "goodbye"), "bye")]
-        self.state = State.PIN
-        return [self._play(("wrong_pin", "enter_pin"), "pin")]
-
-    def _summary(self) -> list[Action]:
-        new, saved = self.counts
-        if not new and not saved:
-            self.state = State.GOODBYE
-            return [self._play(("no_messages", "goodbye"), "bye")]
-        self.state = State.SUMMARY
-        return [self._play(count_prompts(new, saved), "summary")]
-
-    def _summary_done(self, event: Event) -> list[Action]:
-        return self._intro(first=True)
-
     def _intro(self, first: bool) -> list[Action]:
-        self.state = State.INTRO
         return [
             CancelTimer(INACTIVITY),
             self._play(("first_message" if first else "next_message",), "intro"),
         ]
 
-    def _intro_done(self, event: Event) -> list[Action]:
-        return self._play_current()
+    def _end(self) -> Branch[State]:
+        return Branch(
+            State.END,
+            [CancelTimer(INACTIVITY), StopPlayback(), self._play(("no_more_messages",), "end")],
+        )
 
-    def _play_current(self) -> list[Action]:
+    def _summary(self) -> list[Action] | Branch[State]:
+        new, saved = self.counts
+        if not new and not saved:
+            return Branch(State.GOODBYE, [self._play(("no_messages", "goodbye"), "bye")])
+        return [self._play(count_prompts(new, saved), "summary")]
+
+    def _confirm(self, prompt: str) -> list[Action]:
+        return [CancelTimer(INACTIVITY), StopPlayback(), self._play((prompt,), "confirm")]
+
+    # ----- builders -----
+
+    def _start(self, event: Event) -> list[Action] | Branch[State]:
+        if self.settings.pin_required:
+            return Branch(State.PIN, [self._play(("enter_pin",), "pin")])
+        return self._summary()
+
+    def _arm_timer(self, event: Event) -> list[Action]:
+        return [StartTimer(INACTIVITY, self.settings.inactivity)]
+
+    def _goodbye(self, event: Event) -> list[Action]:
+        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(("goodbye",), "bye")]
+
+    def _pin_digit(self, event: Event) -> list[Action]:
+        assert isinstance(event, Dtmf)
+        if len(self.pin_digits) < self.settings.max_pin_digits and event.digit in PIN_KEYS:
+            self.pin_digits += event.digit
+        return [CancelTimer(INACTIVITY), StartTimer(INACTIVITY, self.settings.inactivity)]
+
+    def _check_pin(self, event: Event) -> list[Action]:
+        digits, self.pin_digits = self.pin_digits, ""
+        return [CancelTimer(INACTIVITY), StopPlayback(), CheckPin(digits)]
+
+    def _pin_right(self, event: Event) -> list[Action] | Branch[State]:
+        return self._summary()
+
+    def _pin_wrong(self, event: Event) -> list[Action]:
+        self.pin_failures += 1
+        return [self._play(("wrong_pin", "enter_pin"), "pin")]
+
+    def _pin_locked(self, event: Event) -> list[Action]:
+        self.pin_failures += 1
+        return [self._play(("wrong_pin", "goodbye"), "bye")]
+
+    def _first(self, event: Event) -> list[Action]:
+        return self._intro(first=True)
+
+    def _play_current(self, event: Event) -> list[Action]:
         entry = self.entries[self.index]
-        self.state = State.MESSAGE
         actions: list[Action] = [
             CancelTimer(INACTIVITY),
             PlayMessage(entry.name, self._mark("message")),
@@ -236,90 +247,102 @@ class Voicebox:
             actions.append(MarkRead(entry.name))  # read once its playback starts
         return actions
 
-    def _message_done(self, event: Event) -> list[Action]:
-        self.state = State.MENU
+    def _repeat(self, event: Event) -> list[Action]:
+        return [StopPlayback(), *self._play_current(event)]
+
+    def _menu(self, event: Event) -> list[Action]:
         return [self._play(("message_menu",), "menu")]
 
-    def _confirm(self, prompts: tuple[str, ...], then: Callable[[], list[Action]]) -> list[Action]:
-        self.state = State.CONFIRM
-        self._after_confirm = then
-        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(prompts, "confirm")]
+    def _help(self, event: Event) -> list[Action]:
+        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(("message_help",), "menu")]
 
-    def _confirm_done(self, event: Event) -> list[Action]:
-        then, self._after_confirm = self._after_confirm, None
-        return then() if then is not None else []
+    def _save(self, event: Event) -> list[Action]:
+        return self._confirm("saved")
 
-    def _advance(self, step: int) -> list[Action]:
-        live = self._live()
-        later = [i for i in live if (i > self.index if step > 0 else i < self.index)]
+    def _delete(self, event: Event) -> list[Action]:
+        entry = self.entries[self.index]
+        entry.deleted = True
+        return [DeleteMessage(entry.name), *self._confirm("deleted")]
+
+    def _envelope(self, event: Event) -> list[Action]:
+        name = self.entries[self.index].name
+        return [CancelTimer(INACTIVITY), StopPlayback(), PlayEnvelope(name, self._mark("envelope"))]
+
+    def _next(self, event: Event) -> list[Action] | Branch[State]:
+        later = [i for i in self._live() if i > self.index]
         if not later:
-            if step < 0:  # before the first one: the first one again
-                return [StopPlayback(), *self._play_current()] if live else self._end()
             return self._end()
-        self.index = later[0] if step > 0 else later[-1]
+        self.index = later[0]
         return [StopPlayback(), *self._intro(first=False)]
 
-    def _end(self) -> list[Action]:
-        self.state = State.END
-        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(("no_more_messages",), "end")]
+    def _previous(self, event: Event) -> list[Action] | Branch[State]:
+        live = self._live()
+        earlier = [i for i in live if i < self.index]
+        if earlier:
+            self.index = earlier[-1]
+            return [StopPlayback(), *self._intro(first=False)]
+        if live:  # before the first one: the first one again
+            return Branch(State.MESSAGE, self._repeat(event))
+        return self._end()
 
-    def _key(self, event: Event) -> list[Action]:
-        assert isinstance(event, Dtmf)
-        keys, digit = self.settings.keys, event.digit
-        if self.state is State.SUMMARY or (
-            self.state is State.INTRO and digit not in (keys.next, keys.previous)
-        ):
-            return []  # keys act on a message, not on the announcements before it
-        entry = self.entries[self.index]
-        if digit == keys.repeat:
-            return [StopPlayback(), *self._play_current()]
-        if digit == keys.save:
-            return self._confirm(("saved",), lambda: self._advance(+1))
-        if digit == keys.delete:
-            entry.deleted = True
-            return [
-                DeleteMessage(entry.name),
-                *self._confirm(("deleted",), lambda: self._advance(+1)),
-            ]
-        if digit == keys.start_over:
-            return self._start_over()
-        if digit == keys.envelope:
-            self.state = State.CONFIRM
-            self._after_confirm = self._back_to_menu
-            return [
-                CancelTimer(INACTIVITY),
-                StopPlayback(),
-                PlayEnvelope(entry.name, self._mark("confirm")),
-            ]
-        if digit == keys.next:
-            return self._advance(+1)
-        if digit == keys.previous:
-            return self._advance(-1)
-        if digit == keys.help:
-            return [CancelTimer(INACTIVITY), StopPlayback(), *self._back_to_menu(help_text=True)]
-        return []
-
-    def _back_to_menu(self, help_text: bool = False) -> list[Action]:
-        self.state = State.MENU
-        return [self._play(("message_help",) if help_text else ("message_menu",), "menu")]
-
-    def _start_over(self) -> list[Action]:
+    def _start_over(self, event: Event) -> list[Action] | Branch[State]:
         live = self._live()
         if not live:
             return self._end()
         self.index = live[0]
         return [StopPlayback(), *self._intro(first=True)]
 
-    def _end_key(self, event: Event) -> list[Action]:
-        assert isinstance(event, Dtmf)
-        keys = self.settings.keys
-        if event.digit == keys.start_over:
-            return self._start_over()
-        if event.digit == keys.previous and self._live():
-            self.index = self._live()[-1]
-            return [StopPlayback(), *self._intro(first=False)]
-        return self._goodbye()
+    def _last(self, event: Event) -> list[Action] | Branch[State]:
+        live = self._live()
+        if not live:
+            return Branch(State.GOODBYE, self._goodbye(event))
+        self.index = live[-1]
+        return [StopPlayback(), *self._intro(first=False)]
 
-    def _goodbye_done(self, event: Event) -> list[Action]:
-        self.state = State.DONE
+    def _hang_up(self, event: Event) -> list[Action]:
         return [HangUp()]
+
+
+S, V = State, Voicebox  # table shorthand
+WAITING = [s for s in State if s is not S.DONE]
+ON_A_MESSAGE = (S.MESSAGE, S.MENU, S.CONFIRM, S.ENVELOPE)
+# The keys that act on a message, in every state where one is playing or just was.
+MESSAGE_KEYS: dict[Key, Row[Voicebox, State]] = {
+    Key.REPEAT: Row(S.MESSAGE, V._repeat),
+    Key.SAVE: Row(S.CONFIRM, V._save),
+    Key.DELETE: Row(S.CONFIRM, V._delete),
+    Key.START_OVER: Row(S.INTRO, V._start_over, (S.END,)),
+    Key.ENVELOPE: Row(S.ENVELOPE, V._envelope),
+    Key.NEXT: Row(S.INTRO, V._next, (S.END,)),
+    Key.PREVIOUS: Row(S.INTRO, V._previous, (S.MESSAGE, S.END)),
+    Key.HELP: Row(S.MENU, V._help),
+}
+# (state, input) -> next state and the actions. No row: the event is ignored (machine.py).
+TABLE: dict[tuple[State, Input], Row[Voicebox, State]] = {
+    (S.IDLE, Started): Row(S.SUMMARY, V._start, (S.PIN, S.GOODBYE)),
+    # Every key but '#' restarts the wait; only 0-9 join the PIN.
+    **{(S.PIN, key): Row(S.PIN, V._pin_digit) for key in Key if key is not Key.ENTER},
+    (S.PIN, Key.ENTER): Row(S.PIN_CHECK, V._check_pin),
+    (S.PIN, PlaybackDone): Row(S.PIN, V._arm_timer),
+    (S.PIN_CHECK, Pin.RIGHT): Row(S.SUMMARY, V._pin_right, (S.GOODBYE,)),
+    (S.PIN_CHECK, Pin.WRONG): Row(S.PIN, V._pin_wrong),
+    (S.PIN_CHECK, Pin.LOCKED): Row(S.GOODBYE, V._pin_locked),
+    # Keys act on a message, not on the announcements before it.
+    (S.SUMMARY, PlaybackDone): Row(S.INTRO, V._first),
+    (S.INTRO, PlaybackDone): Row(S.MESSAGE, V._play_current),
+    (S.INTRO, Key.NEXT): MESSAGE_KEYS[Key.NEXT],
+    (S.INTRO, Key.PREVIOUS): MESSAGE_KEYS[Key.PREVIOUS],
+    **{(s, key): row for s in ON_A_MESSAGE for key, row in MESSAGE_KEYS.items()},
+    (S.MESSAGE, PlaybackDone): Row(S.MENU, V._menu),
+    (S.MENU, PlaybackDone): Row(S.MENU, V._arm_timer),
+    (S.CONFIRM, PlaybackDone): Row(S.INTRO, V._next, (S.END,)),
+    (S.ENVELOPE, PlaybackDone): Row(S.MENU, V._menu),
+    # At the end: start over, go back to the last message, or any other key leaves.
+    **{(S.END, key): Row(S.GOODBYE, V._goodbye) for key in Key},
+    (S.END, Key.START_OVER): Row(S.INTRO, V._start_over, (S.END,)),
+    (S.END, Key.PREVIOUS): Row(S.INTRO, V._last, (S.GOODBYE,)),
+    (S.END, PlaybackDone): Row(S.END, V._arm_timer),
+    (S.GOODBYE, PlaybackDone): Row(S.DONE, V._hang_up),
+    **{(s, Timeout): Row(S.GOODBYE, V._goodbye) for s in WAITING},
+    **{(s, Hangup): Row(S.DONE) for s in WAITING},
+}

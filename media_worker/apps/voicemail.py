@@ -8,7 +8,6 @@ hanging up; at the maximum length a last beep plays and the call ends.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from media_worker.apps.events import (
@@ -25,10 +24,9 @@ from media_worker.apps.events import (
     Started,
     StopPlayback,
     StopRecording,
-    Timeout,
 )
+from media_worker.apps.machine import Branch, Input, Machine, Recorded, Row, recorded
 from media_worker.apps.params import Mode
-from media_worker.sip.errors import LocalProtocolError
 
 SKIP_KEY = "#"
 
@@ -36,10 +34,16 @@ SKIP_KEY = "#"
 class State(enum.Enum):
     IDLE = "idle"
     GREETING = "greeting"
+    ANNOUNCEMENT = "announcement"  # mode ann: the greeting, then the end
     BEEP = "beep"
     RECORDING = "recording"
     FINAL_BEEP = "final-beep"
     DONE = "done"
+
+
+class Key(enum.Enum):
+    SKIP = "skip"  # '#': skip the greeting, end the message
+    OTHER = "other"  # every other key: no row acts on it
 
 
 @dataclass(frozen=True)
@@ -48,90 +52,74 @@ class VoicemailSettings:
     max_record_time: float = 120.0
 
 
-class Voicemail:
+class Voicemail(Machine[State]):
+    NAME = "voicemail"
+
     def __init__(self, settings: VoicemailSettings) -> None:
+        super().__init__(TABLE, State.IDLE, State.DONE)
         self.settings = settings
-        self.state = State.IDLE
         self.recorded = False  # a recording reached DeliverMessage
-        ignore = self._ignore
-        # state -> event type -> handler (returns the actions and sets the next state)
-        self._table: dict[State, dict[type, Callable[[Event], list[Action]]]] = {
-            State.IDLE: {Started: self._start, Hangup: self._done},
-            State.GREETING: {
-                PlaybackDone: self._greeting_done,
-                Dtmf: self._greeting_key,
-                Hangup: self._done,
-            },
-            State.BEEP: {PlaybackDone: self._beep_done, Dtmf: ignore, Hangup: self._done},
-            State.RECORDING: {
-                RecordingStopped: self._recording_stopped,
-                Dtmf: self._recording_key,
-                Hangup: ignore,  # the RecordingStopped(hangup) that comes first decides
-                PlaybackDone: ignore,
-            },
-            State.FINAL_BEEP: {
-                PlaybackDone: self._final_beep_done,
-                Dtmf: ignore,
-                Hangup: self._done,
-            },
-            State.DONE: dict.fromkeys(
-                (Hangup, PlaybackDone, Dtmf, RecordingStopped, Timeout), ignore
-            ),
-        }
 
-    def handle(self, event: Event) -> list[Action]:
-        handler = self._table[self.state].get(type(event))
-        if handler is None:
-            raise LocalProtocolError(
-                f"voicemail: {type(event).__name__} is not expected in state {self.state.value}"
-            )
-        return handler(event)
+    def classify(self, event: Event) -> Input | None:
+        if isinstance(event, Dtmf):
+            return Key.SKIP if event.digit == SKIP_KEY else Key.OTHER
+        if isinstance(event, RecordingStopped):
+            return recorded(event)
+        return type(event)
 
-    # ----- handlers -----
+    # ----- builders -----
 
-    def _ignore(self, event: Event) -> list[Action]:
-        return []
+    def _start(self, event: Event) -> list[Action] | Branch[State]:
+        greeting: list[Action] = [Play(("greeting",), "greeting")]
+        return Branch(State.ANNOUNCEMENT, greeting) if self.settings.mode == "ann" else greeting
 
-    def _done(self, event: Event) -> list[Action]:
-        self.state = State.DONE
-        return []
-
-    def _start(self, event: Event) -> list[Action]:
-        self.state = State.GREETING
-        return [Play(("greeting",), "greeting")]
-
-    def _greeting_key(self, event: Event) -> list[Action]:
-        if isinstance(event, Dtmf) and event.digit == SKIP_KEY and self.settings.mode != "ann":
-            return [StopPlayback()]  # its PlaybackDone(greeting) leads on to the beep
-        return []
-
-    def _greeting_done(self, event: Event) -> list[Action]:
-        if self.settings.mode == "ann":
-            self.state = State.DONE
-            return [HangUp()]
-        self.state = State.BEEP
+    def _beep(self, event: Event) -> list[Action]:
         return [Play(("beep",), "beep")]
 
-    def _beep_done(self, event: Event) -> list[Action]:
-        self.state = State.RECORDING
+    def _record(self, event: Event) -> list[Action]:
         return [Record(self.settings.max_record_time)]
 
-    def _recording_key(self, event: Event) -> list[Action]:
-        if isinstance(event, Dtmf) and event.digit == SKIP_KEY:
-            return [StopRecording()]
-        return []
-
-    def _recording_stopped(self, event: Event) -> list[Action]:
-        assert isinstance(event, RecordingStopped)
+    def _deliver(self) -> list[Action]:
         self.recorded = True
-        if event.reason == "max-duration":
-            self.state = State.FINAL_BEEP
-            return [DeliverMessage(), Play(("beep",), "final-beep")]
-        self.state = State.DONE
-        if event.reason == "hangup":
-            return [DeliverMessage()]
-        return [DeliverMessage(), Play(("goodbye",), "goodbye"), HangUp()]
+        return [DeliverMessage()]
 
-    def _final_beep_done(self, event: Event) -> list[Action]:
-        self.state = State.DONE
+    def _full(self, event: Event) -> list[Action]:
+        return [*self._deliver(), Play(("beep",), "final-beep")]
+
+    def _stopped(self, event: Event) -> list[Action]:
+        return [*self._deliver(), Play(("goodbye",), "goodbye"), HangUp()]
+
+    def _hung_up(self, event: Event) -> list[Action]:
+        return self._deliver()
+
+    def _skip_greeting(self, event: Event) -> list[Action]:
+        return [StopPlayback()]  # its PlaybackDone(greeting) leads on to the beep
+
+    def _stop_recording(self, event: Event) -> list[Action]:
+        return [StopRecording()]
+
+    def _hang_up(self, event: Event) -> list[Action]:
         return [HangUp()]
+
+
+S, V = State, Voicemail  # table shorthand
+# (state, input) -> next state and the actions. No row: the event is ignored (machine.py).
+TABLE: dict[tuple[State, Input], Row[Voicemail, State]] = {
+    (S.IDLE, Started): Row(S.GREETING, V._start, (S.ANNOUNCEMENT,)),
+    (S.IDLE, Hangup): Row(S.DONE),
+    (S.GREETING, PlaybackDone): Row(S.BEEP, V._beep),
+    (S.GREETING, Key.SKIP): Row(S.GREETING, V._skip_greeting),
+    (S.GREETING, Hangup): Row(S.DONE),
+    (S.ANNOUNCEMENT, PlaybackDone): Row(S.DONE, V._hang_up),
+    (S.ANNOUNCEMENT, Hangup): Row(S.DONE),
+    (S.BEEP, PlaybackDone): Row(S.RECORDING, V._record),
+    (S.BEEP, Hangup): Row(S.DONE),
+    (S.RECORDING, Key.SKIP): Row(S.RECORDING, V._stop_recording),
+    (S.RECORDING, Recorded.FULL): Row(S.FINAL_BEEP, V._full),
+    (S.RECORDING, Recorded.STOPPED): Row(S.DONE, V._stopped),
+    (S.RECORDING, Recorded.HUNG_UP): Row(S.DONE, V._hung_up),
+    # The RecordingStopped(hangup) that comes first decides; the Hangup after it changes nothing.
+    (S.RECORDING, Hangup): Row(S.RECORDING),
+    (S.FINAL_BEEP, PlaybackDone): Row(S.DONE, V._hang_up),
+    (S.FINAL_BEEP, Hangup): Row(S.DONE),
+}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from media_worker.sip.address import NameAddr, Via
 from media_worker.sip.dialog import Destination, Dialog
 from media_worker.sip.errors import LocalProtocolError, RemoteProtocolError
-from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, response_to
 from media_worker.sip.numbers import parse_number
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
@@ -69,6 +68,38 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
+class CallInput(enum.Enum):
+    PROVISIONAL = "1xx to the INVITE"
+    ANSWER = "2xx to the INVITE"
+    REFUSE = "3xx-6xx to the INVITE"
+    ACK = "ACK of the 2xx"
+    ACK_TIMEOUT = "no ACK of the 2xx"
+    CANCEL = "CANCEL"
+    BYE = "BYE from the peer"
+    HANG_UP = "BYE from us"
+
+
+C, CI = CallState, CallInput  # table shorthand
+# state -> input -> next state; an absent pair is the application's misuse.
+CALL: dict[CallState, dict[CallInput, CallState]] = {
+    C.EARLY: {
+        CI.PROVISIONAL: C.EARLY,
+        CI.ANSWER: C.ANSWERED,
+        CI.REFUSE: C.ENDED,
+        CI.CANCEL: C.ENDED,
+        CI.BYE: C.ENDED,  # RFC 3261 15: the caller may end an early dialog with BYE
+    },
+    C.ANSWERED: {
+        CI.ACK: C.CONFIRMED,
+        CI.ACK_TIMEOUT: C.ENDED,
+        CI.BYE: C.ENDED,
+        CI.HANG_UP: C.ENDED,
+    },
+    C.CONFIRMED: {CI.BYE: C.ENDED, CI.HANG_UP: C.ENDED},
+    C.ENDED: {},
+}
+
+
 @dataclass(eq=False)
 class Call:
     invite: Request
@@ -81,6 +112,15 @@ class Call:
     @property
     def call_id(self) -> str:
         return self.dialog.call_id
+
+    def go(self, event: CallInput) -> CallState:
+        try:
+            self.state = CALL[self.state][event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"call {self.call_id}: {event.value} is not allowed in state {self.state.value}"
+            ) from None
+        return self.state
 
 
 # ----- actions -----
@@ -160,14 +200,14 @@ class SipCore:
             tuple[str, str, str], NonInviteServerTransaction | InviteServerTransaction
         ] = {}
         self._server_dest: dict[int, Destination] = {}
-        self._clients: dict[str, tuple[NonInviteClientTransaction, Destination, Call | None]] = {}
+        self._clients: dict[str, tuple[NonInviteClientTransaction, Destination]] = {}
         self.calls: dict[tuple[str, str], Call] = {}  # (Call-ID, local tag)
 
     # ----- timers -----
 
     def next_deadline(self) -> float | None:
         deadlines = [t.deadline for t in self._servers.values() if t.deadline is not None]
-        deadlines += [t.deadline for t, _, _ in self._clients.values() if t.deadline is not None]
+        deadlines += [t.deadline for t, _ in self._clients.values() if t.deadline is not None]
         return min(deadlines, default=None)
 
     def on_timer(self, now: float) -> list[Action]:
@@ -184,7 +224,7 @@ class SipCore:
             if txn.terminated:
                 del self._servers[key]
                 self._server_dest.pop(id(txn), None)
-        for branch, (client, dest, _call) in list(self._clients.items()):
+        for branch, (client, dest) in list(self._clients.items()):
             if client.deadline is not None and client.deadline <= now:
                 for client_action in client.on_timer(now):
                     if isinstance(client_action, Send):
@@ -199,8 +239,7 @@ class SipCore:
         for call in list(self.calls.values()):
             if call.transaction is txn and call.state is CallState.ANSWERED:
                 actions = self._send_bye(call, now)
-                call.state = CallState.ENDED
-                self._forget(call)
+                self._end(call, CI.ACK_TIMEOUT)
                 return [*actions, CallEnded(call, "ack-timeout")]
         return []
 
@@ -346,8 +385,7 @@ class SipCore:
         except RemoteProtocolError as exc:
             return self._reply(txn, response_to(request, exc.status, str(exc)), now)
         if method == "BYE":
-            call.state = CallState.ENDED
-            self._forget(call)
+            self._end(call, CI.BYE)
             return [*self._reply(txn, response_to(request, 200), now), CallEnded(call, "bye")]
         if method == "INVITE":
             if call.reinvite is not None or call.state is not CallState.CONFIRMED:
@@ -384,8 +422,7 @@ class SipCore:
         if call.state is CallState.EARLY:
             terminated = response_to(call.invite, 487, to_tag=call.dialog.local_tag)
             actions += self._reply(invite_txn, terminated, now)
-            call.state = CallState.ENDED
-            self._forget(call)
+            self._end(call, CI.CANCEL)
             actions.append(CallCancelled(call))
         return actions
 
@@ -401,7 +438,7 @@ class SipCore:
             return []
         if call.state is CallState.ANSWERED and call.transaction.state is State.ACCEPTED:
             call.transaction.on_ack(now)
-            call.state = CallState.CONFIRMED
+            call.go(CI.ACK)
             return [CallConfirmed(call, ack)]
         return []
 
@@ -410,7 +447,7 @@ class SipCore:
         entry = self._clients.get(via.branch or "")
         if entry is None:
             return []  # a stray or late response: nothing waits for it
-        client, _, _ = entry
+        client, _ = entry
         actions: list[Action] = []
         for action in client.on_response(response, now):
             if isinstance(action, FinalResponse):
@@ -427,41 +464,33 @@ class SipCore:
         *,
         reason: str | None = None,
         body: bytes = b"",
-        content_type: str = "application/sdp",
-        contact: str | None = None,
     ) -> list[Action]:
         """Answer the call's INVITE (1xx, 2xx, or a refusal)."""
-        if call.state is not CallState.EARLY:
-            raise LocalProtocolError(
-                f"cannot answer call {call.call_id} in state {call.state.value}"
-            )
+        call.go(CI.PROVISIONAL if status < 200 else CI.ANSWER if status < 300 else CI.REFUSE)
         response = response_to(call.invite, status, reason, to_tag=call.dialog.local_tag)
         if 101 <= status < 300:
             for route in call.dialog.route_set:
                 response.headers.add("Record-Route", route)
-            response.headers.add("Contact", contact or f"<sip:{self.via_host}:{self.via_port}>")
+            response.headers.add("Contact", self._contact())
         if status >= 200:
             response.headers.add("Allow", ALLOW)
             response.headers.add("Server", self.user_agent)
         if body:
-            response.headers.add("Content-Type", content_type)
+            response.headers.add("Content-Type", "application/sdp")
             response.body = body
-        if 200 <= status < 300:
-            call.state = CallState.ANSWERED
-        elif status >= 300:
-            call.state = CallState.ENDED
+        if call.state is CallState.ENDED:
             self._forget(call)
         return self._reply(call.transaction, response, now)
 
     def answer_reinvite(
-        self, call: Call, status: int, now: float, *, body: bytes = b"", contact: str | None = None
+        self, call: Call, status: int, now: float, *, body: bytes = b""
     ) -> list[Action]:
         txn = call.reinvite
         if txn is None:
             raise LocalProtocolError(f"call {call.call_id} has no re-INVITE to answer")
         response = response_to(txn.request, status, to_tag=call.dialog.local_tag)
         if 200 <= status < 300:
-            response.headers.add("Contact", contact or f"<sip:{self.via_host}:{self.via_port}>")
+            response.headers.add("Contact", self._contact())
         if body:
             response.headers.add("Content-Type", "application/sdp")
             response.body = body
@@ -476,8 +505,7 @@ class SipCore:
         if call.state is CallState.EARLY:
             return [*self.respond(call, status, now), CallEnded(call, "hangup")]
         actions = self._send_bye(call, now)
-        call.state = CallState.ENDED
-        self._forget(call)
+        self._end(call, CI.HANG_UP)
         return [*actions, CallEnded(call, "hangup")]
 
     def _send_bye(self, call: Call, now: float) -> list[Action]:
@@ -486,7 +514,10 @@ class SipCore:
         if call.source.reliable and dest.transport == call.source.transport:
             dest = Destination(dest.transport, dest.host, dest.port, call.source.connection)
         bye = call.dialog.new_request("BYE", self._via(dest.transport))
-        return self.send_request(bye, dest, now, call)
+        return self.send_request(bye, dest, now)
+
+    def _contact(self) -> str:
+        return f"<sip:{self.via_host}:{self.via_port}>"
 
     def _via(self, transport: str) -> Via:
         return Via(
@@ -496,9 +527,7 @@ class SipCore:
             (("branch", BRANCH_MAGIC + self.new_id()), ("rport", None)),
         )
 
-    def send_request(
-        self, request: Request, dest: Destination, now: float, call: Call | None = None
-    ) -> list[Action]:
+    def send_request(self, request: Request, dest: Destination, now: float) -> list[Action]:
         """Send a non-INVITE request (BYE, OPTIONS, NOTIFY, PUBLISH) in a client transaction."""
         if not request.headers.get("Via"):
             request.headers.prepend("Via", str(self._via(dest.transport)))
@@ -506,11 +535,12 @@ class SipCore:
         client = NonInviteClientTransaction(
             request, reliable=dest.transport != "udp", timers=self.timers
         )
-        self._clients[branch] = (client, dest, call)
+        self._clients[branch] = (client, dest)
         return [Transmit(a.message, dest) for a in client.start(now) if isinstance(a, Send)]
+
+    def _end(self, call: Call, event: CallInput) -> None:
+        call.go(event)
+        self._forget(call)
 
     def _forget(self, call: Call) -> None:
         self.calls.pop((call.call_id, call.dialog.local_tag), None)
-
-    def headers_for_new_request(self, transport: str) -> Headers:
-        return Headers([("Via", str(self._via(transport))), ("Max-Forwards", "70")])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from media_worker.apps.annrecorder import Annrecorder, AnnrecorderSettings, State
+from media_worker.apps.annrecorder import TABLE, Annrecorder, AnnrecorderSettings, Key, State
 from media_worker.apps.events import (
     Action,
+    CancelTimer,
     Dtmf,
     Event,
     HangUp,
@@ -107,3 +108,32 @@ def test_no_key_after_the_intro_says_goodbye() -> None:
 def test_impossible_event() -> None:
     with pytest.raises(LocalProtocolError, match="RecordingStopped is not expected in state idle"):
         Annrecorder(AnnrecorderSettings()).handle(RecordingStopped(1, "stopped"))
+
+
+def test_every_row_leads_to_a_state_and_every_state_hears_a_hang_up() -> None:
+    for (state, _), row in TABLE.items():
+        assert isinstance(state, State)
+        assert all(isinstance(target, State) for target in row.targets), row
+    assert {state for state, event in TABLE if event is Hangup} == set(State) - {State.DONE}
+
+
+def test_an_event_without_a_row_is_ignored() -> None:
+    app, _ = run(*RECORDED)  # the recording plays back
+    assert (State.REVIEW, Key.OTHER) not in TABLE
+    assert app.handle(Dtmf("9")) == []
+    assert app.state is State.REVIEW
+
+
+def test_a_key_after_the_prompt_cancels_the_wait_so_it_cannot_fire_later() -> None:
+    app, actions = run(Started(), PlaybackDone("intro"), Dtmf("5"))
+    assert actions[1:3] == [StartTimer("wait", 20.0), CancelTimer("wait")]
+    late: list[Event] = [PlaybackDone("beep"), Dtmf("#"), RecordingStopped(4.0, "stopped")]
+    late += [PlaybackDone("review"), Timeout("wait")]  # during "press 1 to keep": not silence
+    assert [a for e in late for a in app.handle(e)] == [
+        Record(120.0),
+        StopRecording(),
+        Play(("recording",), "review"),
+        Play(("greeting_confirm",), "confirm"),
+    ]
+    assert app.state is State.CONFIRM
+    assert not app.saved

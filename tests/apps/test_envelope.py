@@ -142,7 +142,7 @@ def test_envelope_key_while_a_message_plays() -> None:
     assert actions[:2] == [CancelTimer("inactivity"), StopPlayback()]
     assert isinstance(actions[2], PlayEnvelope)
     assert actions[2].name == "400+d"
-    assert state(d) is State.CONFIRM
+    assert state(d) is State.ENVELOPE
     d.send(Dtmf("6"))  # a key during the envelope acts at once: the next message
     assert state(d) is State.INTRO
     d.finish_playback()  # "next message": 200+b plays

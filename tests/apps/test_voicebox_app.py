@@ -24,7 +24,14 @@ from media_worker.apps.events import (
     StopPlayback,
     Timeout,
 )
-from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings, count_prompts
+from media_worker.apps.voicebox import (
+    TABLE,
+    Key,
+    State,
+    Voicebox,
+    VoiceboxSettings,
+    count_prompts,
+)
 from media_worker.sip.errors import LocalProtocolError
 
 # Oldest first, as the store lists them: two read (saved) and two new messages.
@@ -226,3 +233,24 @@ def test_impossible_event() -> None:
     box = Voicebox(VoiceboxSettings(), MAILBOX)
     with pytest.raises(LocalProtocolError, match="PinChecked is not expected in state idle"):
         box.handle(PinChecked(ok=True))
+
+
+def test_every_row_leads_to_a_state_and_every_state_hears_a_hang_up() -> None:
+    for (state, _), row in TABLE.items():
+        assert isinstance(state, State)
+        assert all(isinstance(target, State) for target in row.targets), row
+    assert {state for state, event in TABLE if event is Hangup} == set(State) - {State.DONE}
+
+
+def test_an_event_without_a_row_is_ignored() -> None:
+    d = started()
+    assert (State.SUMMARY, Key.DELETE) not in TABLE
+    assert d.send(Dtmf("3")) == []  # keys do not act on the summary
+    assert d.box.state is State.SUMMARY
+    assert not any(isinstance(a, DeleteMessage) for a in d.actions)
+
+
+def test_every_key_of_the_map_is_a_row_where_a_message_is_heard() -> None:
+    for state in (State.MESSAGE, State.MENU, State.CONFIRM, State.ENVELOPE):
+        for key in Key:
+            assert ((state, key) in TABLE) is (key not in (Key.ENTER, Key.OTHER)), (state, key)

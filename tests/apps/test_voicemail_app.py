@@ -21,7 +21,7 @@ from media_worker.apps.events import (
     Timeout,
 )
 from media_worker.apps.params import Mode
-from media_worker.apps.voicemail import State, Voicemail, VoicemailSettings
+from media_worker.apps.voicemail import TABLE, Key, State, Voicemail, VoicemailSettings
 from media_worker.sip.errors import LocalProtocolError
 
 
@@ -118,3 +118,17 @@ def test_an_impossible_event_names_state_and_event() -> None:
     app = Voicemail(VoicemailSettings("box"))
     with pytest.raises(LocalProtocolError, match="RecordingStopped is not expected in state idle"):
         app.handle(RecordingStopped(1, "hangup"))
+
+
+def test_every_row_leads_to_a_state_and_every_state_hears_a_hang_up() -> None:
+    for (state, _), row in TABLE.items():
+        assert isinstance(state, State)
+        assert all(isinstance(target, State) for target in row.targets), row
+    assert {state for state, event in TABLE if event is Hangup} == set(State) - {State.DONE}
+
+
+def test_an_event_without_a_row_is_ignored() -> None:
+    app, _ = run("box", Started(), PlaybackDone("greeting"))
+    assert (State.BEEP, Key.SKIP) not in TABLE
+    assert app.handle(Dtmf("#")) == []
+    assert app.state is State.BEEP

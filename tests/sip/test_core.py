@@ -6,10 +6,12 @@ import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from media_worker.sip.core import (
+    CALL,
     CallCancelled,
     CallConfirmed,
     CallEnded,
@@ -22,6 +24,7 @@ from media_worker.sip.core import (
     Transmit,
 )
 from media_worker.sip.dialog import Destination
+from media_worker.sip.errors import LocalProtocolError
 from media_worker.sip.message import Request, Response, SipParseError, parse_message, serialize
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
@@ -344,3 +347,19 @@ def test_fuzz_every_framed_request_is_answered(
         for answer in answers:
             serialize(answer)
     assert all(call.state is not CallState.ENDED for call in sip.calls.values())
+
+
+def test_a_call_state_change_the_table_lacks_names_the_state_and_input() -> None:
+    sip = core()
+    [call] = [a.call for a in sip.receive(invite(), PHONE, 0.0) if isinstance(a, IncomingCall)]
+    sip.respond(call, 200, 0.1)
+    message = "call 3d556aa832d9b617: 2xx to the INVITE is not allowed in state answered"
+    with pytest.raises(LocalProtocolError, match=message):
+        sip.respond(call, 200, 0.2)
+    assert call.state is CallState.ANSWERED
+
+
+def test_every_call_state_has_its_row_and_an_ended_call_stays_ended() -> None:
+    assert set(CALL) == set(CallState)
+    assert all(isinstance(s, CallState) for row in CALL.values() for s in row.values())
+    assert CALL[CallState.ENDED] == {}
