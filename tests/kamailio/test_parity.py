@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kemi.app_param import ANNRECORDER, VOICEBOX, VOICEMAIL, ParamError, Profile, build_app_param
+from kemi.settings import DEFAULT_VOICEMAIL_STATUSES
 from media_worker.lab.layout import DOMAIN
 from tests.kamailio.native import use_native
 from tests.kamailio.test_native_security import FakeWorker
@@ -38,7 +39,8 @@ UNUSABLE = (500, "Voicemail profile unusable")
 @dataclass(frozen=True)
 class Case:
     """``user``'s usr_preferences ``prefs``; the request: a stranger calls ``user`` (not
-    registered: voicemail), or ``user`` calls an access number (``dial``)."""
+    registered: voicemail; registered at a phone that answers ``phone``), or ``user``
+    calls an access number (``dial``)."""
 
     name: str
     prefs: tuple[tuple[str, str], ...] = ()
@@ -46,6 +48,7 @@ class Case:
     authenticate: bool = True  # the caller of an access number answers the challenge
     headers: tuple[tuple[str, str], ...] = ()
     subscriber: bool = True
+    phone: int | None = None
 
     @property
     def user(self) -> str:
@@ -93,6 +96,9 @@ CASES = (
     ),
     Case("forged-p-app-voicebox", dial="1000", headers=(("P-App-Param", "usr=alice"),)),
     Case("not-a-subscriber", subscriber=False),
+    Case("phone-busy", (("email", "busy@example.com"),), phone=486),
+    Case("phone-not-found", phone=404),
+    Case("phone-declines", phone=603),  # not in VM_ON_STATUS: the caller gets it
 )
 
 
@@ -113,6 +119,8 @@ def expected(case: Case) -> Outcome:
         return Outcome(404, "Not Found")
     if case.dial is not None and not case.authenticate:
         return Outcome(403, "Mailbox access needs authentication")
+    if case.phone is not None and case.phone not in DEFAULT_VOICEMAIL_STATUSES:
+        return Outcome(case.phone, "Service Unavailable")  # FakeWorker's reason
     profile = Profile(case.user, DOMAIN, {k: v.strip() for k, v in case.prefs})
     sender = STRANGER if case.dial is None else f"sip:{case.user}@{DOMAIN}"
     try:
@@ -149,6 +157,7 @@ class Engine:
     def __init__(self, directory: Path, engine: str, db_url: str) -> None:
         self.worker = FakeWorker()
         self.worker.answer = WORKER_ANSWER
+        self.phone = FakeWorker()  # the phone of the registered users
         self.kamailio = Kamailio(
             directory, db_url=db_url, workers=[], rtpengine=None,
             switches=("WITH_AUTH", "WITH_VOICEMAIL"),
@@ -159,7 +168,16 @@ class Engine:
         if engine == "native":
             use_native(directory)
 
+    def register(self, user: str) -> None:
+        """``user``'s phone registered (usrloc's RPC: no REGISTER needed)."""
+        contact = f"sip:{user}@127.0.0.1:{self.phone.port}"
+        # table, AOR, contact, expires, q, path (none), flags, cflags, methods (all)
+        args = ("location", user, contact, "3600", "1.0", "s:", "0", "0", "255")
+        answer = self.kamailio.kamcmd("ul.add", *args)
+        assert "error" not in answer, answer  # kamcmd exits 0 on an RPC error
+
     def run(self, case: Case) -> Outcome:
+        self.phone.answer = case.phone
         with Uac(self.kamailio.port) as uac:
             if case.dial is None:
                 ruri, caller, password = f"sip:{case.user}@{DOMAIN}", STRANGER, None
@@ -199,9 +217,13 @@ def engines() -> Iterator[dict[str, Engine]]:
                 (directory / name).mkdir()
                 engine = started[name] = Engine(directory / name, name, db_url)
                 stop.callback(engine.worker.close)
+                stop.callback(engine.phone.close)
                 stop.enter_context(engine.kamailio)
             for engine in started.values():
                 wait_until(engine.worker_active, 10, engine.log)
+                for case in CASES:
+                    if case.phone is not None:
+                        engine.register(case.user)
             yield started
     finally:
         shutil.rmtree(directory, ignore_errors=True)
