@@ -17,8 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from kemi.settings import _DEFINES
 from media_worker.lab.layout import KAMAILIO_CFG, KAMAILIO_MODULES, KEMI_SCRIPT
-from tests.kamailio.native import NATIVE_DIR, NATIVE_SWITCH, copy_native, use_native
+from tests.kamailio.native import (
+    NATIVE_DIR,
+    NATIVE_SWITCH,
+    VOICEMAIL_CFG,
+    copy_native,
+    use_native,
+)
 from tests.support.postgres import PostgresServer
 from tests.support.procs import free_udp_tcp_port
 from tests.support.stack import Kamailio, Rtpengine, voicemail
@@ -125,3 +132,24 @@ def test_only_kamailio_cfg_loads_modules() -> None:
         text = path.read_text()
         assert re.search(r"^\s*(loadmodule|modparamx?\s*\()", text, re.M) is None, path
         assert re.search(r"^\s*cfgengine", text, re.M) is None, path
+
+
+def test_both_engines_name_the_flags_and_defines_alike() -> None:
+    """kemi/proxy.py's flags are kamailio.cfg's defines of the same name and number, and
+    every define the KEMI script reads (kemi/settings.py) is one the native routes read
+    and document too."""
+    cfg = KAMAILIO_CFG.read_text()
+    defined = dict(re.findall(r"^#!define ((?:FL[TB]|VM_FLT)_\w+) (\d+)$", cfg, re.M))
+    script = (KEMI_SCRIPT.parent / "proxy.py").read_text()
+    flags = dict(re.findall(r"^((?:FL[TB]|VM_FLT)_\w+) = (\d+)", script, re.M))
+    assert flags, script[:400]
+    for name, number in flags.items():
+        assert defined.get(name) == number, name
+    fragment = VOICEMAIL_CFG.read_text()
+    header = fragment.split("\n#!ifndef", 1)[0]
+    for name in (*_DEFINES, *re.findall(r"^#!ifndef (VM_\w+)$", fragment, re.M)):
+        if name in ("VM_BAN_TIME", "VM_AUTH_FAIL_LIMIT"):  # the proxy's, not voicemail's
+            assert f"#!define {name} " in cfg, name
+            continue
+        assert name in header, name
+        assert name in fragment.split("\n#!ifndef", 1)[1], name
