@@ -28,7 +28,11 @@ PREFERENCE_KEYS = {
     "vm_greeting_type": "typ",
 }
 
-# Characters a value may carry without quotes; anything else is quoted.
+# The quoting rule, the same as kamailio-cfg/native/voicemail.cfg route[VMPARAMITEM]
+# (tests/kamailio/test_parity.py holds them to it): a value made only of A-Z a-z 0-9 and
+# @ . _ + : - < > ! ~ * ( ) % & $ , / ? [ ] goes as it is; any other is wrapped in double
+# quotes, or in single quotes when it holds a double one; a value with both quote
+# characters or a control character (0-31, 127) is refused.
 _PLAIN = re.compile(r"[A-Za-z0-9@._+:\-<>!~*()%&$,/?\[\]]*")
 
 

@@ -67,11 +67,12 @@ from kemi.settings import Settings, load_settings
 from kemi.signing import HEADER as SIGNATURE_HEADER
 from kemi.signing import SignatureError, sign, verify
 
-# Kamailio's magic values, named.
+# Kamailio's magic values, named. The flags are kamailio.cfg's defines of the same name,
+# which the native routes (kamailio-cfg/native/) use too.
 FLT_NATS = 5  # transaction flag: the caller is behind NAT
 FLB_NATB = 6  # branch flag: the callee is behind NAT
-FLT_OFFERED = 9  # transaction flag: rtpengine has the caller's offer (else: late offer)
-FLT_AUTHENTICATED = 10  # transaction flag: the caller proved to be the From user
+VM_FLT_OFFERED = 9  # transaction flag: rtpengine has the caller's offer (else: late offer)
+VM_FLT_AUTH = 10  # transaction flag: the caller proved to be the From user
 NAT_TESTS = 19  # nat_uac_test: private Contact, Via received != source, rport, SDP
 LOOKUP_NOT_FOUND = (-1, -3)  # registrar.lookup: no contact / internal error (as upstream)
 LOOKUP_METHOD_UNSUPPORTED = -2
@@ -307,7 +308,7 @@ class HomeProxy:
         VM_MAX_CALLS_PER_SOURCE voicemail calls in progress from its address, which it
         joins when it passes."""
         refusal = self.body_refusal()
-        if refusal is not None or KSR.isflagset(FLT_AUTHENTICATED):
+        if refusal is not None or KSR.isflagset(VM_FLT_AUTH):
             return refusal
         source = _pv("$si")
         KSR.dialog.get_profile_size(SOURCE_PROFILE, source, "$avp(vm_source_calls)")
@@ -330,7 +331,7 @@ class HomeProxy:
         KSR.tm.t_on_reply("ksr_onreply_peer")
         self.remember_caller()
         if authenticated:
-            KSR.setflag(FLT_AUTHENTICATED)
+            KSR.setflag(VM_FLT_AUTH)
 
     def remember_caller(self) -> None:
         """Where the callee's in-dialog requests may go: the caller's Contact, by its
@@ -466,7 +467,7 @@ class HomeProxy:
                 KSR.textops.has_body_type("application/sdp") > 0
                 and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) > 0
             ):
-                KSR.setflag(FLT_OFFERED)
+                KSR.setflag(VM_FLT_OFFERED)
             KSR.tm.t_on_reply("ksr_onreply_worker")
         elif KSR.is_ACK() and KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_answer(ANSWER_FROM_WORKER)
@@ -677,7 +678,7 @@ class HomeProxy:
         KSR.pv.sets("$avp(vm_app)", call.app)
         KSR.pv.sets("$avp(vm_param)", param)
         if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.setflag(FLT_OFFERED)
+            KSR.setflag(VM_FLT_OFFERED)
         self.log(f"to {call.app} at {_pv('$du')}: {param}")
         self.relay_to_worker()
 
@@ -707,7 +708,7 @@ class HomeProxy:
                 return 1
             KSR.hdr.append(f"{SIGNATURE_HEADER}: {signature}\r\n")
         KSR.rr.add_rr_param(";" + WORKER_ROUTE_PARAM)
-        if KSR.isflagset(FLT_OFFERED) and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0:
+        if KSR.isflagset(VM_FLT_OFFERED) and KSR.rtpengine.rtpengine_offer(OFFER_TO_WORKER) < 0:
             self.log(f"rtpengine refused the offer toward {_pv('$du')}: branch dropped")
             KSR.set_drop()
         return 1
@@ -768,7 +769,7 @@ class HomeProxy:
 
     def ksr_onreply_worker(self, msg: object) -> int:
         if self.settings.rtpengine and KSR.textops.has_body_type("application/sdp") > 0:
-            if KSR.isflagset(FLT_OFFERED):
+            if KSR.isflagset(VM_FLT_OFFERED):
                 KSR.rtpengine.rtpengine_answer(ANSWER_FROM_WORKER)
             else:  # late offer: the worker offers in its 200, the ACK answers
                 KSR.rtpengine.rtpengine_offer(ANSWER_FROM_WORKER)
@@ -825,7 +826,7 @@ class HomeProxy:
     def release_media(self) -> None:
         """The call toward a worker ended before it was set up: rtpengine frees its ports
         now, not at its own timeout."""
-        if self.settings.rtpengine and KSR.isflagset(FLT_OFFERED):
+        if self.settings.rtpengine and KSR.isflagset(VM_FLT_OFFERED):
             KSR.rtpengine.rtpengine_delete0()
 
     def relay(self) -> None:

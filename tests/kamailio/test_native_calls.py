@@ -1,10 +1,9 @@
-"""End to end through the native cfg: Kamailio runs kamailio-cfg/native/kamailio-native.cfg
-(with voicemail.cfg) instead of the KEMI script, in front of rtpengine, a media worker
-and an SMTP server; baresip phones call as users do."""
+"""End to end through the native cfg: Kamailio runs kamailio.cfg with WITH_NATIVE (the
+routes of kamailio-cfg/native/) instead of the KEMI script, in front of rtpengine, a media
+worker and an SMTP server; baresip phones call as users do."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from media_worker.lab.demo import mailbox_listing
 from media_worker.lab.layout import DOMAIN
 from storage import MessageInfo
 from tests.integration.conftest import caller_speech
-from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG
+from tests.kamailio.native import use_native
 from tests.support.baresip import Baresip
 from tests.support.procs import free_port, wait_until
 from tests.support.stack import Stack
@@ -43,8 +42,7 @@ class NativeStack(Stack):
                 f"1 sip:127.0.0.1:{dead};transport=udp 0 10\n"
                 + "".join(f"1 sip:127.0.0.1:{w.port};transport=udp 0 0\n" for w in self.workers)
             )
-        shutil.copy(NATIVE_CFG, self.kamailio.dir / "kamailio.cfg")
-        shutil.copy(VOICEMAIL_CFG, self.kamailio.dir / "voicemail.cfg")
+        use_native(self.kamailio.dir)
 
 
 @pytest.fixture

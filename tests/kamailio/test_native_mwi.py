@@ -1,5 +1,5 @@
 """Message-waiting indication through the native cfg (WITH_AUTH, WITH_MWI): the real
-Kamailio runs kamailio-cfg/native/kamailio-native.cfg, and a small UDP user agent plays
+Kamailio runs kamailio.cfg with WITH_NATIVE (kamailio-cfg/native/), and a small UDP user agent plays
 a media worker (its address is the dispatcher set's), a stranger, alice and bob."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from media_worker.lab.layout import DOMAIN
-from tests.kamailio.test_cfg import NATIVE_CFG, VOICEMAIL_CFG
+from tests.kamailio.native import use_native
 from tests.kamailio.uac import Uac
 from tests.support.stack import Kamailio, user_database
 
@@ -42,8 +42,7 @@ class NativeMwi:
         )
         self.server = f"sip:voicemail@127.0.0.1:{self.kamailio.port}"
         self.kamailio.define("MWI_SERVER_ADDRESS", f'"{self.server}"')
-        shutil.copy(NATIVE_CFG, directory / "kamailio.cfg")
-        shutil.copy(VOICEMAIL_CFG, directory / "voicemail.cfg")
+        use_native(directory)
         self.worker = self.uac()
         (directory / "dispatcher.list").write_text(
             f"1 sip:127.0.0.1:{self.worker.port};transport=udp\n"

@@ -22,7 +22,8 @@ import pytest
 
 from kemi import signing
 from media_worker.lab.layout import DOMAIN
-from tests.kamailio.test_cfg import COMBINATIONS, NATIVE_CFG, VOICEMAIL_CFG, install, label
+from tests.kamailio.native import use_native
+from tests.kamailio.test_cfg import COMBINATIONS, install, label
 from tests.kamailio.uac import Message, Uac, digest
 from tests.support.procs import wait_until
 from tests.support.stack import Kamailio, Rtpengine, user_database
@@ -166,8 +167,7 @@ class NativeProxy:
         self.kamailio.define(
             "MWI_SERVER_ADDRESS", f'"sip:voicemail@127.0.0.1:{self.kamailio.port}"'
         )
-        shutil.copy(NATIVE_CFG, directory / "kamailio.cfg")
-        shutil.copy(VOICEMAIL_CFG, directory / "voicemail.cfg")
+        use_native(directory)
         self.workers = [FakeWorker(), FakeWorker()]
         (directory / "dispatcher.list").write_text(
             f"1 sip:127.0.0.1:{self.workers[0].port};transport=udp 0 10\n"

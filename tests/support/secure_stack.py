@@ -15,7 +15,6 @@ import dataclasses
 import math
 import re
 import secrets
-import shutil
 import sqlite3
 import struct
 from pathlib import Path
@@ -26,13 +25,13 @@ import yaml
 from media_worker.audio import write_wav
 from media_worker.config import SipConfig
 from media_worker.lab.demo import mailbox_listing
-from media_worker.lab.layout import DOMAIN, SOURCE_TREE
+from media_worker.lab.layout import DOMAIN
 from storage import MessageInfo, open_storage
+from tests.kamailio.native import use_native
 from tests.support.baresip import Baresip
 from tests.support.procs import wait_until
 from tests.support.stack import MediaWorker, Stack, voicemail
 
-NATIVE_DIR = SOURCE_TREE / "kamailio-cfg" / "native"
 PROXY_ADDRESS = "127.0.0.1"  # Kamailio, the workers, rtpengine and the phones
 _REFUSED = re.compile(r"session closed: [3-6][0-9][0-9][^\n]*")  # baresip: call refused
 _SECRET_DEFINE = re.compile(r'^#!(?:define|trydef|redefine)\s+VM_SECRET\s+"([^"]*)"', re.M)
@@ -70,8 +69,7 @@ class SecureStack(Stack):
         self.extra_users = extra_users or {}
         self.missing_options: list[str] = []
         if native:
-            shutil.copy(NATIVE_DIR / "kamailio-native.cfg", self.kamailio.dir / "kamailio.cfg")
-            shutil.copy(NATIVE_DIR / "voicemail.cfg", self.kamailio.dir / "voicemail.cfg")
+            use_native(self.kamailio.dir)
         local = self.kamailio.dir / "kamailio-local.cfg"
         found = _SECRET_DEFINE.search(local.read_text())
         self.hop_secret = found.group(1) if found else secrets.token_hex(20)
