@@ -12,6 +12,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from media_worker.apps.errors import AppStateError
 from media_worker.apps.events import (
     Action,
     Dtmf,
@@ -30,7 +31,6 @@ from media_worker.apps.events import (
     StopRecording,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
 
 WAIT = "wait"
 KEEP, AGAIN = "1", "2"
@@ -97,7 +97,7 @@ class Annrecorder:
     def handle(self, event: Event) -> list[Action]:
         handler = self._table[self.state].get(type(event))
         if handler is None:
-            raise LocalProtocolError(
+            raise AppStateError(
                 f"annrecorder: {type(event).__name__} is not expected in state {self.state.value}"
             )
         if isinstance(event, PlaybackDone) and event.mark != self._expected:

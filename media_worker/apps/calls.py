@@ -23,7 +23,7 @@ def translate(event: media.MediaEvent) -> ev.Event | None:
     if isinstance(event, media.Dtmf):
         return ev.Dtmf(event.digit)
     if isinstance(event, media.RecordingStopped):
-        return ev.RecordingStopped(event.seconds, event.reason.value)
+        return ev.RecordingStopped(event.seconds, event.reason)
     if isinstance(event, media.Hangup):
         return ev.Hangup()
     return None

@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from media_worker.apps.errors import AppStateError
 from media_worker.apps.events import (
     Action,
     CancelTimer,
@@ -34,7 +35,6 @@ from media_worker.apps.events import (
     StopPlayback,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
 
 INACTIVITY = "inactivity"
 PIN_KEYS = frozenset("0123456789")  # a PIN is digits; * # A-D never join it
@@ -135,7 +135,7 @@ class Voicebox:
     def handle(self, event: Event) -> list[Action]:
         handler = self._table[self.state].get(type(event))
         if handler is None:
-            raise LocalProtocolError(
+            raise AppStateError(
                 f"voicebox: {type(event).__name__} is not expected in state {self.state.value}"
             )
         if isinstance(event, PlaybackDone) and event.mark != self._expected:

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from media_worker.apps.errors import AppStateError
 from media_worker.apps.events import (
     Action,
     DeliverMessage,
@@ -28,7 +29,6 @@ from media_worker.apps.events import (
     Timeout,
 )
 from media_worker.apps.params import Mode
-from media_worker.sip.errors import LocalProtocolError
 
 SKIP_KEY = "#"
 
@@ -82,7 +82,7 @@ class Voicemail:
     def handle(self, event: Event) -> list[Action]:
         handler = self._table[self.state].get(type(event))
         if handler is None:
-            raise LocalProtocolError(
+            raise AppStateError(
                 f"voicemail: {type(event).__name__} is not expected in state {self.state.value}"
             )
         return handler(event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from media_worker.apps.annrecorder import Annrecorder, AnnrecorderSettings, State
+from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
     Dtmf,
@@ -22,7 +23,6 @@ from media_worker.apps.events import (
     StopRecording,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
 
 
 def run(*events: Event, **settings: object) -> tuple[Annrecorder, list[Action]]:
@@ -105,5 +105,5 @@ def test_no_key_after_the_intro_says_goodbye() -> None:
 
 
 def test_impossible_event() -> None:
-    with pytest.raises(LocalProtocolError, match="RecordingStopped is not expected in state idle"):
+    with pytest.raises(AppError, match="RecordingStopped is not expected in state idle"):
         Annrecorder(AnnrecorderSettings()).handle(RecordingStopped(1, "stopped"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
     CancelTimer,
@@ -25,7 +26,6 @@ from media_worker.apps.events import (
     Timeout,
 )
 from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings, count_prompts
-from media_worker.sip.errors import LocalProtocolError
 
 # Oldest first, as the store lists them: two read (saved) and two new messages.
 MAILBOX = [("100+a", False), ("200+b", True), ("300+c", False), ("400+d", True)]
@@ -224,5 +224,5 @@ def test_late_playback_reports_and_hang_up() -> None:
 
 def test_impossible_event() -> None:
     box = Voicebox(VoiceboxSettings(), MAILBOX)
-    with pytest.raises(LocalProtocolError, match="PinChecked is not expected in state idle"):
+    with pytest.raises(AppError, match="PinChecked is not expected in state idle"):
         box.handle(PinChecked(ok=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
     DeliverMessage,
@@ -22,7 +23,6 @@ from media_worker.apps.events import (
 )
 from media_worker.apps.params import Mode
 from media_worker.apps.voicemail import State, Voicemail, VoicemailSettings
-from media_worker.sip.errors import LocalProtocolError
 
 
 def run(mode: Mode, *events: Event) -> tuple[Voicemail, list[Action]]:
@@ -116,5 +116,5 @@ def test_late_events_after_the_end_are_ignored() -> None:
 
 def test_an_impossible_event_names_state_and_event() -> None:
     app = Voicemail(VoicemailSettings("box"))
-    with pytest.raises(LocalProtocolError, match="RecordingStopped is not expected in state idle"):
+    with pytest.raises(AppError, match="RecordingStopped is not expected in state idle"):
         app.handle(RecordingStopped(1, "hangup"))
