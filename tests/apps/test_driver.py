@@ -41,10 +41,12 @@ PIN = "4711"
 
 
 class Phone(MediaSession):
-    """The real MediaSession; what the app plays is noted and reported done at once."""
+    """The real MediaSession; what the app plays is noted and (``auto_done``) reported
+    done at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, auto_done: bool = True) -> None:
         super().__init__()
+        self.auto_done = auto_done
         self.played: list[str] = []  # marks, in order
         self.audio: dict[str, bytes] = {}  # mark -> what was played under it
         self.recordings = 0  # Record actions carried out
@@ -55,7 +57,8 @@ class Phone(MediaSession):
         for item in items:
             self.played.append(item.mark)
             self.audio[item.mark] = item.pcm
-            loop.call_soon(self.on_play_event, "done", item.mark, False)
+            if self.auto_done:
+                loop.call_soon(self.on_play_event, "done", item.mark, False)
 
     def record(self, sink: Sink, max_seconds: float) -> None:
         super().record(sink, max_seconds)
@@ -367,21 +370,24 @@ async def test_pin_digits_without_end_meet_the_call_time_limit(
 async def test_an_annrecorder_recording_outlives_the_inactivity_time(
     tmp_path: Path, store: Storage
 ) -> None:
-    call = make_call(MediaSession())
+    phone = Phone(auto_done=False)  # each prompt ends when the test says so
+    call = make_call(phone)
     recorder = AnnrecorderCall(
         context(tmp_path, store, **quick(annrecorder=0.3)), call, request("annrecorder")
     )
     running = asyncio.create_task(recorder.run())
-    await asyncio.sleep(0.05)
-    call.media.on_digit("1")  # "press any key to record"
-    call.media.on_play_event("done", "beep", False)
+    await phone.heard("intro")
+    phone.press("1")  # "press any key to record"
+    await phone.heard("beep")
+    phone.on_play_event("done", "beep", False)
+    await until(lambda: phone.recordings == 1)
     await talk(call, 1.2)
-    for step in ("1", "review", "confirm", "1", "bye"):  # stop, review, keep it, goodbye
-        if step == "1":
-            call.media.on_digit(step)
-        else:
-            call.media.on_play_event("done", step, False)
-        await asyncio.sleep(0.05)
+    phone.press("1")  # stop: review, keep it, goodbye
+    for mark in ("review", "confirm", "bye"):
+        await phone.heard(mark)
+        phone.on_play_event("done", mark, False)
+        if mark == "confirm":
+            phone.press("1")
     outcome = await asyncio.wait_for(running, 2)
     assert outcome == "greeting vm saved (1 s)", outcome
     greeting = await store.get_greeting("lab.example", "bob", "vm")
