@@ -16,18 +16,19 @@ from typing import cast
 import pytest
 
 from kemi import signing
-from media_worker.apps.params import AppRequest
+from media_worker.apps.params import AppRequest, Refusal
 from media_worker.config import ConfigError, MwiConfig, SipConfig, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
 from media_worker.mwi_publisher import (
     MAX_IN_FLIGHT,
+    LearningApplication,
     MwiPublisher,
     PublicationTable,
 )
 from media_worker.sip.dialog import Destination
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
-from media_worker.worker import Worker, WorkerSettings
+from media_worker.worker import ActiveCall, Worker, WorkerSettings
 from storage import Storage, open_storage
 
 PROXY = Destination("udp", "127.0.0.1", 5060)
@@ -390,6 +391,35 @@ def test_mwi_configuration_errors(data: dict[str, object], error: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config({"mwi": data})
     assert str(raised.value) == error
+
+
+class _Admits:
+    """An application that admits every call with the same answer."""
+
+    def __init__(self, answer: AppRequest | Refusal) -> None:
+        self.answer = answer
+        self.ran: list[AppRequest] = []
+
+    def admit(self, invite: Request) -> AppRequest | Refusal:
+        return self.answer
+
+    async def run(self, call: object, request: AppRequest) -> None:
+        self.ran.append(request)
+
+
+async def test_the_learning_application_learns_from_the_request_admitted(store: Storage) -> None:
+    publisher = MwiPublisher(MWI, store, PresenceServer().send)
+    inner = _Admits(UID_CALL)
+    app = LearningApplication(inner, publisher)
+    bare = Request("INVITE", f"sip:u-42@{DOMAIN}", Headers())  # no P-App-*: not parsed again
+    assert app.admit(bare) is UID_CALL
+    assert publisher._accounts == {("d-7", "u-42"): ("bob", DOMAIN)}
+    await app.run(cast(ActiveCall, None), UID_CALL)
+    assert inner.ran == [UID_CALL]
+    other = MwiPublisher(MWI, store, PresenceServer().send)
+    refusing = LearningApplication(_Admits(Refusal(404, "no")), other)
+    assert refusing.admit(bare) == Refusal(404, "no")
+    assert refusing.publisher._accounts == {}
 
 
 class _NoCalls:
