@@ -15,6 +15,7 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
+from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PlayItem
 from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.session import Hangup
@@ -46,7 +47,7 @@ class BenchApp:
     def admit(self, invite: Request) -> Refusal | None:
         return None
 
-    async def run(self, call: ActiveCall) -> None:
+    async def run(self, call: ActiveCall, admitted: None) -> None:
         totals = self.totals
         totals.calls += 1
         totals.active.add(call.call_id)
@@ -93,7 +94,7 @@ async def main() -> None:
     app = BenchApp()
     # As many calls as the port range holds: the benchmark measures what one worker
     # carries, beyond the 503 of the default sip.max_calls.
-    settings = WorkerSettings(sip_port=0, rtp_ports=(40000, 50000), max_calls=5000)
+    settings = WorkerSettings(SipConfig(port=0, max_calls=5000), RtpConfig(ports=(40000, 50000)))
     worker = Worker(settings, app)
     await worker.start()
     print(worker.port, flush=True)

@@ -24,13 +24,16 @@ from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import SipUri
 from media_worker.sip.dialog import Destination
-from media_worker.worker import DEFAULT_MAX_CALLS, DEFAULT_SIGNATURE_MAX_AGE, DEFAULT_TRUSTED
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
 # The sample's sip.secret, refused at start: a copied sample must not run with a secret
 # everyone can read.
 SAMPLE_SECRET = "REPLACE-WITH-VM_SECRET"  # noqa: S105
 T = TypeVar("T")
+
+DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
+DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
+DEFAULT_SIGNATURE_MAX_AGE = 30
 
 
 class ConfigError(ValueError):
@@ -39,14 +42,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SipConfig:
+    """``sip:``, as the worker (media_worker/worker.py) takes it."""
+
     listen: str = "127.0.0.1"
-    port: int = 5080
-    advertised_address: str | None = None
-    trusted: tuple[str, ...] = DEFAULT_TRUSTED
-    ring_time: float = 0.0
+    port: int = 5080  # 0: any free port
+    advertised_address: str | None = None  # address in Via, Contact and SDP (default listen)
+    trusted: tuple[str, ...] = DEFAULT_TRUSTED  # CIDRs allowed to send requests
+    ring_time: float = 0.0  # seconds of 180 Ringing before answering (0: answer at once)
     secret: str | None = None  # must match Kamailio's VM_SECRET; None: unsigned
     signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
-    max_calls: int = DEFAULT_MAX_CALLS
+    max_calls: int = DEFAULT_MAX_CALLS  # calls at once; beyond, a new INVITE gets 503
 
     def check(self, key: str) -> None:
         _address(self.listen, f"{key}.listen")
@@ -118,6 +123,8 @@ class MappingRule:
 
 @dataclass(frozen=True)
 class AppsConfig:
+    """``apps:``, as the apps (media_worker/apps/context.py ServiceSettings) take it."""
+
     default_mode: Mode = "voicemail"
     simple_mode: AppName | None = None
     mapping: tuple[MappingRule, ...] = ()
@@ -175,6 +182,8 @@ class PromptsConfig:
 
 @dataclass(frozen=True)
 class MwiConfig:
+    """``mwi:``, as the publisher (media_worker/mwi_publisher.py) takes it."""
+
     proxy: str = "sip:127.0.0.1:5060"  # where PUBLISH goes (UDP, from sip.port)
     expires: int = 3600  # seconds a publication lives; refreshed before it expires
 

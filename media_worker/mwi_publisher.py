@@ -27,17 +27,17 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from media_worker.apps.params import AppRequest, AppRouting, Refusal, app_request
+from media_worker.apps.params import AppRequest, Refusal
+from media_worker.config import MwiConfig
 from media_worker.files import write_atomic
 from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.signature import sign_publish
 from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Application, release_admission
+from media_worker.worker import ActiveCall, Application
 from storage import Storage
 from storage.model import ChangeEvent, ChangeKind
 
@@ -49,14 +49,6 @@ RETRIES = 2  # extra PUBLISHes after a 412 or 423 before giving up until the nex
 # PUBLISHes in flight at once: a start-up that republishes thousands of mailboxes, or a
 # burst of changes, reaches the proxy as a steady stream rather than a flood.
 MAX_IN_FLIGHT = 16
-
-
-@dataclass(frozen=True)
-class MwiSettings:
-    proxy: Destination  # where PUBLISH goes: Kamailio, which must know us as a worker
-    expires: int = 3600
-    state_dir: Path | None = None  # the durable publication table; None: memory only
-    secret: str | None = None  # sip.secret: each PUBLISH is signed with it (P-App-Signature)
 
 
 class PublicationTable:
@@ -100,17 +92,22 @@ class PublicationTable:
 class MwiPublisher:
     def __init__(
         self,
-        settings: MwiSettings,
+        config: MwiConfig,
         store: Storage,
         send: Send,
         *,
+        state_dir: Path | None = None,  # the durable publication table; None: memory only
+        secret: str | None = None,  # sip.secret: each PUBLISH is signed with it
         clock: Callable[[], float] = time.time,  # wall clock: record times outlive the loop
     ) -> None:
-        self.settings = settings
+        self.config = config
+        # Where PUBLISH goes: Kamailio, which must know us as a worker.
+        self.proxy: Destination = config.destination()
+        self.secret = secret
         self.store = store
         self._send = send
         self._clock = clock
-        self._table = None if settings.state_dir is None else PublicationTable(settings.state_dir)
+        self._table = None if state_dir is None else PublicationTable(state_dir)
         self._publications: dict[Mailbox, Publication] = {}
         self._accounts: dict[Mailbox, tuple[str, str]] = {}  # mailbox -> (user, domain)
         self._running: dict[Mailbox, asyncio.Task[None]] = {}
@@ -209,7 +206,7 @@ class MwiPublisher:
         # A SIP address learnt since (or changed): publish under it from now on; the
         # publication under the old address expires on its own.
         if publication is None or publication.account != account:
-            publication = Publication(account, self.settings.expires)
+            publication = Publication(account, self.config.expires)
             self._publications[mailbox] = publication
         return publication
 
@@ -225,11 +222,11 @@ class MwiPublisher:
                     log.exception("mwi %s: cannot count the mailbox", publication.account)
                     return
                 request = publication.request(counts.new, counts.saved)
-                if self.settings.secret is not None:
+                if self.secret is not None:
                     # The proxy takes message-summary PUBLISH only signed: anyone can
                     # spoof a UDP source address.
-                    sign_publish(self.settings.secret, request, self._clock())
-                response = await self._send(request, self.settings.proxy)
+                    sign_publish(self.secret, request, self._clock())
+                response = await self._send(request, self.proxy)
             outcome = publication.on_response(response, asyncio.get_running_loop().time())
             self._wake.set()
             self._save(mailbox)
@@ -319,21 +316,15 @@ class LearningApplication:
     """Wraps the worker's application so that the publisher learns the SIP address of
     each mailbox a call reaches (usr/dom besides uid/did in P-App-Param)."""
 
-    def __init__(self, app: Application, publisher: MwiPublisher, routing: AppRouting) -> None:
+    def __init__(self, app: Application[AppRequest], publisher: MwiPublisher) -> None:
         self.app = app
         self.publisher = publisher
-        self.routing = routing
 
-    def admit(self, invite: Request) -> Refusal | None:
-        refusal = self.app.admit(invite)
-        if refusal is None:
-            request = app_request(invite, self.routing)
-            if isinstance(request, AppRequest):
-                self.publisher.learn(request)
-        return refusal
+    def admit(self, invite: Request) -> AppRequest | Refusal:
+        request = self.app.admit(invite)
+        if not isinstance(request, Refusal):
+            self.publisher.learn(request)
+        return request
 
-    def release(self, invite: Request) -> None:
-        release_admission(self.app, invite)
-
-    async def run(self, call: ActiveCall) -> None:
-        await self.app.run(call)
+    async def run(self, call: ActiveCall, request: AppRequest) -> None:
+        await self.app.run(call, request)

@@ -7,11 +7,12 @@ import logging
 import signal
 from pathlib import Path
 
-from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.apps.context import ServiceSettings
+from media_worker.apps.service import VoicemailService
 from media_worker.config import WorkerConfig
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import load_templates
-from media_worker.mwi_publisher import LearningApplication, MwiPublisher, MwiSettings
+from media_worker.mwi_publisher import LearningApplication, MwiPublisher
 from media_worker.prompts import PromptLibrary
 from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.worker import Worker, WorkerSettings
@@ -33,14 +34,10 @@ async def serve(config: WorkerConfig) -> None:
     outbox = Outbox(data_dir / "outbox", config.email.smtp)
     service = VoicemailService(
         ServiceSettings(
-            routing=config.apps.routing(),
-            min_record_time=config.voicemail.min_record_time,
-            max_record_time=config.voicemail.max_record_time,
             journal_dir=data_dir / "journal",
+            apps=config.apps,
+            voicemail=config.voicemail,
             extra_variables=config.email.extra_variables,
-            max_call_time=config.apps.max_call_time,
-            retry_delay=config.apps.retry_delay,
-            retry_max_delay=config.apps.retry_max_delay,
         ),
         store,
         outbox,
@@ -53,32 +50,18 @@ async def serve(config: WorkerConfig) -> None:
     )
     publisher: MwiPublisher | None = None
     worker = Worker(
-        WorkerSettings(
-            sip_host=config.sip.listen,
-            sip_port=config.sip.port,
-            advertised_host=config.sip.advertised_address,
-            rtp_host=config.rtp.address,
-            rtp_ports=config.rtp.ports,
-            trusted=config.sip.trusted,
-            ring_time=config.sip.ring_time,
-            secret=config.sip.secret,
-            signature_max_age=config.sip.signature_max_age,
-            max_calls=config.sip.max_calls,
-        ),
+        WorkerSettings(config.sip, config.rtp),
         service,
     )
     if config.mwi is not None:
         publisher = MwiPublisher(
-            MwiSettings(
-                config.mwi.destination(),
-                config.mwi.expires,
-                data_dir / "mwi",
-                secret=config.sip.secret,
-            ),
+            config.mwi,
             store,
             worker.request,
+            state_dir=data_dir / "mwi",
+            secret=config.sip.secret,
         )
-        worker.app = LearningApplication(service, publisher, config.apps.routing())
+        worker.app = LearningApplication(service, publisher)
     recovered = await service.recover()
     if recovered:
         log.info("delivered %d recording(s) left by an earlier run", recovered)

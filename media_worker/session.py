@@ -1,56 +1,37 @@
 """The media session API the apps use: play with marks, record, stop; events out.
 
-Events arrive on one queue in the order they happened: PlaybackStarted/PlaybackDone for
-each marked item, Dtmf for each key press, RecordingStopped, and Hangup when the caller
-is gone.
+Events (``media_worker/media_events.py``) arrive on one queue in the order they
+happened: PlaybackDone for each marked item, Dtmf for each key press, RecordingStopped,
+and Hangup when the caller is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from media_worker.media import PlayItem, RtpEndpoint
+from media_worker.media_events import (
+    Dtmf,
+    Hangup,
+    MediaEvent,
+    PlaybackDone,
+    RecordingStopped,
+    StopReason,
+)
+
+__all__ = [
+    "Dtmf",
+    "Hangup",
+    "MediaEvent",
+    "MediaSession",
+    "PlaybackDone",
+    "RecordingStopped",
+    "Sink",
+    "StopReason",
+]
 
 RATE_BYTES = 16000  # bytes of 8 kHz 16-bit PCM per second
-
-
-@dataclass(frozen=True)
-class PlaybackStarted:
-    mark: str
-
-
-@dataclass(frozen=True)
-class PlaybackDone:
-    mark: str
-    interrupted: bool = False
-
-
-@dataclass(frozen=True)
-class Dtmf:
-    digit: str
-
-
-class StopReason(enum.Enum):
-    MAX_DURATION = "max-duration"
-    STOPPED = "stopped"
-    HANGUP = "hangup"
-
-
-@dataclass(frozen=True)
-class RecordingStopped:
-    reason: StopReason
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Hangup:
-    reason: str  # "bye", "cancel", "ack-timeout", "hangup"
-
-
-MediaEvent = PlaybackStarted | PlaybackDone | Dtmf | RecordingStopped | Hangup
 Sink = Callable[[bytes], None]
 
 
@@ -84,9 +65,7 @@ class MediaSession:
         self.events.put_nowait(Dtmf(digit))
 
     def on_play_event(self, kind: str, mark: str, interrupted: bool) -> None:
-        if kind == "start":
-            self.events.put_nowait(PlaybackStarted(mark))
-        else:
+        if kind == "done":  # no app waits for a start
             self.events.put_nowait(PlaybackDone(mark, interrupted))
 
     def hangup(self, reason: str) -> None:
@@ -121,7 +100,7 @@ class MediaSession:
 
     def _finish_recording(self, reason: StopReason) -> None:
         self._sink = None
-        self.events.put_nowait(RecordingStopped(reason, self._recorded / RATE_BYTES))
+        self.events.put_nowait(RecordingStopped(self._recorded / RATE_BYTES, reason))
 
     async def next_event(self, within: float | None = None) -> MediaEvent | None:
         """The next event, or None after ``within`` seconds without one."""

@@ -1,9 +1,12 @@
 """The worker: SIP transport, UA core, timers and RTP endpoints around an application.
 
-An application admits or refuses each INVITE before anything is allocated, then runs one
-coroutine per answered call with a MediaSession. The call ends when that coroutine
-returns (we send BYE) or when the caller hangs up (the app sees a Hangup event and gets
-``hangup_grace`` seconds to finish, e.g. to store a recording).
+An application admits or refuses each INVITE before anything is allocated: admitting
+gives a value (for the voicemail service the parsed P-App request) that the worker keeps
+with the call and hands to the coroutine it runs, with a MediaSession, once the call is
+answered. What a call holds goes when the call goes, whether or not it was answered.
+The call ends when that coroutine returns (we send BYE) or when the caller hangs up (the
+app sees a Hangup event and gets ``hangup_grace`` seconds to finish, e.g. to store a
+recording).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar
 
 from media_worker.apps.params import Refusal as Refusal  # the answer an app may give
+from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PortAllocator, RtpEndpoint
 from media_worker.pacer import Pacer
 from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
@@ -47,27 +51,18 @@ from media_worker.sip.transport import SipTransport
 
 log = logging.getLogger("voicemail.worker")
 
-DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
 STOP_GRACE = 10.0  # seconds tasks get to finish when the worker stops
-DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
-DEFAULT_SIGNATURE_MAX_AGE = 30
 BUSY_RETRY_AFTER = 5  # seconds a caller (the proxy: another worker) is asked to wait
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    sip_host: str = "127.0.0.1"
-    sip_port: int = 5080  # 0: any free port
-    advertised_host: str | None = None  # address in Via, Contact and SDP (default sip_host)
-    rtp_host: str | None = None  # default sip_host
-    rtp_ports: tuple[int, int] = (20000, 30000)
-    trusted: tuple[str, ...] = DEFAULT_TRUSTED  # CIDRs allowed to send requests
+    """The configuration's ``sip:`` and ``rtp:``, and what only tests and tools change."""
+
+    sip: SipConfig = field(default_factory=SipConfig)
+    rtp: RtpConfig = field(default_factory=RtpConfig)
     timers: Timers = DEFAULT_TIMERS
     hangup_grace: float = 30.0
-    ring_time: float = 0.0  # seconds of 180 Ringing before answering (0: answer at once)
-    secret: str | None = None  # the proxy's signing secret; None: trust by address alone
-    signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
-    max_calls: int = DEFAULT_MAX_CALLS  # calls at once; beyond, a new INVITE gets 503
     clock: Callable[[], float] = time.time  # wall clock of the signatures' time stamps
 
 
@@ -86,39 +81,22 @@ class ActiveCall:
     call: Call
     media: MediaSession
     log: CallLog
-    _worker: Worker = field(repr=False)
-
-    @property
-    def invite(self) -> Request:
-        return self.call.invite
 
     @property
     def call_id(self) -> str:
         return self.call.call_id
 
-    def hangup(self) -> None:
-        self._worker.end_call(self.call)
+
+Admitted = TypeVar("Admitted")
 
 
-class Application(Protocol):
-    def admit(self, invite: Request) -> Refusal | None:
-        """Refuse the INVITE (with a status and reason) or accept it (None)."""
+class Application(Protocol[Admitted]):
+    def admit(self, invite: Request) -> Admitted | Refusal:
+        """Refuse the INVITE (with a status and reason) or accept it: what it returns
+        then is given to ``run`` if the call is answered, and dropped if not."""
 
-    async def run(self, call: ActiveCall) -> None:
+    async def run(self, call: ActiveCall, admitted: Admitted) -> None:
         """Serve the answered call; returning ends it."""
-
-
-@runtime_checkable
-class ReleasesAdmissions(Protocol):
-    """An Application that keeps something per admitted call until ``run`` takes it."""
-
-    def release(self, invite: Request) -> None:
-        """The admitted call is over (whether or not ``run`` ran): forget what ``admit`` kept."""
-
-
-def release_admission(app: object, invite: Request) -> None:
-    if isinstance(app, ReleasesAdmissions):
-        app.release(invite)
 
 
 @dataclass(eq=False)
@@ -127,28 +105,28 @@ class _CallState:
     session: MediaSession
     local: LocalMedia
     sockets: tuple[socket.socket, socket.socket]
+    admitted: object  # what the application's admit() returned, for its run()
     endpoint: RtpEndpoint | None = None  # None until the media is negotiated (late offer)
     task: asyncio.Task[None] | None = None
+    ringing: asyncio.TimerHandle | None = None  # the answer after sip.ring_time
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, app: Application) -> None:
+    def __init__(self, settings: WorkerSettings, app: Application[Any]) -> None:
         self.settings = settings
         self.app = app
-        networks = [ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted]
-        self._trusted_nets = networks
-        host = settings.advertised_host or settings.sip_host
+        sip = settings.sip
+        self._trusted_nets = [ipaddress.ip_network(cidr, strict=False) for cidr in sip.trusted]
+        self._advertised = sip.advertised_address or sip.listen
         self.core = SipCore(
-            host,
-            settings.sip_port,
+            self._advertised,
+            sip.port,
             trusted=self._trusted,
             timers=settings.timers,
             admit=self._screen,
         )
-        self.transport = SipTransport(
-            settings.sip_host, settings.sip_port, self._on_message, self._trusted
-        )
-        self.ports = PortAllocator(settings.rtp_host or settings.sip_host, *settings.rtp_ports)
+        self.transport = SipTransport(sip.listen, sip.port, self._on_message, self._trusted)
+        self.ports = PortAllocator(settings.rtp.address or sip.listen, *settings.rtp.ports)
         self.pacer = Pacer()
         self._calls: dict[int, _CallState] = {}
         self._requests: dict[int, asyncio.Future[Response | None]] = {}  # by id(request)
@@ -172,8 +150,8 @@ class Worker:
         await self.transport.start()
         self.core.via_port = self.transport.port
         self._timer_task = asyncio.create_task(self._timer_loop(), name="sip-timers")
-        log.info("worker listening on %s:%d (UDP, TCP)", self.settings.sip_host, self.port)
-        if self.settings.secret is None:
+        log.info("worker listening on %s:%d (UDP, TCP)", self.settings.sip.listen, self.port)
+        if self.settings.sip.secret is None:
             log.warning(
                 "sip.secret is not set: requests from trusted addresses are served unsigned"
             )
@@ -205,12 +183,10 @@ class Worker:
     def _screen(self, request: Request, source: Source) -> Rejection | None:
         """Before anything is set up for an out-of-dialog request: is it the proxy's, and
         is there room for another call?"""
-        settings = self.settings
-        if settings.secret is not None and request.method not in UNSIGNED_METHODS:
+        sip = self.settings.sip
+        if sip.secret is not None and request.method not in UNSIGNED_METHODS:
             try:
-                check_request(
-                    settings.secret, request, settings.clock(), settings.signature_max_age
-                )
+                check_request(sip.secret, request, self.settings.clock(), sip.signature_max_age)
             except SignatureError as exc:
                 reason = refusal_reason(exc)
                 log.warning(
@@ -218,7 +194,7 @@ class Worker:
                     request.call_id, request.method, source.host, source.port, reason,
                 )  # fmt: skip
                 return Rejection(403, reason)
-        if request.method == "INVITE" and len(self._calls) >= settings.max_calls:
+        if request.method == "INVITE" and len(self._calls) >= sip.max_calls:
             log.warning(
                 "[%s] INVITE from %s:%d refused: %d calls in progress (sip.max_calls)",
                 request.call_id, source.host, source.port, len(self._calls),
@@ -286,23 +262,23 @@ class Worker:
 
     def _admit(self, call: Call, clog: CallLog) -> None:
         try:
-            refusal = self.app.admit(call.invite)
+            admitted = self.app.admit(call.invite)
         except Exception:  # noqa: BLE001 - an application bug must not take the worker down
             clog.exception("admission failed")
-            refusal = Refusal(500, "Server Internal Error")
-        if refusal is not None:
-            clog.info("refused: %d %s", refusal.status, refusal.reason)
-            self._abandon(call, refusal.status, refusal.reason)
+            admitted = Refusal(500, "Server Internal Error")
+        if isinstance(admitted, Refusal):
+            clog.info("refused: %d %s", admitted.status, admitted.reason)
+            self._abandon(call, admitted.status, admitted.reason)
             return
-        advertised = self.settings.advertised_host or self.settings.sip_host
         try:
             sockets = self.ports.bind_pair()
         except OSError as exc:
             clog.error("no RTP ports: %s", exc)
             self._abandon(call, 503, "No Media Ports")
             return
-        local = LocalMedia(advertised, int(sockets[0].getsockname()[1]), random.getrandbits(31))
-        state = _CallState(call, MediaSession(), local, sockets)
+        port = int(sockets[0].getsockname()[1])
+        local = LocalMedia(self._advertised, port, random.getrandbits(31))
+        state = _CallState(call, MediaSession(), local, sockets, admitted)
         self._calls[id(call)] = state  # from here on _release frees the ports
         try:
             if call.invite.body:
@@ -315,34 +291,27 @@ class Worker:
             clog.info("refused: %d %s", exc.status, exc)
             self._abandon(call, exc.status, str(exc))
             return
-        if self.settings.ring_time > 0:
+        if self.settings.sip.ring_time > 0:
             self._dispatch(self.core.respond(call, 180, self._now()))
-            asyncio.get_running_loop().call_later(
-                self.settings.ring_time, self._answer, state, body
+            state.ringing = asyncio.get_running_loop().call_later(
+                self.settings.sip.ring_time, self._answer, state, body
             )
         else:
             self._answer(state, body)
 
     def _abandon(self, call: Call, status: int, reason: str) -> None:
-        """Refuse a call that will not run and free all it held: ports, the app's entry,
-        the call (its transaction ends by the timers after the final response)."""
+        """Refuse a call that will not run and free all it held: ports, what the app
+        admitted, the call (its transaction ends by the timers after the final response)."""
         state = self._calls.get(id(call))
         if state is not None:
             self._release(state)
-        else:
-            self._release_admission(call)
         if call.state is CallState.EARLY:
             self._dispatch(self.core.respond(call, status, self._now(), reason=reason[:100]))
         else:
             self.end_call(call)
 
-    def _release_admission(self, call: Call) -> None:
-        try:
-            release_admission(self.app, call.invite)
-        except Exception:  # noqa: BLE001 - the call is over either way
-            self._call_log(call).exception("application failed to release the call")
-
     def _answer(self, state: _CallState, body: bytes) -> None:
+        state.ringing = None
         if state.call.state is CallState.EARLY:  # not cancelled while ringing
             self._dispatch(self.core.respond(state.call, 200, self._now(), body=body))
 
@@ -383,11 +352,11 @@ class Worker:
 
     async def _serve(self, state: _CallState) -> None:
         assert state.endpoint is not None
-        active = ActiveCall(state.call, state.session, self._call_log(state.call), self)
+        active = ActiveCall(state.call, state.session, self._call_log(state.call))
         state.endpoint.call_id = state.call.call_id
         try:
             await state.endpoint.start()
-            await self.app.run(active)
+            await self.app.run(active, state.admitted)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -423,11 +392,13 @@ class Worker:
     def _release(self, state: _CallState) -> None:
         if self._calls.pop(id(state.call), None) is None:
             return
+        if state.ringing is not None:
+            state.ringing.cancel()
+            state.ringing = None
         if state.endpoint is not None:
             state.endpoint.stop()
         for sock in state.sockets:
             sock.close()
-        self._release_admission(state.call)
 
     def _reinvite(self, call: Call, request: Request) -> None:
         state = self._calls.get(id(call))

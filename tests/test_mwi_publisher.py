@@ -16,22 +16,23 @@ from typing import cast
 import pytest
 
 from kemi import signing
-from media_worker.apps.params import AppRequest
-from media_worker.config import ConfigError, parse_config
+from media_worker.apps.params import AppRequest, Refusal
+from media_worker.config import ConfigError, MwiConfig, SipConfig, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
 from media_worker.mwi_publisher import (
     MAX_IN_FLIGHT,
+    LearningApplication,
     MwiPublisher,
-    MwiSettings,
     PublicationTable,
 )
 from media_worker.sip.dialog import Destination
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
-from media_worker.worker import Worker, WorkerSettings
+from media_worker.worker import ActiveCall, Worker, WorkerSettings
 from storage import Storage, open_storage
 
 PROXY = Destination("udp", "127.0.0.1", 5060)
+MWI = MwiConfig(proxy="sip:127.0.0.1:5060", expires=3600)
 DOMAIN = "lab.example"
 WAV = b"RIFF-not-really-a-wav"
 UID_CALL = AppRequest(
@@ -98,7 +99,7 @@ async def server_and_publisher(
     store: Storage,
 ) -> AsyncIterator[tuple[PresenceServer, MwiPublisher]]:
     server = PresenceServer()
-    publisher = MwiPublisher(MwiSettings(PROXY, 3600), store, server.send)
+    publisher = MwiPublisher(MWI, store, server.send)
     await publisher.start()
     yield server, publisher
     await publisher.stop()
@@ -132,9 +133,7 @@ SECRET = "mwi-test-secret-0123456789"
 async def test_with_a_secret_every_publish_is_signed(store: Storage) -> None:
     server = PresenceServer()
     now = 1_764_625_504.0
-    publisher = MwiPublisher(
-        MwiSettings(PROXY, 3600, secret=SECRET), store, server.send, clock=lambda: now
-    )
+    publisher = MwiPublisher(MWI, store, server.send, secret=SECRET, clock=lambda: now)
     await publisher.start()
     try:
         name = await store.put_message(DOMAIN, "bob", WAV, sender="alice", received_at=1)
@@ -180,7 +179,7 @@ async def test_a_burst_of_mailboxes_is_published_a_few_at_a_time(store: Storage)
         in_flight -= 1
         return server.answer(request)
 
-    publisher = MwiPublisher(MwiSettings(PROXY, 3600), store, slow_send)
+    publisher = MwiPublisher(MWI, store, slow_send)
     await publisher.start()
     try:
         for number in range(3 * MAX_IN_FLIGHT):
@@ -270,7 +269,7 @@ def later(seconds: float) -> Callable[[], float]:
 async def running(
     store: Storage, server: PresenceServer, state_dir: Path, clock: Callable[[], float] = time.time
 ) -> AsyncIterator[MwiPublisher]:
-    publisher = MwiPublisher(MwiSettings(PROXY, 3600, state_dir), store, server.send, clock=clock)
+    publisher = MwiPublisher(MWI, store, server.send, state_dir=state_dir, clock=clock)
     await publisher.start()
     try:
         yield publisher
@@ -394,11 +393,40 @@ def test_mwi_configuration_errors(data: dict[str, object], error: str) -> None:
     assert str(raised.value) == error
 
 
+class _Admits:
+    """An application that admits every call with the same answer."""
+
+    def __init__(self, answer: AppRequest | Refusal) -> None:
+        self.answer = answer
+        self.ran: list[AppRequest] = []
+
+    def admit(self, invite: Request) -> AppRequest | Refusal:
+        return self.answer
+
+    async def run(self, call: object, request: AppRequest) -> None:
+        self.ran.append(request)
+
+
+async def test_the_learning_application_learns_from_the_request_admitted(store: Storage) -> None:
+    publisher = MwiPublisher(MWI, store, PresenceServer().send)
+    inner = _Admits(UID_CALL)
+    app = LearningApplication(inner, publisher)
+    bare = Request("INVITE", f"sip:u-42@{DOMAIN}", Headers())  # no P-App-*: not parsed again
+    assert app.admit(bare) is UID_CALL
+    assert publisher._accounts == {("d-7", "u-42"): ("bob", DOMAIN)}
+    await app.run(cast(ActiveCall, None), UID_CALL)
+    assert inner.ran == [UID_CALL]
+    other = MwiPublisher(MWI, store, PresenceServer().send)
+    refusing = LearningApplication(_Admits(Refusal(404, "no")), other)
+    assert refusing.admit(bare) == Refusal(404, "no")
+    assert refusing.publisher._accounts == {}
+
+
 class _NoCalls:
     def admit(self, invite: Request) -> None:
         raise AssertionError("no calls here")
 
-    async def run(self, call: object) -> None:
+    async def run(self, call: object, admitted: None) -> None:
         raise AssertionError("no calls here")
 
 
@@ -422,7 +450,7 @@ async def test_worker_request_carries_a_publish_over_udp() -> None:
 
     transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
     port = transport.get_extra_info("sockname")[1]
-    worker = Worker(WorkerSettings(sip_port=0), _NoCalls())
+    worker = Worker(WorkerSettings(SipConfig(port=0)), _NoCalls())
     await worker.start()
     try:
         request = Request(

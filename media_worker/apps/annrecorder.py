@@ -15,8 +15,8 @@ from media_worker.apps.events import (
     Action,
     CancelTimer,
     Dtmf,
+    EndCall,
     Event,
-    HangUp,
     Hangup,
     Play,
     PlaybackDone,
@@ -135,7 +135,7 @@ class Annrecorder(Machine[State]):
         return [StopPlayback(), self._play(("goodbye",), "bye")]
 
     def _hang_up(self, event: Event) -> list[Action]:
-        return [HangUp()]
+        return [EndCall()]
 
 
 S, A = State, Annrecorder  # table shorthand

@@ -1,12 +1,50 @@
-"""Events the session driver feeds to an app, and the actions an app answers with.
+"""Events the driver feeds to an app, and the actions an app answers with.
 
 Apps are pure state machines: no audio, no sockets, no clock. Every call flow can be
-tested by feeding events and reading actions.
+tested by feeding events and reading actions. The media session's events are defined
+once, in ``media_worker/media_events.py``; this module adds those only apps see.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from media_worker.media_events import (
+    Dtmf,
+    Hangup,
+    MediaEvent,
+    PlaybackDone,
+    RecordingStopped,
+    StopReason,
+)
+
+__all__ = [
+    "Action",
+    "CancelTimer",
+    "CheckPin",
+    "DeleteMessage",
+    "DeliverMessage",
+    "Dtmf",
+    "EndCall",
+    "Event",
+    "Hangup",
+    "MarkRead",
+    "MediaEvent",
+    "PinChecked",
+    "Play",
+    "PlayEnvelope",
+    "PlayMessage",
+    "PlaybackDone",
+    "Record",
+    "RecordingStopped",
+    "SaveGreeting",
+    "StartTimer",
+    "Started",
+    "StopPlayback",
+    "StopReason",
+    "StopRecording",
+    "Timeout",
+]
 
 # ----- events -----
 
@@ -17,29 +55,8 @@ class Started:
 
 
 @dataclass(frozen=True)
-class PlaybackDone:
-    mark: str
-
-
-@dataclass(frozen=True)
-class Dtmf:
-    digit: str
-
-
-@dataclass(frozen=True)
-class RecordingStopped:
-    seconds: float
-    reason: str  # "max-duration", "stopped", "hangup"
-
-
-@dataclass(frozen=True)
 class Timeout:
     name: str
-
-
-@dataclass(frozen=True)
-class Hangup:
-    """The caller is gone."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +108,8 @@ class DeliverMessage:
 
 
 @dataclass(frozen=True)
-class HangUp:
-    """End the call from our side."""
+class EndCall:
+    """End the call from our side, once the last prompt is heard."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +161,7 @@ Action = (
     | StartTimer
     | CancelTimer
     | DeliverMessage
-    | HangUp
+    | EndCall
     | CheckPin
     | PlayMessage
     | PlayEnvelope

@@ -16,13 +16,13 @@ A builder only builds the actions; ``handle()`` moves the state to the row's nex
 Where the next state depends on the app's data (the next message when there is none, an
 empty mailbox once the PIN is right), the builder returns ``Branch(state, actions)``, and
 that state must be one of the row's ``branches``: every state a row can lead to is
-written in the table, and a builder that picks another raises ``LocalProtocolError``.
+written in the table, and a builder that picks another raises ``AppStateError``.
 
 A state with no row for an input ignores the event (no actions, the state stays) when
 the caller or the clock can bring it at any moment: keys, the end of a prompt, timers,
 hang-up (the app's ``IGNORABLE``). An event that only comes when the app asked for it
 (a second ``Started``, ``RecordingStopped`` without ``Record``, ``PinChecked`` without
-``CheckPin``) is the driver's bug and raises ``LocalProtocolError`` naming the state and
+``CheckPin``) is the driver's bug and raises ``AppStateError`` naming the state and
 the event, as ``transaction.py``'s ``_go()`` does. In the done state every event is
 ignored: late events after the end are normal.
 """
@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
+from media_worker.apps.errors import AppStateError
 from media_worker.apps.events import (
     Action,
     Dtmf,
@@ -43,7 +44,6 @@ from media_worker.apps.events import (
     RecordingStopped,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
 
 StateT = TypeVar("StateT", bound=enum.Enum)
 AppT = TypeVar("AppT")
@@ -122,14 +122,14 @@ class Machine(Generic[StateT]):
         if row is None:
             if isinstance(event, self.IGNORABLE):
                 return []
-            raise LocalProtocolError(
+            raise AppStateError(
                 f"{self.NAME}: {type(event).__name__} is not expected in state "
                 f"{self.state.value} (input {input_name(key)})"
             )
         result = [] if row.build is None else row.build(self, event)
         if isinstance(result, Branch):
             if result.state not in row.branches:
-                raise LocalProtocolError(
+                raise AppStateError(
                     f"{self.NAME}: {input_name(key)} in state {self.state.value} "
                     f"cannot lead to {result.state.value}"
                 )

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from media_worker.apps.errors import AppParamError
 from media_worker.sip.address import NameAddr, SipUri
 from media_worker.sip.errors import RemoteProtocolError
 from media_worker.sip.message import Request
@@ -105,11 +106,11 @@ def parse_app_param(value: str) -> tuple[dict[str, str], dict[str, str]]:
         key, eq, raw = item.partition("=")
         key = key.strip()
         if not eq or not key:
-            raise RemoteProtocolError(f"P-App-Param: malformed item {item.strip()[:40]!r}")
+            raise AppParamError(f"P-App-Param: malformed item {item.strip()[:40]!r}")
         canonical = KEYS.get(key.lower())
         target, name = (known, canonical) if canonical else (extras, key.lower())
         if name in target:
-            raise RemoteProtocolError(f"P-App-Param: {key!r} given twice")
+            raise AppParamError(f"P-App-Param: {key!r} given twice")
         target[name] = _unquote(raw)
     return known, extras
 
@@ -173,7 +174,7 @@ def app_request(invite: Request, routing: AppRouting) -> AppRequest | Refusal:
             known["user"] = mapped_user
             known.setdefault("domain", SipUri.parse(invite.uri).host)
         return _build(app, known, extras, invite, routing)
-    except RemoteProtocolError as exc:
+    except (AppParamError, RemoteProtocolError) as exc:  # the latter: an R-URI that fails
         return Refusal(exc.status, str(exc))
     except BadIdentity as exc:
         return Refusal(400, f"Bad {exc.kind}: {exc.reason}")
@@ -194,19 +195,19 @@ def _build(
         user = user or uri.user
         domain = domain or uri.host
     if not user:
-        raise RemoteProtocolError("P-App-Param: no user (usr or uid)")
+        raise AppParamError("P-App-Param: no user (usr or uid)")
     if not domain:
-        raise RemoteProtocolError("P-App-Param: no domain (dom or did)")
+        raise AppParamError("P-App-Param: no domain (dom or did)")
     domain, user = check_mailbox(domain, user)
     mode = (known.get("mode") or routing.default_mode).lower()
     if mode not in MODES:
-        raise RemoteProtocolError(f"P-App-Param: unknown mode '{mode[:20]}'")
+        raise AppParamError(f"P-App-Param: unknown mode '{mode[:20]}'")
     email = known.get("email") or None
     if app == "voicemail" and mode in ("voicemail", "both") and (not email or "@" not in email):
-        raise RemoteProtocolError(f"P-App-Param: mode {mode} needs an email address (eml)")
+        raise AppParamError(f"P-App-Param: mode {mode} needs an email address (eml)")
     language = known.get("language") or None
     if language is not None and not LANGUAGE_TAG.fullmatch(language):
-        raise RemoteProtocolError(f"P-App-Param: bad language '{language[:20]}'")
+        raise AppParamError(f"P-App-Param: bad language '{language[:20]}'")
     typ = check_greeting_type(known.get("typ") or DEFAULT_GREETING_TYPE)
     sender = known.get("sender") or _from_without_tag(invite)
     return AppRequest(

@@ -1,4 +1,5 @@
-"""The rules that end a call by time, shared by the app drivers; time is an argument.
+"""The rules that end a call by time, which the driver applies to every app; time is an
+argument.
 
 - The wall clock (``apps.max_call_time``) ends any call, whatever it is doing.
 - Inactivity ends a call that waits for the caller and gets nothing the app acts on: a

@@ -18,8 +18,8 @@ from media_worker.apps.events import (
     CheckPin,
     DeleteMessage,
     Dtmf,
+    EndCall,
     Event,
-    HangUp,
     Hangup,
     MarkRead,
     PinChecked,
@@ -300,7 +300,7 @@ class Voicebox(Machine[State]):
         return [StopPlayback(), *self._intro(first=False)]
 
     def _hang_up(self, event: Event) -> list[Action]:
-        return [HangUp()]
+        return [EndCall()]
 
 
 S, V = State, Voicebox  # table shorthand

@@ -14,8 +14,8 @@ from media_worker.apps.events import (
     Action,
     DeliverMessage,
     Dtmf,
+    EndCall,
     Event,
-    HangUp,
     Hangup,
     Play,
     PlaybackDone,
@@ -87,7 +87,7 @@ class Voicemail(Machine[State]):
         return [*self._deliver(), Play(("beep",), "final-beep")]
 
     def _stopped(self, event: Event) -> list[Action]:
-        return [*self._deliver(), Play(("goodbye",), "goodbye"), HangUp()]
+        return [*self._deliver(), Play(("goodbye",), "goodbye"), EndCall()]
 
     def _hung_up(self, event: Event) -> list[Action]:
         return self._deliver()
@@ -99,7 +99,7 @@ class Voicemail(Machine[State]):
         return [StopRecording()]
 
     def _hang_up(self, event: Event) -> list[Action]:
-        return [HangUp()]
+        return [EndCall()]
 
 
 S, V = State, Voicemail  # table shorthand

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from media_worker.apps.annrecorder import TABLE, Annrecorder, AnnrecorderSettings, Key, State
+from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
     CancelTimer,
     Dtmf,
+    EndCall,
     Event,
-    HangUp,
     Hangup,
     Play,
     PlaybackDone,
@@ -23,7 +24,6 @@ from media_worker.apps.events import (
     StopRecording,
     Timeout,
 )
-from media_worker.sip.errors import LocalProtocolError
 
 
 def run(*events: Event, **settings: object) -> tuple[Annrecorder, list[Action]]:
@@ -59,7 +59,7 @@ def test_record_review_keep() -> None:
         StopPlayback(),
         SaveGreeting(),
         Play(("greeting_saved", "goodbye"), "bye"),
-        HangUp(),
+        EndCall(),
     ]
     assert app.saved
 
@@ -101,12 +101,12 @@ def test_hanging_up_keeps_nothing(cut: int) -> None:
 
 def test_no_key_after_the_intro_says_goodbye() -> None:
     app, actions = run(Started(), PlaybackDone("intro"), Timeout("wait"), PlaybackDone("bye"))
-    assert actions[-2:] == [Play(("goodbye",), "bye"), HangUp()]
+    assert actions[-2:] == [Play(("goodbye",), "bye"), EndCall()]
     assert not app.saved
 
 
 def test_impossible_event() -> None:
-    with pytest.raises(LocalProtocolError, match="RecordingStopped is not expected in state idle"):
+    with pytest.raises(AppError, match="RecordingStopped is not expected in state idle"):
         Annrecorder(AnnrecorderSettings()).handle(RecordingStopped(1, "stopped"))
 
 

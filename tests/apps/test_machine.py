@@ -6,9 +6,9 @@ import enum
 
 import pytest
 
-from media_worker.apps.events import Action, Dtmf, Event, HangUp, PinChecked, Started
+from media_worker.apps.errors import AppStateError
+from media_worker.apps.events import Action, Dtmf, EndCall, Event, PinChecked, Started
 from media_worker.apps.machine import Branch, Input, Machine, Row, Table
-from media_worker.sip.errors import LocalProtocolError
 
 
 class State(enum.Enum):
@@ -26,7 +26,7 @@ class Toy(Machine[State]):
         self.then = then
 
     def choose(self, event: Event) -> list[Action] | Branch[State]:
-        return Branch(self.then, [HangUp()])
+        return Branch(self.then, [EndCall()])
 
 
 TABLE: dict[tuple[State, Input], Row[Toy, State]] = {
@@ -37,12 +37,12 @@ TABLE: dict[tuple[State, Input], Row[Toy, State]] = {
 
 def test_a_branch_goes_to_a_state_the_row_names() -> None:
     toy = Toy(TABLE)
-    assert toy.handle(Started()) == [HangUp()]
+    assert toy.handle(Started()) == [EndCall()]
     assert toy.state is State.OFF
 
 
 def test_a_branch_the_row_does_not_name_is_a_bug() -> None:
-    with pytest.raises(LocalProtocolError, match="toy: Started in state idle cannot lead to on"):
+    with pytest.raises(AppStateError, match="toy: Started in state idle cannot lead to on"):
         Toy(TABLE, then=State.ON).handle(Started())
 
 
@@ -50,7 +50,7 @@ def test_keys_without_a_row_are_ignored_other_events_are_a_bug() -> None:
     toy = Toy(TABLE)
     assert toy.handle(Dtmf("1")) == []
     assert toy.state is State.IDLE
-    with pytest.raises(LocalProtocolError, match="toy: PinChecked is not expected in state idle"):
+    with pytest.raises(AppStateError, match="toy: PinChecked is not expected in state idle"):
         toy.handle(PinChecked(ok=True))
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from media_worker.apps.errors import AppParamError
 from media_worker.apps.params import (
     AppRequest,
     AppRouting,
@@ -16,7 +17,6 @@ from media_worker.apps.params import (
     app_request,
     parse_app_param,
 )
-from media_worker.sip.errors import RemoteProtocolError
 from media_worker.sip.message import Request, parse_message
 
 ROUTING = AppRouting()
@@ -174,7 +174,7 @@ def test_a_mapping_group_names_the_mailbox() -> None:
 
 def test_parse_app_param_directly() -> None:
     assert parse_app_param(" usr = bob ; eml='a;b@x' ;") == ({"user": "bob", "email": "a;b@x"}, {})
-    with pytest.raises(RemoteProtocolError, match="malformed item '=x'"):
+    with pytest.raises(AppParamError, match="malformed item '=x'"):
         parse_app_param("=x")
 
 
@@ -188,7 +188,7 @@ _param_text = st.text(
 
 @given(st.one_of(st.text(max_size=100), _param_text))
 def test_fuzz_parse_app_param_raises_only_its_error(text: str) -> None:
-    with contextlib.suppress(RemoteProtocolError):
+    with contextlib.suppress(AppParamError):
         _, extras = parse_app_param(text)
         assert all(key == key.lower() for key in extras)
 

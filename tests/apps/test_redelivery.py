@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 import media_worker
+from media_worker.apps.context import ServiceSettings
 from media_worker.apps.journal import Journal, Leftover
 from media_worker.apps.redelivery import CorruptJournal, Redelivery
-from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.apps.service import VoicemailService
+from media_worker.config import AppsConfig
 from media_worker.mail.outbox import Outbox, SmtpSettings
 from media_worker.mail.template import load_templates
 from media_worker.prompts import PromptLibrary
@@ -141,7 +143,7 @@ async def test_a_retry_does_not_store_a_message_twice(
 ) -> None:
     """Mode both: stored, then the email fails (a full disk); the retry only emails."""
     outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=9))
-    settings = ServiceSettings(journal_dir=tmp_path / "journal", retry_delay=0.05)
+    settings = ServiceSettings(journal_dir=tmp_path / "journal", apps=AppsConfig(retry_delay=0.05))
     app = VoicemailService(settings, store, outbox, load_templates(TEMPLATES), PromptLibrary())
     submit, failures = outbox.submit, [OSError(28, "No space left on device")]
 

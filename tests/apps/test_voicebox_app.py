@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
     CancelTimer,
     CheckPin,
     DeleteMessage,
     Dtmf,
+    EndCall,
     Event,
-    HangUp,
     Hangup,
     MarkRead,
     PinChecked,
@@ -32,7 +33,6 @@ from media_worker.apps.voicebox import (
     VoiceboxSettings,
     count_prompts,
 )
-from media_worker.sip.errors import LocalProtocolError
 
 # Oldest first, as the store lists them: two read (saved) and two new messages.
 MAILBOX = [("100+a", False), ("200+b", True), ("300+c", False), ("400+d", True)]
@@ -110,7 +110,7 @@ def test_no_messages() -> None:
     d = started([])
     d.finish_playback()
     assert d.played() == ["no_messages goodbye"]
-    assert d.actions[-1] == HangUp()
+    assert d.actions[-1] == EndCall()
 
 
 def test_repeat_save_delete_envelope_help() -> None:
@@ -163,7 +163,7 @@ def test_deleting_everything_ends_the_list() -> None:
     assert d.box.state is State.END
     d.send(Dtmf("9"))  # anything else: goodbye
     d.finish_playback()
-    assert d.actions[-1] == HangUp()
+    assert d.actions[-1] == EndCall()
 
 
 def test_pin_right_on_the_second_try() -> None:
@@ -188,7 +188,7 @@ def test_three_wrong_pins_then_goodbye() -> None:
         d.send(PinChecked(ok=False))
     assert d.played()[-1] == "wrong_pin goodbye"
     d.finish_playback()
-    assert d.actions[-1] == HangUp()
+    assert d.actions[-1] == EndCall()
 
 
 def test_locked_mailbox_ends_at_once() -> None:
@@ -206,7 +206,7 @@ def test_inactivity_ends_every_waiting_state() -> None:
     d.send(Timeout("inactivity"))
     assert d.played()[-1] == "goodbye"
     d.finish_playback()
-    assert d.actions[-1] == HangUp()
+    assert d.actions[-1] == EndCall()
     pin = started(pin_required=True)
     pin.finish_playback()
     pin.send(Timeout("inactivity"))
@@ -231,7 +231,7 @@ def test_late_playback_reports_and_hang_up() -> None:
 
 def test_impossible_event() -> None:
     box = Voicebox(VoiceboxSettings(), MAILBOX)
-    with pytest.raises(LocalProtocolError, match="PinChecked is not expected in state idle"):
+    with pytest.raises(AppError, match="PinChecked is not expected in state idle"):
         box.handle(PinChecked(ok=True))
 
 

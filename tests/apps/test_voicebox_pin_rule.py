@@ -9,9 +9,9 @@ from typing import cast
 
 import pytest
 
+from media_worker.apps.context import AppContext, ServiceSettings
 from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
-from media_worker.apps.service import VoicemailService
 from media_worker.apps.voicebox_call import VoiceboxCall, pin_matches
 from media_worker.worker import ActiveCall
 from storage import PinRecord, Storage, open_storage
@@ -46,8 +46,8 @@ def voicebox_call(store: Storage, pin: str | None) -> VoiceboxCall:
         app="voicebox", user="bob", domain="lab.example", sender="bob", mode="box",
         email=None, language=None, typ="vm", pin=pin,
     )  # fmt: skip
-    service = cast(VoicemailService, SimpleNamespace(store=store))
-    return VoiceboxCall(service, cast(ActiveCall, None), request)
+    context = cast(AppContext, SimpleNamespace(store=store, settings=ServiceSettings()))
+    return VoiceboxCall(context, cast(ActiveCall, None), request)
 
 
 async def test_a_forged_pin_param_does_not_open_a_box_with_its_own_pin(store: Storage) -> None:

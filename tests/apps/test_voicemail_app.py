@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
     DeliverMessage,
     Dtmf,
+    EndCall,
     Event,
-    HangUp,
     Hangup,
     Play,
     PlaybackDone,
@@ -22,7 +23,6 @@ from media_worker.apps.events import (
 )
 from media_worker.apps.params import Mode
 from media_worker.apps.voicemail import TABLE, Key, State, Voicemail, VoicemailSettings
-from media_worker.sip.errors import LocalProtocolError
 
 
 def run(mode: Mode, *events: Event) -> tuple[Voicemail, list[Action]]:
@@ -51,7 +51,7 @@ def test_recording_modes_caller_hangs_up(mode: Mode) -> None:
 
 def test_ann_plays_the_greeting_and_hangs_up() -> None:
     app, actions = run("ann", Started(), Dtmf("#"), PlaybackDone("greeting"))
-    assert actions == [Play(("greeting",), "greeting"), HangUp()]
+    assert actions == [Play(("greeting",), "greeting"), EndCall()]
     assert not app.recorded
 
 
@@ -59,7 +59,7 @@ def test_maximum_length_beeps_and_hangs_up() -> None:
     app, actions = run(
         "both", *GREETED, RecordingStopped(60, "max-duration"), PlaybackDone("final-beep")
     )
-    assert actions[-3:] == [DeliverMessage(), Play(("beep",), "final-beep"), HangUp()]
+    assert actions[-3:] == [DeliverMessage(), Play(("beep",), "final-beep"), EndCall()]
     assert app.state is State.DONE
 
 
@@ -89,7 +89,7 @@ def test_pound_skips_the_greeting_and_ends_the_message() -> None:
         StopRecording(),
         DeliverMessage(),
         Play(("goodbye",), "goodbye"),
-        HangUp(),
+        EndCall(),
     ]
 
 
@@ -116,7 +116,7 @@ def test_late_events_after_the_end_are_ignored() -> None:
 
 def test_an_impossible_event_names_state_and_event() -> None:
     app = Voicemail(VoicemailSettings("box"))
-    with pytest.raises(LocalProtocolError, match="RecordingStopped is not expected in state idle"):
+    with pytest.raises(AppError, match="RecordingStopped is not expected in state idle"):
         app.handle(RecordingStopped(1, "hangup"))
 
 

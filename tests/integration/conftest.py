@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
 import media_worker
+from media_worker.apps.context import ServiceSettings
 from media_worker.apps.params import AppRouting
-from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.apps.service import VoicemailService
+from media_worker.config import AppsConfig, MappingRule, RtpConfig, SipConfig
 from media_worker.mail.outbox import Outbox, SmtpSettings
 from media_worker.mail.template import load_templates
 from media_worker.prompts import PromptLibrary
@@ -75,14 +79,15 @@ WorkerFactory = Callable[..., Awaitable[Worker]]
 
 @pytest.fixture
 async def start_worker() -> AsyncIterator[WorkerFactory]:
-    """``await start_worker(app, **settings)``: a worker on free ports, stopped afterwards."""
+    """``await start_worker(app, **settings)``: a worker on free ports, stopped afterwards;
+    ``settings`` are SipConfig's (``listen``, ``secret``, ...) or WorkerSettings' own."""
     workers: list[Worker] = []
+    sip_keys = {f.name for f in dataclasses.fields(SipConfig)}
 
-    async def start(app: Application, **settings: object) -> Worker:
-        worker = Worker(
-            WorkerSettings(sip_port=0, rtp_ports=(32000, 33000), **settings),  # type: ignore[arg-type]
-            app,
-        )
+    async def start(app: Application[Any], **settings: Any) -> Worker:
+        sip = SipConfig(port=0, **{k: v for k, v in settings.items() if k in sip_keys})
+        own = {k: v for k, v in settings.items() if k not in sip_keys}
+        worker = Worker(WorkerSettings(sip, RtpConfig(ports=(32000, 33000)), **own), app)
         await worker.start()
         workers.append(worker)
         return worker
@@ -121,7 +126,12 @@ def service(
 ) -> tuple[VoicemailService, Outbox]:
     """The worker's application on ``store``, mailing through an outbox to ``smtp_port``."""
     outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=smtp_port, timeout=5), backoff=(0.2,))
-    settings = ServiceSettings(routing=routing, journal_dir=tmp_path / "journal")
+    apps = AppsConfig(
+        default_mode=routing.default_mode,
+        simple_mode=routing.simple_mode,
+        mapping=tuple(MappingRule(match, app) for match, app in routing.mapping),
+    )
+    settings = ServiceSettings(journal_dir=tmp_path / "journal", apps=apps)
     return VoicemailService(
         settings, store, outbox, load_templates(TEMPLATES), prompts or PromptLibrary()
     ), outbox

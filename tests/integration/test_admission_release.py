@@ -1,20 +1,22 @@
 """Every INVITE a worker cannot serve is answered, and what it held is released.
 
 A real worker and the real voicemail application, raw SIP over UDP: hundreds of bad
-INVITEs leave no call, no transaction, no admission entry and no RTP socket behind.
+INVITEs, and a thousand admitted ones cancelled while ringing, leave no call, no
+transaction, no admitted request and no RTP socket behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from media_worker.apps.params import AppRouting
+from media_worker.apps.params import AppRequest, AppRouting
 from media_worker.apps.service import VoicemailService
 from media_worker.sdp import LocalMedia
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
@@ -61,6 +63,17 @@ class Phone:
             + f"Content-Length: {len(payload)}\r\n\r\n"
         ).encode() + payload
 
+    def cancel(self, call_id: str) -> bytes:
+        """The CANCEL of ``invite(call_id)``: its Via branch, From, To and Call-ID."""
+        return (
+            f"CANCEL sip:bob@lab.example SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK-{call_id};rport\r\n"
+            f"From: <sip:alice@lab.example>;tag=a-{call_id}\r\n"
+            "To: <sip:bob@lab.example>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+
     async def send(self, data: bytes) -> None:
         await asyncio.get_running_loop().sock_sendto(self.sock, data, self.worker)
 
@@ -103,16 +116,22 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def admitted_requests() -> int:
+    """AppRequests alive anywhere in the process (the admitted calls' profiles)."""
+    gc.collect()
+    return sum(isinstance(o, AppRequest) for o in gc.get_objects())
+
+
 def held(worker: Worker, app: VoicemailService) -> dict[str, int]:
     return {
         "calls": len(worker.core.calls),
-        "worker calls": len(worker._calls),
+        "worker calls": len(worker._calls),  # each with what the app admitted
         "transactions": 0 if worker.core.next_deadline() is None else 1,
-        "admitted": len(app._admitted),
+        "journals": len(app.context.journals),
     }
 
 
-NOTHING = {"calls": 0, "worker calls": 0, "transactions": 0, "admitted": 0}
+NOTHING = {"calls": 0, "worker calls": 0, "transactions": 0, "journals": 0}
 
 
 @pytest.fixture
@@ -177,7 +196,7 @@ async def test_a_late_offer_whose_ack_has_a_bad_answer_is_hung_up_at_once(
     ok = await phone.final("late")
     assert ok.status == 200
     assert ok.body.startswith(b"v=0")
-    assert held(worker, app)["admitted"] == 1
+    assert held(worker, app)["worker calls"] == 1  # with its admitted request
     assert open_fds() == fds + 2  # the RTP and RTCP sockets offered in the 200
     await phone.ack(ok, BAD_PORT_SDP)
     bye = await phone.receive()
@@ -185,8 +204,49 @@ async def test_a_late_offer_whose_ack_has_a_bad_answer_is_hung_up_at_once(
     assert bye.method == "BYE"
     # Released when the BYE goes out, not when it is answered.
     assert open_fds() == fds
-    assert (len(worker._calls), len(worker.core.calls), len(app._admitted)) == (0, 0, 0)
+    assert (len(worker._calls), len(worker.core.calls)) == (0, 0)
     await phone.send(serialize(response_to(bye, 200)))
+
+
+async def test_1000_calls_admitted_and_cancelled_while_ringing_leave_nothing(
+    start_worker: WorkerFactory, tmp_path: Path, store: Storage
+) -> None:
+    app, _ = service(tmp_path, store, 9, AppRouting())
+    worker = await start_worker(app, timers=FAST, ring_time=30.0)  # rings until cancelled
+    phone = Phone(worker.port)
+    try:
+        fds, before = open_fds(), admitted_requests()
+        loop = asyncio.get_running_loop()
+
+        async def answers(ids: list[str], wanted: Callable[[Response], bool]) -> None:
+            """Read until each call got a response ``wanted``; ACK the final ones."""
+            waiting = set(ids)
+            async with asyncio.timeout(5):  # one timer, not a task per datagram
+                while waiting:
+                    message = parse_message(await loop.sock_recv(phone.sock, 65535))
+                    if not isinstance(message, Response):
+                        continue
+                    if message.cseq() == (1, "INVITE") and message.status >= 200:
+                        assert message.status == 487, message.status  # cancelled
+                        await phone.ack(message)
+                    if wanted(message):
+                        waiting.discard(message.call_id)
+
+        for batch in range(50):  # 20 at a time: what a phone's socket buffer holds
+            ids = [f"cancelled-{batch}-{i}" for i in range(20)]
+            for call_id in ids:
+                await phone.send(phone.invite(call_id, GOOD_SDP))
+            await answers(ids, lambda r: r.status == 180)
+            assert len(worker._calls) == len(ids)  # admitted, each with its RTP ports
+            for call_id in ids:
+                await phone.send(phone.cancel(call_id))
+            await answers(ids, lambda r: r.cseq() == (1, "INVITE") and r.status >= 200)
+        await eventually(lambda: held(worker, app) == NOTHING, 5, lambda: str(held(worker, app)))
+        assert open_fds() == fds
+        assert admitted_requests() == before
+        assert not [name for name, value in vars(app).items() if isinstance(value, dict)]
+    finally:
+        phone.close()
 
 
 async def test_a_reinvite_that_fails_is_answered_and_the_call_goes_on(

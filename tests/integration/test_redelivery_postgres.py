@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from media_worker.apps.params import AppRouting
-from media_worker.apps.service import ServiceSettings, VoicemailService
+from media_worker.apps.context import ServiceSettings
+from media_worker.apps.service import VoicemailService
+from media_worker.config import AppsConfig
 from media_worker.mail.outbox import Outbox, SmtpSettings
 from media_worker.mail.template import load_templates
 from media_worker.prompts import PromptLibrary
@@ -60,10 +61,10 @@ async def test_message_reaches_the_box_once_postgres_is_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = ServiceSettings(
-        routing=AppRouting(default_mode="box", simple_mode="voicemail"),
         journal_dir=tmp_path / "journal",
-        retry_delay=0.5,
-        retry_max_delay=2.0,
+        apps=AppsConfig(
+            default_mode="box", simple_mode="voicemail", retry_delay=0.5, retry_max_delay=2.0
+        ),
     )
     outbox = Outbox(tmp_path / "outbox", SmtpSettings(timeout=5))
     app = VoicemailService(settings, pg_store, outbox, load_templates(TEMPLATES), PromptLibrary())

@@ -30,7 +30,7 @@ class WaitingApp:
     def admit(self, invite: Request) -> Refusal | None:
         return None
 
-    async def run(self, call: ActiveCall) -> None:
+    async def run(self, call: ActiveCall, admitted: None) -> None:
         self.calls += 1
         while (event := await call.media.next_event(30)) is not None:
             if isinstance(event, Hangup):
@@ -159,10 +159,10 @@ class CodecApp(WaitingApp):
         super().__init__()
         self.codecs: list[str] = []
 
-    async def run(self, call: ActiveCall) -> None:
+    async def run(self, call: ActiveCall, admitted: None) -> None:
         assert call.media.endpoint is not None
         self.codecs.append(call.media.endpoint.params.codec.name)
-        await super().run(call)
+        await super().run(call, admitted)
 
 
 async def test_late_offer_answer_in_the_ack(start_worker: WorkerFactory, tmp_path: Path) -> None:

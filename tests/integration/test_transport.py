@@ -68,7 +68,7 @@ async def test_options_over_udp_and_tcp(start_worker: WorkerFactory) -> None:
 
 
 async def test_ipv6(start_worker: WorkerFactory) -> None:
-    worker = await start_worker(WaitingApp(), sip_host="::1", trusted=("::1/128",))
+    worker = await start_worker(WaitingApp(), listen="::1", trusted=("::1/128",))
     reply = response(
         await udp_exchange(socket.AF_INET6, "::1", worker.port, options("[::1]", worker.port))
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from media_worker.apps.envelope import caller_prompts
-from media_worker.apps.params import AppRouting, Refusal
+from media_worker.apps.params import AppRequest, AppRouting, Refusal
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
 from media_worker.prompts import PromptLibrary
@@ -36,12 +36,12 @@ class Watched:
         self.app = app
         self.calls: list[ActiveCall] = []
 
-    def admit(self, invite: Request) -> Refusal | None:
+    def admit(self, invite: Request) -> AppRequest | Refusal:
         return self.app.admit(invite)
 
-    async def run(self, call: ActiveCall) -> None:
+    async def run(self, call: ActiveCall, request: AppRequest) -> None:
         self.calls.append(call)
-        await self.app.run(call)
+        await self.app.run(call, request)
 
     def busy(self) -> bool:
         endpoint = self.calls[-1].media.endpoint if self.calls else None

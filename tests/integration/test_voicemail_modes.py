@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from media_worker.apps.params import AppRouting, Refusal
+from media_worker.apps.params import AppRequest, AppRouting, Refusal
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
 from media_worker.prompts import PromptLibrary
@@ -46,14 +46,14 @@ class AsTheProxySends:
     def __init__(self, app: VoicemailService, param: str) -> None:
         self.app, self.param = app, param
 
-    def admit(self, invite: Request) -> Refusal | None:
+    def admit(self, invite: Request) -> AppRequest | Refusal:
         forwarded = dataclasses.replace(invite, headers=invite.headers.copy())
         forwarded.headers.set("P-App-Name", "voicemail")
         forwarded.headers.set("P-App-Param", self.param)
         return self.app.admit(forwarded)
 
-    async def run(self, call: ActiveCall) -> None:
-        await self.app.run(call)
+    async def run(self, call: ActiveCall, request: AppRequest) -> None:
+        await self.app.run(call, request)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ class RecordingApp:
     def admit(self, invite: Request) -> Refusal | None:
         return None
 
-    async def run(self, call: ActiveCall) -> None:
+    async def run(self, call: ActiveCall, admitted: None) -> None:
         self.calls.append(call)
         try:
             call.media.play([PlayItem("prompt", read_wav(PROMPT.read_bytes()).data)])

@@ -19,6 +19,7 @@ import pytest
 from media_worker.audio import write_wav
 from media_worker.lab.demo import mailbox_listing
 from media_worker.lab.layout import DOMAIN, SOURCE_TREE, USERS, account, kamailio_command
+from media_worker.lab.probes import answers_options
 from storage import open_storage
 from tests.integration.conftest import caller_speech
 from tests.kamailio.native import VOICEMAIL_CFG
@@ -30,7 +31,6 @@ from tests.support.stack import (
     MediaWorker,
     Rtpengine,
     SmtpCatcher,
-    answers_options,
     user_database,
 )
 
@@ -103,7 +103,7 @@ class StockKamailio(LoggedProcess):
         return kamailio_command(self.cfg, self.dir)
 
     def ready(self) -> bool:
-        return answers_options(self.port)
+        return answers_options("127.0.0.1", self.port)
 
 
 def test_the_doc_covers_the_stock_routes_it_names() -> None:

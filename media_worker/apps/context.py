@@ -1,0 +1,50 @@
+"""What the calls of every app are given: one context object per worker, not the service.
+
+It holds the settings, the store, the prompts, the email outbox and templates, and the
+journal bookkeeping that redelivery shares with calls in progress.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from media_worker.apps.redelivery import Redelivery
+from media_worker.config import AppsConfig, VoicemailConfig
+from media_worker.mail.outbox import Outbox
+from media_worker.mail.template import EmailTemplate
+from media_worker.prompts import PromptLibrary
+from storage import Storage
+
+
+@dataclass(frozen=True)
+class Inactivity:
+    """Seconds a call may wait for the caller with nothing its app acts on."""
+
+    voicemail: float = 30.0
+    voicebox: float = 30.0
+    annrecorder: float = 60.0  # a new greeting takes some thinking
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The configuration's ``apps:`` and ``voicemail:``, and what the worker adds."""
+
+    journal_dir: Path = Path("/var/lib/voicemail/journal")
+    apps: AppsConfig = field(default_factory=AppsConfig)
+    voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+    extra_variables: tuple[str, ...] = ()  # email.extra_variables
+    drop_silent: bool = True
+    inactivity: Inactivity = field(default_factory=Inactivity)
+
+
+@dataclass(eq=False)
+class AppContext:
+    settings: ServiceSettings
+    store: Storage
+    prompts: PromptLibrary
+    outbox: Outbox
+    templates: Mapping[str, EmailTemplate]
+    redelivery: Redelivery
+    journals: set[str]  # ids of the journals calls in progress write (redelivery skips them)
