@@ -14,6 +14,8 @@ import pytest
 from media_worker.lab.procs import free_udp_tcp_port, start_process, stop_pid, stop_process
 from tests.support.procs import wait_until
 
+pytestmark = pytest.mark.integration
+
 # A parent that prints its child's PID, then waits; ``trap`` decides how it takes SIGTERM.
 PARENT = "trap {trap} TERM; sleep 60 & echo $!; wait; wait"
 

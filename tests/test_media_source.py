@@ -168,7 +168,7 @@ async def test_foreign_hash_and_3_change_nothing_after_latching(
     with caplog.at_level(logging.DEBUG, "voicemail.media"):
         endpoint.rtp.stop()
         endpoint.rtp.stop()  # the worker stops an endpoint twice on some paths
-    infos = [r for r in caplog.records if r.levelno >= logging.INFO]
+    infos = [r for r in caplog.records if r.name == "voicemail.media" and r.levelno >= logging.INFO]
     assert len(infos) == 1
     assert "[source-test] dropped 20 RTP packet(s)" in infos[0].getMessage()
     assert FOREIGN in infos[0].getMessage()
