@@ -26,10 +26,11 @@ from media_worker.apps.events import (
     Started,
     StartTimer,
     StopPlayback,
+    StopReason,
     StopRecording,
     Timeout,
 )
-from media_worker.apps.machine import Input, Machine, Recorded, Row, recorded
+from media_worker.apps.machine import Input, Machine, Row
 
 WAIT = "wait"
 KEEP, AGAIN = "1", "2"
@@ -81,7 +82,7 @@ class Annrecorder(Machine[State]):
         if isinstance(event, Dtmf):
             return KEYS.get(event.digit, Key.OTHER)
         if isinstance(event, RecordingStopped):
-            return recorded(event)
+            return event.reason
         return type(event)
 
     def _play(self, prompts: tuple[str, ...], mark: str) -> Play:
@@ -146,9 +147,9 @@ TABLE: dict[tuple[State, Input], Row[Annrecorder, State]] = {
     (S.INTRO_WAIT, Timeout): Row(S.GOODBYE, A._goodbye),
     (S.BEEP, PlaybackDone): Row(S.RECORDING, A._record),
     **{(S.RECORDING, key): Row(S.RECORDING, A._stop) for key in ANY_KEY},
-    (S.RECORDING, Recorded.FULL): Row(S.REVIEW, A._review),
-    (S.RECORDING, Recorded.STOPPED): Row(S.REVIEW, A._review),
-    (S.RECORDING, Recorded.HUNG_UP): Row(S.DONE),
+    (S.RECORDING, StopReason.MAX_DURATION): Row(S.REVIEW, A._review),
+    (S.RECORDING, StopReason.STOPPED): Row(S.REVIEW, A._review),
+    (S.RECORDING, StopReason.HANGUP): Row(S.DONE),
     (S.REVIEW, PlaybackDone): Row(S.CONFIRM, A._confirm),
     (S.REVIEW, Key.KEEP): Row(S.GOODBYE, A._keep),
     (S.REVIEW, Key.AGAIN): Row(S.BEEP, A._beep),
