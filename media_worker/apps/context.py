@@ -20,7 +20,9 @@ from storage import Storage
 
 @dataclass(frozen=True)
 class Inactivity:
-    """Seconds a call may wait for the caller with nothing its app acts on."""
+    """Seconds a call may wait for the caller with nothing its app acts on; then the
+    driver ends it (``CallTimers``), without a goodbye. The voicebox says goodbye before
+    that by its own timer (``VoiceboxSettings.wait_for_key``)."""
 
     voicemail: float = 30.0
     voicebox: float = 30.0
