@@ -45,7 +45,6 @@ class VoicemailService:
         prompts: PromptLibrary,
     ) -> None:
         self.settings = settings
-        self.routing = settings.apps.routing()
         journals: set[str] = set()  # written by calls in progress
         self.redelivery = Redelivery(
             settings.journal_dir,
@@ -113,7 +112,7 @@ class VoicemailService:
     # ----- the worker's Application protocol -----
 
     def admit(self, invite: Request) -> AppRequest | Refusal:
-        return app_request(invite, self.routing)
+        return app_request(invite, self.settings.apps)
 
     async def run(self, call: ActiveCall, request: AppRequest) -> None:
         started = time.monotonic()

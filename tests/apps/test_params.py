@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from media_worker.apps.errors import AppParamError
 from media_worker.apps.params import (
     AppRequest,
-    AppRouting,
     Refusal,
     app_request,
     parse_app_param,
 )
+from media_worker.config import AppsConfig, MappingRule
 from media_worker.sip.message import Request, parse_message
 
-ROUTING = AppRouting()
+ROUTING = AppsConfig()
 KAMAILIO_INVITE = Path(__file__).parent.parent / "data" / "sip" / "kamailio-invite-p-app.txt"
 
 
@@ -151,18 +151,20 @@ def test_nul_and_control_characters_never_pass() -> None:
 
 
 def test_simple_mode_and_uri_mapping() -> None:
-    mapped = AppRouting(mapping=((r"1000", "voicebox"), (r"1001", "annrecorder")))
+    mapped = AppsConfig(
+        mapping=(MappingRule(r"1000", "voicebox"), MappingRule(r"1001", "annrecorder"))
+    )
     box = accepted(
         app_request(invite(None, "usr=bob;dom=lab.example", "sip:1000@lab.example"), mapped)
     )
     assert box.app == "voicebox"
-    simple = AppRouting(simple_mode="voicemail", default_mode="box")
+    simple = AppsConfig(simple_mode="voicemail", default_mode="box")
     vm = accepted(app_request(invite(None, None), simple))
     assert (vm.app, vm.mode, vm.user) == ("voicemail", "box", "bob")
 
 
 def test_a_mapping_group_names_the_mailbox() -> None:
-    mapped = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    mapped = AppsConfig(mapping=(MappingRule(r"\*98(?P<user>.+)", "voicebox"),))
     box = accepted(app_request(invite(None, None, "sip:*98bob@lab.example"), mapped))
     assert (box.app, box.user, box.domain) == ("voicebox", "bob", "lab.example")
     # What the proxy says still wins.

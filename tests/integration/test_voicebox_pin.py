@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from media_worker.apps.envelope import caller_prompts
-from media_worker.apps.params import AppRequest, AppRouting, Refusal
+from media_worker.apps.params import AppRequest, Refusal
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
+from media_worker.config import AppsConfig, MappingRule
 from media_worker.prompts import PromptLibrary
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
@@ -102,7 +103,7 @@ async def voicebox(
     tmp_path: Path, store: Storage, start_worker: WorkerFactory
 ) -> tuple[Watched, int, ListenedLibrary]:
     await mailbox_with_pin(store)
-    routing = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    routing = AppsConfig(mapping=(MappingRule(r"\*98(?P<user>.+)", "voicebox"),))
     library = ListenedLibrary()
     app, _ = service(tmp_path, store, free_port(), routing, library)
     watched = Watched(app)

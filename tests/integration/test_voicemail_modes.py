@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from media_worker.apps.params import AppRequest, AppRouting, Refusal
+from media_worker.apps.params import AppRequest, Refusal
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
+from media_worker.config import AppsConfig
 from media_worker.prompts import PromptLibrary
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
@@ -123,11 +124,11 @@ async def test_mode_leaves_the_right_result(
     library = PromptLibrary()
     if mode == "box":  # no address needed: a direct call with the configured default mode
         app, outbox = service(
-            tmp_path, store, smtp_port, AppRouting(default_mode="box", simple_mode="voicemail")
+            tmp_path, store, smtp_port, AppsConfig(default_mode="box", simple_mode="voicemail")
         )
         worker = await start_worker(app)
     else:
-        app, outbox = service(tmp_path, store, smtp_port, AppRouting(), library)
+        app, outbox = service(tmp_path, store, smtp_port, AppsConfig(), library)
         worker = await start_worker(AsTheProxySends(app, f"mod={mode};eml={EMAIL}"))
     await outbox.start()
     try:
@@ -185,7 +186,7 @@ async def test_ann_mode_plays_the_greeting_and_hangs_up(
     inbox, smtp_port = smtp_inbox
     library = PromptLibrary()
     app, outbox = service(
-        tmp_path, store, smtp_port, AppRouting(default_mode="ann", simple_mode="voicemail")
+        tmp_path, store, smtp_port, AppsConfig(default_mode="ann", simple_mode="voicemail")
     )
     worker = await start_worker(app)
     await outbox.start()
@@ -221,7 +222,7 @@ async def test_smtp_down_during_the_call_then_up_the_email_arrives(
     retried, and is delivered once the server is up."""
     caplog.set_level(logging.INFO, logger="voicemail")
     smtp_port = free_port()  # nothing listens here yet
-    app, outbox = service(tmp_path, store, smtp_port, AppRouting())
+    app, outbox = service(tmp_path, store, smtp_port, AppsConfig())
     worker = await start_worker(AsTheProxySends(app, f"mod=both;eml={EMAIL}"))
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
