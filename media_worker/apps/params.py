@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from kemi.app_param import MODES, Mode
 from media_worker.apps.errors import AppParamError
 from media_worker.sip.address import NameAddr, SipUri
 from media_worker.sip.errors import RemoteProtocolError
@@ -22,8 +23,6 @@ if TYPE_CHECKING:  # config.py imports this module's names
 
 AppName = Literal["voicemail", "voicebox", "annrecorder"]
 APPS: tuple[AppName, ...] = ("voicemail", "voicebox", "annrecorder")
-Mode = Literal["voicemail", "box", "both", "ann"]
-MODES: tuple[Mode, ...] = ("voicemail", "box", "both", "ann")
 
 # Short and long spellings of each key (SEMS), matched without regard to case.
 KEYS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kemi.app_param import Mode
 from media_worker.apps.events import (
     Action,
     DeliverMessage,
@@ -27,7 +28,6 @@ from media_worker.apps.events import (
     StopRecording,
 )
 from media_worker.apps.machine import Branch, Input, Machine, Row
-from media_worker.apps.params import Mode
 
 SKIP_KEY = "#"
 

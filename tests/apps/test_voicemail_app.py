@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kemi.app_param import Mode
 from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
@@ -22,7 +23,6 @@ from media_worker.apps.events import (
     StopRecording,
     Timeout,
 )
-from media_worker.apps.params import Mode
 from media_worker.apps.voicemail import TABLE, Key, State, Voicemail, VoicemailSettings
 
 
