@@ -30,11 +30,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from media_worker.apps.params import AppRequest, Refusal
+from media_worker.apps.params import AppRequest
 from media_worker.config import MwiConfig
 from media_worker.files import write_atomic
 from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.signature import sign_publish
+from media_worker.sip.core import Rejection
 from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Application
@@ -320,9 +321,9 @@ class LearningApplication:
         self.app = app
         self.publisher = publisher
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         request = self.app.admit(invite)
-        if not isinstance(request, Refusal):
+        if not isinstance(request, Rejection):
             self.publisher.learn(request)
         return request
 

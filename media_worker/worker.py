@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from media_worker.apps.params import Refusal as Refusal  # the answer an app may give
 from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PortAllocator, RtpEndpoint
 from media_worker.pacer import Pacer
@@ -91,7 +90,7 @@ Admitted = TypeVar("Admitted")
 
 
 class Application(Protocol[Admitted]):
-    def admit(self, invite: Request) -> Admitted | Refusal:
+    def admit(self, invite: Request) -> Admitted | Rejection:
         """Refuse the INVITE (with a status and reason) or accept it: what it returns
         then is given to ``run`` if the call is answered, and dropped if not."""
 
@@ -265,8 +264,8 @@ class Worker:
             admitted = self.app.admit(call.invite)
         except Exception:  # noqa: BLE001 - an application bug must not take the worker down
             clog.exception("admission failed")
-            admitted = Refusal(500, "Server Internal Error")
-        if isinstance(admitted, Refusal):
+            admitted = Rejection(500, "Server Internal Error")
+        if isinstance(admitted, Rejection):
             clog.info("refused: %d %s", admitted.status, admitted.reason)
             self._abandon(call, admitted.status, admitted.reason)
             return

@@ -16,7 +16,7 @@ from typing import cast
 import pytest
 
 from kemi import signing
-from media_worker.apps.params import AppRequest, Refusal
+from media_worker.apps.params import AppRequest
 from media_worker.config import ConfigError, MwiConfig, SipConfig, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
 from media_worker.mwi_publisher import (
@@ -25,6 +25,7 @@ from media_worker.mwi_publisher import (
     MwiPublisher,
     PublicationTable,
 )
+from media_worker.sip.core import Rejection
 from media_worker.sip.dialog import Destination
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
@@ -396,11 +397,11 @@ def test_mwi_configuration_errors(data: dict[str, object], error: str) -> None:
 class _Admits:
     """An application that admits every call with the same answer."""
 
-    def __init__(self, answer: AppRequest | Refusal) -> None:
+    def __init__(self, answer: AppRequest | Rejection) -> None:
         self.answer = answer
         self.ran: list[AppRequest] = []
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         return self.answer
 
     async def run(self, call: object, request: AppRequest) -> None:
@@ -417,8 +418,8 @@ async def test_the_learning_application_learns_from_the_request_admitted(store: 
     await app.run(cast(ActiveCall, None), UID_CALL)
     assert inner.ran == [UID_CALL]
     other = MwiPublisher(MWI, store, PresenceServer().send)
-    refusing = LearningApplication(_Admits(Refusal(404, "no")), other)
-    assert refusing.admit(bare) == Refusal(404, "no")
+    refusing = LearningApplication(_Admits(Rejection(404, "no")), other)
+    assert refusing.admit(bare) == Rejection(404, "no")
     assert refusing.publisher._accounts == {}
 
 

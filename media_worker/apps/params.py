@@ -1,6 +1,6 @@
 """The SEMS proxy contract: P-App-Name selects the app, P-App-Param carries the profile.
 
-Parsed and validated before any session exists; a problem becomes a Refusal whose reason
+Parsed and validated before any session exists; a problem becomes a Rejection whose reason
 phrase names it (400 bad parameters, 404 unknown application).
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from kemi.app_param import MODES, Mode
 from media_worker.apps.errors import AppParamError
 from media_worker.sip.address import NameAddr, SipUri
+from media_worker.sip.core import Rejection
 from media_worker.sip.errors import RemoteProtocolError
 from media_worker.sip.message import Request
 from storage.errors import BadIdentity
@@ -49,12 +50,6 @@ KEYS = {
 DEFAULT_GREETING_TYPE = "vm"
 # A language tag as P-App-Param lng carries it (en, de, pt_BR, zh-Hant).
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -127,14 +122,14 @@ def _split(value: str) -> list[str]:
     return items
 
 
-def _select(invite: Request, apps: AppsConfig) -> tuple[AppName, str | None] | Refusal:
+def _select(invite: Request, apps: AppsConfig) -> tuple[AppName, str | None] | Rejection:
     """The app, and the mailbox user a mapping rule's ``(?P<user>...)`` group names."""
     name = invite.headers.get("P-App-Name")
     if name is not None:
         name = _unquote(name).lower()
         if name in APPS:
             return name, None
-        return Refusal(404, f"Unknown application '{name[:40]}'")
+        return Rejection(404, f"Unknown application '{name[:40]}'")
     try:
         user = SipUri.parse(invite.uri).user or ""
     except RemoteProtocolError:
@@ -145,13 +140,13 @@ def _select(invite: Request, apps: AppsConfig) -> tuple[AppName, str | None] | R
             return rule.app, match.groupdict().get("user")
     if apps.simple_mode is not None:  # every call without P-App-Name goes to this app
         return apps.simple_mode, None
-    return Refusal(404, "No application selected (P-App-Name missing)")
+    return Rejection(404, "No application selected (P-App-Name missing)")
 
 
-def app_request(invite: Request, apps: AppsConfig) -> AppRequest | Refusal:
+def app_request(invite: Request, apps: AppsConfig) -> AppRequest | Rejection:
     """The validated profile of this call, or the refusal to answer with."""
     selected = _select(invite, apps)
-    if isinstance(selected, Refusal):
+    if isinstance(selected, Rejection):
         return selected
     app, mapped_user = selected
     try:
@@ -162,9 +157,9 @@ def app_request(invite: Request, apps: AppsConfig) -> AppRequest | Refusal:
             known.setdefault("domain", SipUri.parse(invite.uri).host)
         return _build(app, known, extras, invite, apps)
     except (AppParamError, RemoteProtocolError) as exc:  # the latter: an R-URI that fails
-        return Refusal(exc.status, str(exc))
+        return Rejection(exc.status, str(exc))
     except BadIdentity as exc:
-        return Refusal(400, f"Bad {exc.kind}: {exc.reason}")
+        return Rejection(400, f"Bad {exc.kind}: {exc.reason}")
 
 
 def _build(

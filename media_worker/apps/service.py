@@ -19,13 +19,14 @@ from media_worker.apps.context import AppContext, ServiceSettings
 from media_worker.apps.delivery import Remember
 from media_worker.apps.driver import AppCall
 from media_worker.apps.journal import Leftover, note
-from media_worker.apps.params import AppRequest, Refusal, app_request
+from media_worker.apps.params import AppRequest, app_request
 from media_worker.apps.redelivery import CorruptJournal, Redelivery
 from media_worker.apps.voicebox_call import VoiceboxCall
 from media_worker.apps.voicemail_call import VoicemailCall
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import EmailTemplate
 from media_worker.prompts import PromptLibrary
+from media_worker.sip.core import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from storage import Storage
@@ -111,7 +112,7 @@ class VoicemailService:
 
     # ----- the worker's Application protocol -----
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         return app_request(invite, self.settings.apps)
 
     async def run(self, call: ActiveCall, request: AppRequest) -> None:

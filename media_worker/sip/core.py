@@ -40,7 +40,8 @@ BRANCH_MAGIC = "z9hG4bK"
 
 @dataclass(frozen=True)
 class Rejection:
-    """An admission hook's answer to an out-of-dialog request: refuse it thus."""
+    """Refuse a request thus: an admission hook's answer to an out-of-dialog request, or
+    an application's to an INVITE (``Application.admit``)."""
 
     status: int
     reason: str

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from media_worker.session import Hangup
+from media_worker.sip.core import Rejection
 from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Refusal, Worker
+from media_worker.worker import ActiveCall, Worker
 from tests.integration.conftest import WorkerFactory
 from tests.support.procs import free_port
 
@@ -27,7 +28,7 @@ class WaitingApp:
     def __init__(self) -> None:
         self.calls = 0
 
-    def admit(self, invite: Request) -> Refusal | None:
+    def admit(self, invite: Request) -> Rejection | None:
         return None
 
     async def run(self, call: ActiveCall, admitted: None) -> None:

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from media_worker.apps.envelope import caller_prompts
-from media_worker.apps.params import AppRequest, Refusal
+from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
 from media_worker.config import AppsConfig, MappingRule
 from media_worker.prompts import PromptLibrary
+from media_worker.sip.core import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from storage import PinRecord, Storage
@@ -37,7 +38,7 @@ class Watched:
         self.app = app
         self.calls: list[ActiveCall] = []
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         return self.app.admit(invite)
 
     async def run(self, call: ActiveCall, request: AppRequest) -> None:

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from media_worker.apps.params import AppRequest, Refusal
+from media_worker.apps.params import AppRequest
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
 from media_worker.config import AppsConfig
 from media_worker.prompts import PromptLibrary
+from media_worker.sip.core import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from storage import Storage
@@ -47,7 +48,7 @@ class AsTheProxySends:
     def __init__(self, app: VoicemailService, param: str) -> None:
         self.app, self.param = app, param
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         forwarded = dataclasses.replace(invite, headers=invite.headers.copy())
         forwarded.headers.set("P-App-Name", "voicemail")
         forwarded.headers.set("P-App-Param", self.param)
