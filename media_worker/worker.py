@@ -326,7 +326,7 @@ class Worker:
             self.pacer,
             on_audio=session.on_audio,
             on_digit=session.on_digit,
-            on_play_event=session.on_play_event,
+            on_played=session.on_played,
         )
         session.attach(endpoint)
         return endpoint

@@ -121,9 +121,6 @@ class SipUri:
             return "tls"
         return wanted or "udp"
 
-    def with_params(self, params: Params) -> SipUri:
-        return replace(self, params=params)
-
 
 @dataclass(frozen=True)
 class NameAddr:
