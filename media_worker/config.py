@@ -23,8 +23,7 @@ from kemi.signing import check_secret
 from media_worker.apps.params import AppName
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
-from media_worker.sip.address import SipUri
-from media_worker.sip.dialog import Destination
+from media_worker.sip.address import Peer, SipUri
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
 # The sample's sip.secret, refused at start: a copied sample must not run with a secret
@@ -194,8 +193,8 @@ class MwiConfig:
         if not MIN_EXPIRES <= self.expires <= 86400:
             raise ConfigError(f"{key}.expires: {self.expires} is outside {MIN_EXPIRES}..86400")
 
-    def destination(self) -> Destination:
-        return Destination.from_uri(SipUri.parse(self.proxy))
+    def destination(self) -> Peer:
+        return Peer.from_uri(SipUri.parse(self.proxy))
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from media_worker.config import MwiConfig
 from media_worker.files import write_atomic
 from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.signature import sign_publish
+from media_worker.sip.address import Peer
 from media_worker.sip.core import Rejection
-from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Application
 from storage import Storage
@@ -44,7 +44,7 @@ from storage.model import ChangeEvent, ChangeKind
 
 log = logging.getLogger("voicemail.mwi")
 
-Send = Callable[[Request, Destination], Awaitable[Response | None]]
+Send = Callable[[Request, Peer], Awaitable[Response | None]]
 Mailbox = tuple[str, str]  # (domain, user) as the store keys it
 RETRIES = 2  # extra PUBLISHes after a 412 or 423 before giving up until the next change
 # PUBLISHes in flight at once: a start-up that republishes thousands of mailboxes, or a
@@ -103,7 +103,7 @@ class MwiPublisher:
     ) -> None:
         self.config = config
         # Where PUBLISH goes: Kamailio, which must know us as a worker.
-        self.proxy: Destination = config.destination()
+        self.proxy: Peer = config.destination()
         self.secret = secret
         self.store = store
         self._send = send

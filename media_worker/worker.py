@@ -28,6 +28,7 @@ from media_worker.pacer import Pacer
 from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
 from media_worker.session import MediaSession
 from media_worker.signature import UNSIGNED_METHODS, SignatureError, check_request, refusal_reason
+from media_worker.sip.address import Peer
 from media_worker.sip.core import (
     Action,
     Call,
@@ -40,10 +41,8 @@ from media_worker.sip.core import (
     Rejection,
     RequestDone,
     SipCore,
-    Source,
     Transmit,
 )
-from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Message, Request, Response
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
 from media_worker.sip.transport import SipTransport
@@ -176,10 +175,10 @@ class Worker:
         assert self._loop is not None
         return self._loop.time()
 
-    def _on_message(self, message: Message, source: Source) -> None:
+    def _on_message(self, message: Message, source: Peer) -> None:
         self._dispatch(self.core.receive(message, source, self._now()))
 
-    def _screen(self, request: Request, source: Source) -> Rejection | None:
+    def _screen(self, request: Request, source: Peer) -> Rejection | None:
         """Before anything is set up for an out-of-dialog request: is it the proxy's, and
         is there room for another call?"""
         sip = self.settings.sip
@@ -235,7 +234,7 @@ class Worker:
                     await self._kick.wait()
             self._dispatch(self.core.on_timer(self._now()))
 
-    async def request(self, request: Request, destination: Destination) -> Response | None:
+    async def request(self, request: Request, destination: Peer) -> Response | None:
         """Send a non-INVITE request outside any call (a PUBLISH, say) in a client
         transaction; returns its final response, or None when it timed out."""
         future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()

@@ -25,14 +25,14 @@ from media_worker.mwi_publisher import (
     MwiPublisher,
     PublicationTable,
 )
+from media_worker.sip.address import Peer
 from media_worker.sip.core import Rejection
-from media_worker.sip.dialog import Destination
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
 from media_worker.worker import ActiveCall, Worker, WorkerSettings
 from storage import Storage, open_storage
 
-PROXY = Destination("udp", "127.0.0.1", 5060)
+PROXY = Peer("udp", "127.0.0.1", 5060)
 MWI = MwiConfig(proxy="sip:127.0.0.1:5060", expires=3600)
 DOMAIN = "lab.example"
 WAV = b"RIFF-not-really-a-wav"
@@ -81,7 +81,7 @@ class PresenceServer:
             response.headers.add("Expires", str(self.expires))
         return response
 
-    async def send(self, request: Request, destination: Destination) -> Response | None:
+    async def send(self, request: Request, destination: Peer) -> Response | None:
         assert destination == PROXY
         return self.answer(request)
 
@@ -172,7 +172,7 @@ async def test_a_burst_of_mailboxes_is_published_a_few_at_a_time(store: Storage)
     in_flight, most = 0, 0
     answering = asyncio.Event()  # the proxy answers once every change is in
 
-    async def slow_send(request: Request, destination: Destination) -> Response | None:
+    async def slow_send(request: Request, destination: Peer) -> Response | None:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
@@ -372,7 +372,7 @@ def test_mwi_configuration() -> None:
     config = parse_config({"mwi": {"proxy": "sip:10.0.0.1:5070"}})
     assert config.mwi is not None
     assert config.mwi.expires == 3600
-    assert config.mwi.destination() == Destination("udp", "10.0.0.1", 5070)
+    assert config.mwi.destination() == Peer("udp", "10.0.0.1", 5070)
 
 
 @pytest.mark.parametrize(
@@ -467,7 +467,7 @@ async def test_worker_request_carries_a_publish_over_udp() -> None:
                 ]
             ),
         )
-        response = await worker.request(request, Destination("udp", "127.0.0.1", port))
+        response = await worker.request(request, Peer("udp", "127.0.0.1", port))
         assert response is not None
         assert response.status == 200
         assert response.headers.get("SIP-ETag") == "e1"

@@ -13,8 +13,8 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from media_worker.sip.address import NameAddr, Via
-from media_worker.sip.dialog import Destination, Dialog
+from media_worker.sip.address import NameAddr, Peer, Via
+from media_worker.sip.dialog import Dialog
 from media_worker.sip.errors import LocalProtocolError, RemoteProtocolError
 from media_worker.sip.message import Request, Response, response_to
 from media_worker.sip.numbers import parse_number
@@ -46,20 +46,6 @@ class Rejection:
     status: int
     reason: str
     headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a message came from."""
-
-    transport: str  # "udp" or "tcp"
-    host: str
-    port: int
-    connection: int | None = None  # the stream it arrived on
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "udp"
 
 
 class CallState(enum.Enum):
@@ -104,7 +90,7 @@ CALL: dict[CallState, dict[CallInput, CallState]] = {
 @dataclass(eq=False)
 class Call:
     invite: Request
-    source: Source
+    source: Peer
     dialog: Dialog
     transaction: InviteServerTransaction
     state: CallState = CallState.EARLY
@@ -130,7 +116,7 @@ class Call:
 @dataclass(frozen=True)
 class Transmit:
     message: Request | Response
-    destination: Destination
+    destination: Peer
 
 
 @dataclass(frozen=True)
@@ -174,10 +160,6 @@ Action = (
 )
 
 
-def _source_destination(source: Source) -> Destination:
-    return Destination(source.transport, source.host, source.port, source.connection)
-
-
 def _server_key(request: Request) -> tuple[str, str, str]:
     via = Via.parse(request.headers.get("Via") or "")
     method = "INVITE" if request.method == "ACK" else request.method
@@ -194,14 +176,14 @@ class SipCore:
     user_agent: str = "kamailio-voicemail"
     # Sees each out-of-dialog request but OPTIONS and CANCEL before anything is set up
     # for it (a signature, a call limit); a Rejection is answered in a transaction.
-    admit: Callable[[Request, Source], Rejection | None] = lambda request, source: None
+    admit: Callable[[Request, Peer], Rejection | None] = lambda request, source: None
 
     def __post_init__(self) -> None:
         self._servers: dict[
             tuple[str, str, str], NonInviteServerTransaction | InviteServerTransaction
         ] = {}
-        self._server_dest: dict[int, Destination] = {}
-        self._clients: dict[str, tuple[NonInviteClientTransaction, Destination]] = {}
+        self._server_dest: dict[int, Peer] = {}
+        self._clients: dict[str, tuple[NonInviteClientTransaction, Peer]] = {}
         self.calls: dict[tuple[str, str], Call] = {}  # (Call-ID, local tag)
 
     # ----- timers -----
@@ -246,7 +228,7 @@ class SipCore:
 
     # ----- incoming -----
 
-    def receive(self, message: Request | Response, source: Source, now: float) -> list[Action]:
+    def receive(self, message: Request | Response, source: Peer, now: float) -> list[Action]:
         if isinstance(message, Response):
             return self._receive_response(message, now)
         request = message
@@ -258,7 +240,7 @@ class SipCore:
             response = response_to(
                 request, 403, "Forbidden (untrusted source)", to_tag=self.new_id()
             )
-            return [Transmit(response, _source_destination(source))]
+            return [Transmit(response, source)]
         try:
             self._stamp_via(request, source)
             key = _server_key(request)
@@ -274,7 +256,7 @@ class SipCore:
                 return []
             return [self._stateless(request, source, exc.status, str(exc))]
 
-    def _stamp_via(self, request: Request, source: Source) -> None:
+    def _stamp_via(self, request: Request, source: Peer) -> None:
         """RFC 3261 18.2.1 and RFC 3581: note where the request really came from."""
         top = request.headers.get("Via") or ""
         via = Via.parse(top)
@@ -287,16 +269,16 @@ class SipCore:
         for index, value in enumerate(vias):
             request.headers.add("Via", str(via) if index == 0 else value)
 
-    def _response_destination(self, request: Request, source: Source) -> Destination:
+    def _response_destination(self, request: Request, source: Peer) -> Peer:
         if source.reliable:
-            return Destination(source.transport, source.host, source.port, source.connection)
+            return source
         via = Via.parse(request.headers.get("Via") or "")
         host = via.param("received") or via.host.strip("[]")
         rport = via.param("rport")
         port = parse_number(rport, "rport", 1, 65535) if rport else via.port or 5060
-        return Destination("udp", host, port)
+        return Peer("udp", host, port)
 
-    def _stateless(self, request: Request, source: Source, status: int, reason: str) -> Transmit:
+    def _stateless(self, request: Request, source: Peer, status: int, reason: str) -> Transmit:
         response = response_to(request, status, reason, to_tag=self.new_id())
         if status in (405, 501):
             response.headers.add("Allow", ALLOW)
@@ -319,7 +301,7 @@ class SipCore:
     def _new_server(
         self,
         request: Request,
-        source: Source,
+        source: Peer,
         key: tuple[str, str, str],
     ) -> InviteServerTransaction | NonInviteServerTransaction:
         kind = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
@@ -344,7 +326,7 @@ class SipCore:
         return actions
 
     def _new_request(
-        self, request: Request, source: Source, key: tuple[str, str, str], now: float
+        self, request: Request, source: Peer, key: tuple[str, str, str], now: float
     ) -> list[Action]:
         method = request.method
         if method == "ACK":
@@ -402,7 +384,7 @@ class SipCore:
         return response
 
     def _new_call(
-        self, request: Request, source: Source, key: tuple[str, str, str], now: float
+        self, request: Request, source: Peer, key: tuple[str, str, str], now: float
     ) -> list[Action]:
         dialog = Dialog.from_invite(request, self.new_id(), local_seq=secrets.randbelow(2**16))
         txn = self._new_server(request, source, key)
@@ -412,7 +394,7 @@ class SipCore:
         return [*self._reply(txn, response_to(request, 100), now), IncomingCall(call)]
 
     def _cancel(
-        self, request: Request, source: Source, key: tuple[str, str, str], now: float
+        self, request: Request, source: Peer, key: tuple[str, str, str], now: float
     ) -> list[Action]:
         txn = self._new_server(request, source, key)
         invite_txn = self._servers.get((key[0], key[1], "INVITE"))
@@ -511,9 +493,9 @@ class SipCore:
 
     def _send_bye(self, call: Call, now: float) -> list[Action]:
         hop = call.dialog.next_hop()
-        dest = Destination.from_uri(hop)
+        dest = Peer.from_uri(hop)
         if call.source.reliable and dest.transport == call.source.transport:
-            dest = Destination(dest.transport, dest.host, dest.port, call.source.connection)
+            dest = Peer(dest.transport, dest.host, dest.port, call.source.connection)
         bye = call.dialog.new_request("BYE", self._via(dest.transport))
         return self.send_request(bye, dest, now)
 
@@ -528,7 +510,7 @@ class SipCore:
             (("branch", BRANCH_MAGIC + self.new_id()), ("rport", None)),
         )
 
-    def send_request(self, request: Request, dest: Destination, now: float) -> list[Action]:
+    def send_request(self, request: Request, dest: Peer, now: float) -> list[Action]:
         """Send a non-INVITE request (BYE, OPTIONS, NOTIFY, PUBLISH) in a client transaction."""
         if not request.headers.get("Via"):
             request.headers.prepend("Via", str(self._via(dest.transport)))

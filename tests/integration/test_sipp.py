@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from media_worker.session import Hangup
+from media_worker.sip.address import Peer
 from media_worker.sip.core import Rejection
-from media_worker.sip.dialog import Destination
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Worker
 from tests.integration.conftest import WorkerFactory
@@ -44,7 +44,7 @@ def record_sends(worker: Worker) -> list[tuple[float, Request | Response]]:
     original = worker.transport.send
     loop = asyncio.get_running_loop()
 
-    def send(message: Request | Response, dest: Destination) -> None:
+    def send(message: Request | Response, dest: Peer) -> None:
         sent.append((loop.time(), message))
         original(message, dest)
 
