@@ -19,7 +19,7 @@ from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PlayItem
 from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.session import Hangup
-from media_worker.sip.core import Rejection
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall, Worker, WorkerSettings
 

@@ -35,8 +35,8 @@ from media_worker.config import MwiConfig
 from media_worker.files import write_atomic
 from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.signature import sign_publish
+from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
-from media_worker.sip.core import Rejection
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Application
 from storage import Storage

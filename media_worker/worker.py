@@ -28,21 +28,20 @@ from media_worker.pacer import Pacer
 from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
 from media_worker.session import MediaSession
 from media_worker.signature import UNSIGNED_METHODS, SignatureError, check_request, refusal_reason
-from media_worker.sip.address import Peer
-from media_worker.sip.core import (
+from media_worker.sip.actions import (
     Action,
-    Call,
     CallCancelled,
     CallConfirmed,
     CallEnded,
-    CallState,
     IncomingCall,
     ReInvite,
     Rejection,
     RequestDone,
-    SipCore,
     Transmit,
 )
+from media_worker.sip.address import Peer
+from media_worker.sip.call import Call, CallState
+from media_worker.sip.core import SipCore
 from media_worker.sip.message import Message, Request, Response
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
 from media_worker.sip.transport import SipTransport

@@ -25,8 +25,8 @@ from media_worker.mwi_publisher import (
     MwiPublisher,
     PublicationTable,
 )
+from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
-from media_worker.sip.core import Rejection
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
 from media_worker.worker import ActiveCall, Worker, WorkerSettings

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Literal
 
 from kemi.app_param import MODES, Mode
 from media_worker.apps.errors import AppParamError
+from media_worker.sip.actions import Rejection
 from media_worker.sip.address import NameAddr, SipUri
-from media_worker.sip.core import Rejection
 from media_worker.sip.errors import RemoteProtocolError
 from media_worker.sip.message import Request
 from storage.errors import BadIdentity

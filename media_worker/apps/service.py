@@ -26,7 +26,7 @@ from media_worker.apps.voicemail_call import VoicemailCall
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import EmailTemplate
 from media_worker.prompts import PromptLibrary
-from media_worker.sip.core import Rejection
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from storage import Storage

@@ -16,7 +16,7 @@ from media_worker.apps.params import (
     parse_app_param,
 )
 from media_worker.config import AppsConfig, MappingRule
-from media_worker.sip.core import Rejection
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request, parse_message
 
 ROUTING = AppsConfig()

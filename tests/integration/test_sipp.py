@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from media_worker.session import Hangup
+from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
-from media_worker.sip.core import Rejection
 from media_worker.sip.message import Request, Response
 from media_worker.worker import ActiveCall, Worker
 from tests.integration.conftest import WorkerFactory

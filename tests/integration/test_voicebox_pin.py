@@ -16,7 +16,7 @@ from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
 from media_worker.config import AppsConfig, MappingRule
 from media_worker.prompts import PromptLibrary
-from media_worker.sip.core import Rejection
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from storage import PinRecord, Storage

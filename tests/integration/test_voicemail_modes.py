@@ -27,7 +27,7 @@ from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
 from media_worker.config import AppsConfig
 from media_worker.prompts import PromptLibrary
-from media_worker.sip.core import Rejection
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from storage import Storage

@@ -12,7 +12,7 @@ import pytest
 from media_worker.audio import read_wav
 from media_worker.media import PlayItem
 from media_worker.session import Dtmf, Hangup, MediaEvent, PlaybackDone
-from media_worker.sip.core import Rejection
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
 from media_worker.worker import ActiveCall
 from tests.integration.conftest import PROMPT, WorkerFactory

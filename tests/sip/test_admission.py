@@ -13,8 +13,8 @@ from media_worker.signature import (
     request_fields,
     sign_publish,
 )
+from media_worker.sip.actions import IncomingCall, Rejection
 from media_worker.sip.address import Peer
-from media_worker.sip.core import IncomingCall, Rejection
 from media_worker.sip.message import Request, Response
 from tests.sip.test_core import PHONE, core, in_dialog, invite, sent, statuses
 

@@ -10,19 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from media_worker.sip.address import Peer
-from media_worker.sip.core import (
-    CALL,
+from media_worker.sip.actions import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
-    CallState,
     IncomingCall,
     ReInvite,
     RequestDone,
-    SipCore,
     Transmit,
 )
+from media_worker.sip.address import Peer
+from media_worker.sip.call import CALL, CallState
+from media_worker.sip.core import SipCore
 from media_worker.sip.errors import LocalProtocolError
 from media_worker.sip.message import Request, Response, SipParseError, parse_message, serialize
 
