@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
+from media_worker.application import ActiveCall, Application
 from media_worker.apps.params import AppRequest
 from media_worker.config import MwiConfig
 from media_worker.files import write_atomic
@@ -38,7 +39,6 @@ from media_worker.signature import sign_publish
 from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Application
 from storage import Storage
 from storage.model import ChangeEvent, ChangeKind
 

@@ -20,8 +20,9 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
+from media_worker.application import ActiveCall, Application, CallLog
 from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PortAllocator, RtpEndpoint
 from media_worker.pacer import Pacer
@@ -61,39 +62,6 @@ class WorkerSettings:
     timers: Timers = DEFAULT_TIMERS
     hangup_grace: float = 30.0
     clock: Callable[[], float] = time.time  # wall clock of the signatures' time stamps
-
-
-class CallLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with the call it is about."""
-
-    def process(self, msg: str, kwargs: object) -> tuple[str, object]:  # type: ignore[override]
-        extra = self.extra or {}
-        return f"[{extra.get('call_id')}] {msg}", kwargs
-
-
-@dataclass
-class ActiveCall:
-    """What an application gets for an answered call."""
-
-    call: Call
-    media: MediaSession
-    log: CallLog
-
-    @property
-    def call_id(self) -> str:
-        return self.call.call_id
-
-
-Admitted = TypeVar("Admitted")
-
-
-class Application(Protocol[Admitted]):
-    def admit(self, invite: Request) -> Admitted | Rejection:
-        """Refuse the INVITE (with a status and reason) or accept it: what it returns
-        then is given to ``run`` if the call is answered, and dropped if not."""
-
-    async def run(self, call: ActiveCall, admitted: Admitted) -> None:
-        """Serve the answered call; returning ends it."""
 
 
 @dataclass(eq=False)

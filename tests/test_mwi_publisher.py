@@ -16,6 +16,7 @@ from typing import cast
 import pytest
 
 from kemi import signing
+from media_worker.application import ActiveCall
 from media_worker.apps.params import AppRequest
 from media_worker.config import ConfigError, MwiConfig, SipConfig, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
@@ -29,7 +30,7 @@ from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
-from media_worker.worker import ActiveCall, Worker, WorkerSettings
+from media_worker.worker import Worker, WorkerSettings
 from storage import Storage, open_storage
 
 PROXY = Peer("udp", "127.0.0.1", 5060)

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 
+from media_worker.application import ActiveCall
 from media_worker.apps import delivery
 from media_worker.apps.annrecorder_call import AnnrecorderCall
 from media_worker.apps.context import AppContext, ServiceSettings
@@ -28,7 +29,6 @@ from media_worker.mail.template import EmailTemplate
 from media_worker.prompts import PromptLibrary
 from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall
 from storage import Storage
 
 __all__ = ["ServiceSettings", "VoicemailService"]

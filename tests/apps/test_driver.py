@@ -18,6 +18,7 @@ import pytest
 
 import media_worker
 from kemi.app_param import Mode
+from media_worker.application import ActiveCall, CallLog
 from media_worker.apps.annrecorder_call import AnnrecorderCall
 from media_worker.apps.context import AppContext, Inactivity, ServiceSettings
 from media_worker.apps.params import AppName, AppRequest
@@ -32,7 +33,6 @@ from media_worker.mail.template import load_templates
 from media_worker.media import PlayItem
 from media_worker.prompts import PromptLibrary
 from media_worker.session import MediaSession, Sink
-from media_worker.worker import ActiveCall, CallLog
 from storage import PinRecord, Storage, open_storage
 from tests.support.procs import eventually
 

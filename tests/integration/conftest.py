@@ -14,13 +14,14 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import media_worker
+from media_worker.application import Application
 from media_worker.apps.context import ServiceSettings
 from media_worker.apps.service import VoicemailService
 from media_worker.config import AppsConfig, RtpConfig, SipConfig
 from media_worker.mail.outbox import Outbox, SmtpSettings
 from media_worker.mail.template import load_templates
 from media_worker.prompts import PromptLibrary
-from media_worker.worker import Application, Worker, WorkerSettings
+from media_worker.worker import Worker, WorkerSettings
 from storage import Storage, open_storage
 from tests.support.baresip import Baresip
 from tests.support.procs import free_port

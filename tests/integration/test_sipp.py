@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.application import ActiveCall
 from media_worker.session import Hangup
 from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Worker
+from media_worker.worker import Worker
 from tests.integration.conftest import WorkerFactory
 from tests.support.procs import free_port
 

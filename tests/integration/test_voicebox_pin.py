@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.application import ActiveCall
 from media_worker.apps.envelope import caller_prompts
 from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
@@ -18,7 +19,6 @@ from media_worker.config import AppsConfig, MappingRule
 from media_worker.prompts import PromptLibrary
 from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall
 from storage import PinRecord, Storage
 from storage.testing import make_wav
 from tests.integration.conftest import WorkerFactory, service

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from media_worker.application import ActiveCall
 from media_worker.apps.params import AppRequest
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
@@ -29,7 +30,6 @@ from media_worker.config import AppsConfig
 from media_worker.prompts import PromptLibrary
 from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall
 from storage import Storage
 from tests.integration.conftest import WorkerFactory, service
 from tests.support.audio_match import RATE, match, pcm_samples, read_pcm
