@@ -16,6 +16,8 @@ APP_PARAM_HEADER = "P-App-Param"
 CLIENT_HEADER_PATTERN = "^[Pp]-[Aa][Pp][Pp]-"  # any letter case
 
 VOICEMAIL, VOICEBOX, ANNRECORDER = "voicemail", "voicebox", "annrecorder"
+AppName = Literal["voicemail", "voicebox", "annrecorder"]  # P-App-Name (the worker's too)
+APPS: tuple[AppName, ...] = ("voicemail", "voicebox", "annrecorder")
 Mode = Literal["voicemail", "box", "both", "ann"]  # P-App-Param mod (the worker's too)
 MODES: tuple[Mode, ...] = ("voicemail", "box", "both", "ann")
 

@@ -18,9 +18,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from kemi.app_param import Mode
+from kemi.app_param import AppName, Mode
 from kemi.signing import check_secret
-from media_worker.apps.params import AppName
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import Peer, SipUri

@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
 
-from kemi.app_param import MODES, Mode
+from kemi.app_param import APPS, MODES, AppName, Mode
 from media_worker.apps.errors import AppParamError
+from media_worker.config import AppsConfig
 from media_worker.sip.actions import Rejection
 from media_worker.sip.address import NameAddr, SipUri
 from media_worker.sip.errors import RemoteProtocolError
 from media_worker.sip.message import Request
 from storage.errors import BadIdentity
 from storage.identity import check_greeting_type, check_mailbox
-
-if TYPE_CHECKING:  # config.py imports this module's names
-    from media_worker.config import AppsConfig
-
-AppName = Literal["voicemail", "voicebox", "annrecorder"]
-APPS: tuple[AppName, ...] = ("voicemail", "voicebox", "annrecorder")
 
 # Short and long spellings of each key (SEMS), matched without regard to case.
 KEYS = {

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 import media_worker
-from kemi.app_param import Mode
+from kemi.app_param import AppName, Mode
 from media_worker.application import ActiveCall, CallLog
 from media_worker.apps.annrecorder_call import AnnrecorderCall
 from media_worker.apps.context import AppContext, Inactivity, ServiceSettings
-from media_worker.apps.params import AppName, AppRequest
+from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
 from media_worker.apps.voicebox_call import VoiceboxCall
