@@ -15,12 +15,14 @@ import struct
 import sys
 from dataclasses import dataclass, field
 
+from media_worker.application import ActiveCall
 from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PlayItem
 from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.session import Hangup
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall, Refusal, Worker, WorkerSettings
+from media_worker.worker import Worker, WorkerSettings
 
 TONE = b"".join(
     struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * n / 8000))) for n in range(8000 * 60)
@@ -44,7 +46,7 @@ class BenchApp:
     def __init__(self) -> None:
         self.totals = Totals()
 
-    def admit(self, invite: Request) -> Refusal | None:
+    def admit(self, invite: Request) -> Rejection | None:
         return None
 
     async def run(self, call: ActiveCall, admitted: None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 APP_NAME_HEADER = "P-App-Name"
 APP_PARAM_HEADER = "P-App-Param"
@@ -15,7 +16,10 @@ APP_PARAM_HEADER = "P-App-Param"
 CLIENT_HEADER_PATTERN = "^[Pp]-[Aa][Pp][Pp]-"  # any letter case
 
 VOICEMAIL, VOICEBOX, ANNRECORDER = "voicemail", "voicebox", "annrecorder"
-MODES = ("voicemail", "box", "both", "ann")
+AppName = Literal["voicemail", "voicebox", "annrecorder"]  # P-App-Name (the worker's too)
+APPS: tuple[AppName, ...] = ("voicemail", "voicebox", "annrecorder")
+Mode = Literal["voicemail", "box", "both", "ann"]  # P-App-Param mod (the worker's too)
+MODES: tuple[Mode, ...] = ("voicemail", "box", "both", "ann")
 
 # usr_preferences attribute -> P-App-Param key (SEMS howto names): the preferences the
 # proxy loads, and the ones `voicemail user` provisions (media_worker.provisioning).

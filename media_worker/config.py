@@ -18,12 +18,11 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from kemi.app_param import AppName, Mode
 from kemi.signing import check_secret
-from media_worker.apps.params import AppName, AppRouting, Mode
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
-from media_worker.sip.address import SipUri
-from media_worker.sip.dialog import Destination
+from media_worker.sip.address import Peer, SipUri
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
 # The sample's sip.secret, refused at start: a copied sample must not run with a secret
@@ -125,9 +124,9 @@ class MappingRule:
 class AppsConfig:
     """``apps:``, as the apps (media_worker/apps/context.py ServiceSettings) take it."""
 
-    default_mode: Mode = "voicemail"
-    simple_mode: AppName | None = None
-    mapping: tuple[MappingRule, ...] = ()
+    default_mode: Mode = "voicemail"  # when P-App-Param has no mod
+    simple_mode: AppName | None = None  # the app of every call without P-App-Name
+    mapping: tuple[MappingRule, ...] = ()  # the first match on the R-URI user picks the app
     max_call_time: float = 1800.0  # seconds: the wall-clock limit of any call
     retry_delay: float = 5.0  # first wait before a failed delivery is tried again ...
     retry_max_delay: float = 300.0  # ... doubling up to this
@@ -139,11 +138,6 @@ class AppsConfig:
             raise ConfigError(f"{key}.retry_delay: must be above 0")
         if self.retry_max_delay < self.retry_delay:
             raise ConfigError(f"{key}.retry_max_delay: must be at least retry_delay")
-
-    def routing(self) -> AppRouting:
-        return AppRouting(
-            self.default_mode, self.simple_mode, tuple((r.match, r.app) for r in self.mapping)
-        )
 
 
 @dataclass(frozen=True)
@@ -198,8 +192,8 @@ class MwiConfig:
         if not MIN_EXPIRES <= self.expires <= 86400:
             raise ConfigError(f"{key}.expires: {self.expires} is outside {MIN_EXPIRES}..86400")
 
-    def destination(self) -> Destination:
-        return Destination.from_uri(SipUri.parse(self.proxy))
+    def destination(self) -> Peer:
+        return Peer.from_uri(SipUri.parse(self.proxy))
 
 
 @dataclass(frozen=True)

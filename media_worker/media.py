@@ -113,17 +113,17 @@ def _encoded(encode: Callable[[bytes], bytes], pcm: bytes) -> bytes:
 
 
 class Player:
-    """Queue of PCM items played frame by frame; reports when each starts and ends.
+    """Queue of PCM items played frame by frame; reports when each ends.
 
     An item is encoded whole when it starts (one C call), so the 20 ms tick only slices.
     """
 
-    def __init__(self, on_event: Callable[[str, str, bool], None], codec: str) -> None:
+    def __init__(self, on_done: Callable[[str, bool], None], codec: str) -> None:
         self._items: deque[PlayItem] = deque()
         self._current: PlayItem | None = None
         self._encoded = b""
         self._offset = 0
-        self._on_event = on_event  # (kind "start"|"done", mark, interrupted)
+        self._on_done = on_done  # (mark, interrupted): an item ended
         self.set_codec(codec)
 
     def set_codec(self, codec: str) -> None:
@@ -141,10 +141,10 @@ class Player:
     def stop(self) -> None:
         """Drop the current and queued items (each reported done, interrupted)."""
         if self._current is not None:
-            self._on_event("done", self._current.mark, True)
+            self._on_done(self._current.mark, True)
             self._current = None
         while self._items:
-            self._on_event("done", self._items.popleft().mark, True)
+            self._on_done(self._items.popleft().mark, True)
 
     def next_frame(self) -> bytes | None:
         """20 ms of encoded audio, or None when there is nothing to play."""
@@ -160,12 +160,11 @@ class Player:
                 self._current = self._items.popleft()
                 self._encoded = _encoded(self._encode, self._current.pcm)
                 self._offset = 0
-                self._on_event("start", self._current.mark, False)
             need = FRAME_SAMPLES - len(frame)
             frame += self._encoded[self._offset : self._offset + need]
             self._offset += need
             if self._offset >= len(self._encoded):
-                self._on_event("done", self._current.mark, False)
+                self._on_done(self._current.mark, False)
                 self._current = None
         if not frame:
             return None
@@ -183,7 +182,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         *,
         on_audio: Callable[[bytes], None],
         on_digit: Callable[[str], None],
-        on_play_event: Callable[[str, str, bool], None],
+        on_played: Callable[[str, bool], None],
     ) -> None:
         self.params = params
         self._rtp_sock, self._rtcp_sock = sockets
@@ -191,7 +190,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.pacer = pacer
         self.on_audio = on_audio
         self.on_digit = on_digit
-        self.player = Player(on_play_event, params.codec.name.upper())
+        self.player = Player(on_played, params.codec.name.upper())
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.BaseTransport | None = None
         self._remote = self._sdp_remote(params)

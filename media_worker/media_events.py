@@ -35,11 +35,7 @@ class StopReason(enum.StrEnum):
 @dataclass(frozen=True)
 class RecordingStopped:
     seconds: float
-    reason: str  # a StopReason ("max-duration", "stopped", "hangup")
-
-    def __post_init__(self) -> None:
-        # Text is taken (the apps' tests write "hangup") but only a StopReason's.
-        object.__setattr__(self, "reason", StopReason(self.reason))
+    reason: StopReason
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -203,25 +203,22 @@ class Publication:
     def _forget(self) -> None:
         self.etag, self.refresh_at, self.expires_at = None, None, None
 
-    def saved(self, wall_offset: float) -> SavedPublication:
-        """This publication as kept on disk; ``wall_offset`` is wall-clock time minus
-        the time base of ``now`` (the event loop's clock does not survive a restart)."""
-        return SavedPublication(
-            account=self.account,
-            expires=self.expires,
-            etag=self.etag,
+    def saved(self, wall_offset: float) -> Publication:
+        """A copy to keep on disk, its times in unix seconds; ``wall_offset`` is wall-clock
+        time minus the time base of ``now`` (the event loop's clock does not survive a
+        restart)."""
+        return replace(
+            self,
             refresh_at=None if self.refresh_at is None else self.refresh_at + wall_offset,
             expires_at=None if self.expires_at is None else self.expires_at + wall_offset,
-            cseq=self.cseq,
-            call_id=self.call_id,
-            from_tag=self.from_tag,
         )
 
     @classmethod
-    def restore(cls, saved: SavedPublication, *, now: float, wall_now: float) -> Publication:
-        """The publication back from disk. One the server still holds keeps its entity
-        tag and is refreshed when due (at once if that time passed while no worker ran);
-        one that expired meanwhile, or had failed, has none: publish it from scratch."""
+    def restore(cls, saved: Publication, *, now: float, wall_now: float) -> Publication:
+        """The publication back from disk (``saved()``'s copy). One the server still
+        holds keeps its entity tag and is refreshed when due (at once if that time passed
+        while no worker ran); one that expired meanwhile, or had failed, has none: publish
+        it from scratch."""
         publication = cls(
             saved.account, saved.expires, cseq=saved.cseq,
             call_id=saved.call_id, from_tag=saved.from_tag,
@@ -238,20 +235,6 @@ class Publication:
 
 
 @dataclass(frozen=True)
-class SavedPublication:
-    """A Publication as kept on disk; times are unix seconds."""
-
-    account: str
-    expires: int
-    etag: str | None
-    refresh_at: float | None
-    expires_at: float | None
-    cseq: int
-    call_id: str
-    from_tag: str
-
-
-@dataclass(frozen=True)
 class MailboxRecord:
     """One mailbox's entry in a worker's durable publication table: the SIP address
     learnt for it from calls (uid/did mailboxes) and its publication, if any."""
@@ -259,7 +242,7 @@ class MailboxRecord:
     domain: str
     user: str
     address: tuple[str, str] | None = None  # (user, domain) that phones subscribe to
-    publication: SavedPublication | None = None
+    publication: Publication | None = None  # as saved(): unix times
 
     def serialize(self) -> bytes:
         saved = self.publication
@@ -302,7 +285,7 @@ class MailboxRecord:
             domain=_field(fields, "domain", str),
             user=_field(fields, "user", str),
             address=None if address is None else (address[0], address[1]),
-            publication=None if saved is None else SavedPublication(
+            publication=None if saved is None else Publication(
                 account=_field(saved, "account", str),
                 expires=_field(saved, "expires", int),
                 etag=_field(saved, "etag", str, optional=True),

@@ -30,20 +30,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from media_worker.apps.params import AppRequest, Refusal
+from media_worker.application import ActiveCall, Application
+from media_worker.apps.params import AppRequest
 from media_worker.config import MwiConfig
 from media_worker.files import write_atomic
 from media_worker.mwi import MailboxRecord, Outcome, Publication, account_uri
 from media_worker.signature import sign_publish
-from media_worker.sip.dialog import Destination
+from media_worker.sip.actions import Rejection
+from media_worker.sip.address import Peer
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Application
 from storage import Storage
 from storage.model import ChangeEvent, ChangeKind
 
 log = logging.getLogger("voicemail.mwi")
 
-Send = Callable[[Request, Destination], Awaitable[Response | None]]
+Send = Callable[[Request, Peer], Awaitable[Response | None]]
 Mailbox = tuple[str, str]  # (domain, user) as the store keys it
 RETRIES = 2  # extra PUBLISHes after a 412 or 423 before giving up until the next change
 # PUBLISHes in flight at once: a start-up that republishes thousands of mailboxes, or a
@@ -102,7 +103,7 @@ class MwiPublisher:
     ) -> None:
         self.config = config
         # Where PUBLISH goes: Kamailio, which must know us as a worker.
-        self.proxy: Destination = config.destination()
+        self.proxy: Peer = config.destination()
         self.secret = secret
         self.store = store
         self._send = send
@@ -320,9 +321,9 @@ class LearningApplication:
         self.app = app
         self.publisher = publisher
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         request = self.app.admit(invite)
-        if not isinstance(request, Refusal):
+        if not isinstance(request, Rejection):
             self.publisher.learn(request)
         return request
 

@@ -14,8 +14,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from media_worker.audio import read_wav
+
+if TYPE_CHECKING:
+    from media_worker.config import PromptsConfig
 
 ASTERISK_EN = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 
@@ -254,6 +258,15 @@ class PromptLibrary:
     overrides: Path | None = None
     generated: Path | None = None  # where `voicemail prompts build` wrote its files
     _cache: dict[Path, bytes] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def configured(cls, config: PromptsConfig) -> PromptLibrary:
+        """The library the configuration's ``prompts:`` describes."""
+        return cls(
+            default_language=config.default_language,
+            generated=Path(config.built) if config.built else None,
+            overrides=Path(config.overrides) if config.overrides else None,
+        )
 
     def __post_init__(self) -> None:
         if self.generated is None:

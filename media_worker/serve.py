@@ -37,16 +37,12 @@ async def serve(config: WorkerConfig) -> None:
             journal_dir=data_dir / "journal",
             apps=config.apps,
             voicemail=config.voicemail,
-            extra_variables=config.email.extra_variables,
+            email=config.email,
         ),
         store,
         outbox,
         templates,
-        PromptLibrary(
-            default_language=config.prompts.default_language,
-            generated=Path(config.prompts.built) if config.prompts.built else None,
-            overrides=Path(config.prompts.overrides) if config.prompts.overrides else None,
-        ),
+        PromptLibrary.configured(config.prompts),
     )
     publisher: MwiPublisher | None = None
     worker = Worker(

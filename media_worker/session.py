@@ -64,9 +64,8 @@ class MediaSession:
     def on_digit(self, digit: str) -> None:
         self.events.put_nowait(Dtmf(digit))
 
-    def on_play_event(self, kind: str, mark: str, interrupted: bool) -> None:
-        if kind == "done":  # no app waits for a start
-            self.events.put_nowait(PlaybackDone(mark, interrupted))
+    def on_played(self, mark: str, interrupted: bool) -> None:
+        self.events.put_nowait(PlaybackDone(mark, interrupted))
 
     def hangup(self, reason: str) -> None:
         """The call is over: stop recording and tell the app."""

@@ -20,31 +20,29 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from media_worker.apps.params import Refusal as Refusal  # the answer an app may give
+from media_worker.application import ActiveCall, Application, CallLog
 from media_worker.config import RtpConfig, SipConfig
 from media_worker.media import PortAllocator, RtpEndpoint
 from media_worker.pacer import Pacer
 from media_worker.sdp import LocalMedia, MediaParams, SdpError, SessionDescription, negotiate
 from media_worker.session import MediaSession
 from media_worker.signature import UNSIGNED_METHODS, SignatureError, check_request, refusal_reason
-from media_worker.sip.core import (
+from media_worker.sip.actions import (
     Action,
-    Call,
     CallCancelled,
     CallConfirmed,
     CallEnded,
-    CallState,
     IncomingCall,
     ReInvite,
     Rejection,
     RequestDone,
-    SipCore,
-    Source,
     Transmit,
 )
-from media_worker.sip.dialog import Destination
+from media_worker.sip.address import Peer
+from media_worker.sip.call import Call, CallState
+from media_worker.sip.core import SipCore
 from media_worker.sip.message import Message, Request, Response
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
 from media_worker.sip.transport import SipTransport
@@ -64,39 +62,6 @@ class WorkerSettings:
     timers: Timers = DEFAULT_TIMERS
     hangup_grace: float = 30.0
     clock: Callable[[], float] = time.time  # wall clock of the signatures' time stamps
-
-
-class CallLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with the call it is about."""
-
-    def process(self, msg: str, kwargs: object) -> tuple[str, object]:  # type: ignore[override]
-        extra = self.extra or {}
-        return f"[{extra.get('call_id')}] {msg}", kwargs
-
-
-@dataclass
-class ActiveCall:
-    """What an application gets for an answered call."""
-
-    call: Call
-    media: MediaSession
-    log: CallLog
-
-    @property
-    def call_id(self) -> str:
-        return self.call.call_id
-
-
-Admitted = TypeVar("Admitted")
-
-
-class Application(Protocol[Admitted]):
-    def admit(self, invite: Request) -> Admitted | Refusal:
-        """Refuse the INVITE (with a status and reason) or accept it: what it returns
-        then is given to ``run`` if the call is answered, and dropped if not."""
-
-    async def run(self, call: ActiveCall, admitted: Admitted) -> None:
-        """Serve the answered call; returning ends it."""
 
 
 @dataclass(eq=False)
@@ -177,10 +142,10 @@ class Worker:
         assert self._loop is not None
         return self._loop.time()
 
-    def _on_message(self, message: Message, source: Source) -> None:
+    def _on_message(self, message: Message, source: Peer) -> None:
         self._dispatch(self.core.receive(message, source, self._now()))
 
-    def _screen(self, request: Request, source: Source) -> Rejection | None:
+    def _screen(self, request: Request, source: Peer) -> Rejection | None:
         """Before anything is set up for an out-of-dialog request: is it the proxy's, and
         is there room for another call?"""
         sip = self.settings.sip
@@ -236,7 +201,7 @@ class Worker:
                     await self._kick.wait()
             self._dispatch(self.core.on_timer(self._now()))
 
-    async def request(self, request: Request, destination: Destination) -> Response | None:
+    async def request(self, request: Request, destination: Peer) -> Response | None:
         """Send a non-INVITE request outside any call (a PUBLISH, say) in a client
         transaction; returns its final response, or None when it timed out."""
         future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
@@ -265,8 +230,8 @@ class Worker:
             admitted = self.app.admit(call.invite)
         except Exception:  # noqa: BLE001 - an application bug must not take the worker down
             clog.exception("admission failed")
-            admitted = Refusal(500, "Server Internal Error")
-        if isinstance(admitted, Refusal):
+            admitted = Rejection(500, "Server Internal Error")
+        if isinstance(admitted, Rejection):
             clog.info("refused: %d %s", admitted.status, admitted.reason)
             self._abandon(call, admitted.status, admitted.reason)
             return
@@ -327,7 +292,7 @@ class Worker:
             self.pacer,
             on_audio=session.on_audio,
             on_digit=session.on_digit,
-            on_play_event=session.on_play_event,
+            on_played=session.on_played,
         )
         session.attach(endpoint)
         return endpoint

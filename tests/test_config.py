@@ -12,6 +12,7 @@ from media_worker.config import (
     SAMPLE,
     SAMPLE_SECRET,
     ConfigError,
+    MappingRule,
     WorkerConfig,
     load_config,
     parse_config,
@@ -62,7 +63,7 @@ def test_values_and_nested_sections() -> None:
     )
     assert config.sip.port == 5090
     assert config.rtp.ports == (40000, 40100)
-    assert config.apps.routing().mapping == (("1000", "voicebox"),)
+    assert config.apps.mapping == (MappingRule("1000", "voicebox"),)
     assert config.email.smtp.starttls is True
 
 

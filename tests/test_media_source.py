@@ -122,7 +122,7 @@ async def make_endpoint() -> AsyncIterator[MakeEndpoint]:
             Pacer(),
             on_audio=audio.append,
             on_digit=digits.append,
-            on_play_event=lambda kind, mark, interrupted: None,
+            on_played=lambda mark, interrupted: None,
         )
         rtp.call_id = "source-test"
         await rtp.start()

@@ -16,7 +16,6 @@ from media_worker.mwi import (
     MessageSummary,
     Outcome,
     Publication,
-    SavedPublication,
     build_publish,
     refresh_delay,
 )
@@ -172,7 +171,7 @@ def test_failures_forget_the_publication(response: Response | None) -> None:
 
 # ----- the durable record -----
 
-SAVED = SavedPublication(
+SAVED = Publication(
     account=BOB, expires=3600, etag="e7", refresh_at=1_700_003_540.0,
     expires_at=1_700_003_600.0, cseq=4, call_id="c1@voicemail", from_tag="f1",
 )  # fmt: skip
@@ -187,7 +186,7 @@ SAVED = SavedPublication(
         MailboxRecord(
             "lab.example",
             "bob",
-            publication=SavedPublication(BOB, 3600, None, None, None, 9, "c2", "f2"),
+            publication=Publication(BOB, 3600, None, None, None, 9, "c2", "f2"),
         ),
     ],
 )
@@ -205,7 +204,7 @@ def test_record_round_trip(record: MailboxRecord) -> None:
 def test_record_round_trip_of_any_text(
     domain: str, user: str, address: tuple[str, str] | None, etag: str | None, t: float
 ) -> None:
-    saved = SavedPublication(f"sip:{user}@{domain}", 60, etag, t, t, 0, "c", "f")
+    saved = Publication(f"sip:{user}@{domain}", 60, etag, t, t, 0, "c", "f")
     record = MailboxRecord(domain, user, address, saved)
     assert MailboxRecord.parse(record.serialize()) == record
 
@@ -252,7 +251,7 @@ def test_saved_times_are_wall_clock_times() -> None:
     publication.request(1, 0)
     publication.on_response(ok("e1", expires=600), now=50.0)  # event loop time
     saved = publication.saved(wall_offset=1_700_000_000.0)
-    assert saved == SavedPublication(
+    assert saved == Publication(
         BOB, 3600, "e1", 1_700_000_050.0 + 540, 1_700_000_050.0 + 600, 4, "c1", "f1"
     )
 
@@ -281,11 +280,11 @@ def test_a_publication_whose_refresh_was_missed_is_refreshed_at_once() -> None:
     ("saved", "wall_now"),
     [
         (SAVED, SAVED.expires_at),  # expired while no worker ran
-        (SavedPublication(BOB, 3600, None, None, None, 4, "c1", "f1"), 0.0),  # had failed
+        (Publication(BOB, 3600, None, None, None, 4, "c1", "f1"), 0.0),  # had failed
     ],
 )
 def test_a_dead_publication_is_restored_without_entity_tag(
-    saved: SavedPublication, wall_now: float
+    saved: Publication, wall_now: float
 ) -> None:
     publication = Publication.restore(saved, now=7.0, wall_now=wall_now)
     assert (publication.etag, publication.refresh_at, publication.expires_at) == (None, None, None)

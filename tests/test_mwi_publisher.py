@@ -16,7 +16,8 @@ from typing import cast
 import pytest
 
 from kemi import signing
-from media_worker.apps.params import AppRequest, Refusal
+from media_worker.application import ActiveCall
+from media_worker.apps.params import AppRequest
 from media_worker.config import ConfigError, MwiConfig, SipConfig, parse_config
 from media_worker.mwi import MailboxRecord, MessageSummary
 from media_worker.mwi_publisher import (
@@ -25,13 +26,14 @@ from media_worker.mwi_publisher import (
     MwiPublisher,
     PublicationTable,
 )
-from media_worker.sip.dialog import Destination
+from media_worker.sip.actions import Rejection
+from media_worker.sip.address import Peer
 from media_worker.sip.headers import Headers
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
-from media_worker.worker import ActiveCall, Worker, WorkerSettings
+from media_worker.worker import Worker, WorkerSettings
 from storage import Storage, open_storage
 
-PROXY = Destination("udp", "127.0.0.1", 5060)
+PROXY = Peer("udp", "127.0.0.1", 5060)
 MWI = MwiConfig(proxy="sip:127.0.0.1:5060", expires=3600)
 DOMAIN = "lab.example"
 WAV = b"RIFF-not-really-a-wav"
@@ -80,7 +82,7 @@ class PresenceServer:
             response.headers.add("Expires", str(self.expires))
         return response
 
-    async def send(self, request: Request, destination: Destination) -> Response | None:
+    async def send(self, request: Request, destination: Peer) -> Response | None:
         assert destination == PROXY
         return self.answer(request)
 
@@ -171,7 +173,7 @@ async def test_a_burst_of_mailboxes_is_published_a_few_at_a_time(store: Storage)
     in_flight, most = 0, 0
     answering = asyncio.Event()  # the proxy answers once every change is in
 
-    async def slow_send(request: Request, destination: Destination) -> Response | None:
+    async def slow_send(request: Request, destination: Peer) -> Response | None:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
@@ -371,7 +373,7 @@ def test_mwi_configuration() -> None:
     config = parse_config({"mwi": {"proxy": "sip:10.0.0.1:5070"}})
     assert config.mwi is not None
     assert config.mwi.expires == 3600
-    assert config.mwi.destination() == Destination("udp", "10.0.0.1", 5070)
+    assert config.mwi.destination() == Peer("udp", "10.0.0.1", 5070)
 
 
 @pytest.mark.parametrize(
@@ -396,11 +398,11 @@ def test_mwi_configuration_errors(data: dict[str, object], error: str) -> None:
 class _Admits:
     """An application that admits every call with the same answer."""
 
-    def __init__(self, answer: AppRequest | Refusal) -> None:
+    def __init__(self, answer: AppRequest | Rejection) -> None:
         self.answer = answer
         self.ran: list[AppRequest] = []
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         return self.answer
 
     async def run(self, call: object, request: AppRequest) -> None:
@@ -417,8 +419,8 @@ async def test_the_learning_application_learns_from_the_request_admitted(store: 
     await app.run(cast(ActiveCall, None), UID_CALL)
     assert inner.ran == [UID_CALL]
     other = MwiPublisher(MWI, store, PresenceServer().send)
-    refusing = LearningApplication(_Admits(Refusal(404, "no")), other)
-    assert refusing.admit(bare) == Refusal(404, "no")
+    refusing = LearningApplication(_Admits(Rejection(404, "no")), other)
+    assert refusing.admit(bare) == Rejection(404, "no")
     assert refusing.publisher._accounts == {}
 
 
@@ -466,7 +468,7 @@ async def test_worker_request_carries_a_publish_over_udp() -> None:
                 ]
             ),
         )
-        response = await worker.request(request, Destination("udp", "127.0.0.1", port))
+        response = await worker.request(request, Peer("udp", "127.0.0.1", port))
         assert response is not None
         assert response.status == 200
         assert response.headers.get("SIP-ETag") == "e1"

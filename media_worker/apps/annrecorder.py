@@ -26,10 +26,11 @@ from media_worker.apps.events import (
     Started,
     StartTimer,
     StopPlayback,
+    StopReason,
     StopRecording,
     Timeout,
 )
-from media_worker.apps.machine import Input, Machine, Recorded, Row, recorded
+from media_worker.apps.machine import Input, Machine, Row
 
 WAIT = "wait"
 KEEP, AGAIN = "1", "2"
@@ -44,11 +45,13 @@ class AnnrecorderSettings:
 
 class State(enum.Enum):
     IDLE = "idle"
-    INTRO = "intro"
+    INTRO = "intro"  # the greeting and "press any key to record" play
+    INTRO_WAIT = "intro-wait"  # they have played; the wait timer runs
     BEEP = "beep"
     RECORDING = "recording"
     REVIEW = "review"
-    CONFIRM = "confirm"
+    CONFIRM = "confirm"  # "press 1 to keep, 2 to record again" plays
+    CONFIRM_WAIT = "confirm-wait"  # it has played; the wait timer runs
     GOODBYE = "goodbye"
     DONE = "done"
 
@@ -70,27 +73,21 @@ class Annrecorder(Machine[State]):
         self.settings = settings
         self.saved = False
         self._expected = ""  # the mark of the prompt now playing
-        self._waiting = False  # the wait timer runs
 
     def classify(self, event: Event) -> Input | None:
         if isinstance(event, PlaybackDone) and event.mark != self._expected:
             return None  # an interrupted prompt reporting late
-        if isinstance(event, Timeout) and (event.name != WAIT or not self._waiting):
-            return None  # a timer the caller's key already answered
+        if isinstance(event, Timeout) and event.name != WAIT:
+            return None  # not a timer this app sets
         if isinstance(event, Dtmf):
             return KEYS.get(event.digit, Key.OTHER)
         if isinstance(event, RecordingStopped):
-            return recorded(event)
+            return event.reason
         return type(event)
 
     def _play(self, prompts: tuple[str, ...], mark: str) -> Play:
         self._expected = mark
         return Play(prompts, mark)
-
-    def _stop_waiting(self) -> list[Action]:
-        # A key answers the wait: its timer must not fire in a later state.
-        waiting, self._waiting = self._waiting, False
-        return [CancelTimer(WAIT)] if waiting else []
 
     # ----- builders -----
 
@@ -99,11 +96,14 @@ class Annrecorder(Machine[State]):
         return [self._play(prompts, "intro")]
 
     def _wait(self, event: Event) -> list[Action]:
-        self._waiting = True
         return [StartTimer(WAIT, self.settings.wait_for_key)]
 
     def _beep(self, event: Event) -> list[Action]:
-        return [*self._stop_waiting(), StopPlayback(), self._play(("beep",), "beep")]
+        return [StopPlayback(), self._play(("beep",), "beep")]
+
+    def _answer_then_beep(self, event: Event) -> list[Action]:
+        # A key answers the wait: its timer must not fire in a later state.
+        return [CancelTimer(WAIT), *self._beep(event)]
 
     def _record(self, event: Event) -> list[Action]:
         return [Record(self.settings.max_record_time)]
@@ -119,19 +119,15 @@ class Annrecorder(Machine[State]):
 
     def _keep(self, event: Event) -> list[Action]:
         self.saved = True
-        return [
-            *self._stop_waiting(),
-            StopPlayback(),
-            SaveGreeting(),
-            self._play(("greeting_saved", "goodbye"), "bye"),
-        ]
+        return [StopPlayback(), SaveGreeting(), self._play(("greeting_saved", "goodbye"), "bye")]
+
+    def _answer_then_keep(self, event: Event) -> list[Action]:
+        return [CancelTimer(WAIT), *self._keep(event)]
 
     def _silence(self, event: Event) -> list[Action]:
-        self._waiting = False  # it fired
         return self._keep(event) if self.settings.keep_on_silence else self._goodbye(event)
 
     def _goodbye(self, event: Event) -> list[Action]:
-        self._waiting = False  # it fired
         return [StopPlayback(), self._play(("goodbye",), "bye")]
 
     def _hang_up(self, event: Event) -> list[Action]:
@@ -141,24 +137,28 @@ class Annrecorder(Machine[State]):
 S, A = State, Annrecorder  # table shorthand
 ANY_KEY = tuple(Key)
 # (state, input) -> next state and the actions. No row: the event is ignored (machine.py).
-# A hang-up keeps nothing that the caller did not keep.
+# A hang-up keeps nothing that the caller did not keep. A timer runs only in the *_WAIT
+# states; a Timeout elsewhere is one the caller's key already answered (ignored).
 TABLE: dict[tuple[State, Input], Row[Annrecorder, State]] = {
     (S.IDLE, Started): Row(S.INTRO, A._start),
-    (S.INTRO, PlaybackDone): Row(S.INTRO, A._wait),
+    (S.INTRO, PlaybackDone): Row(S.INTRO_WAIT, A._wait),
     **{(S.INTRO, key): Row(S.BEEP, A._beep) for key in ANY_KEY},
-    (S.INTRO, Timeout): Row(S.GOODBYE, A._goodbye),
+    **{(S.INTRO_WAIT, key): Row(S.BEEP, A._answer_then_beep) for key in ANY_KEY},
+    (S.INTRO_WAIT, Timeout): Row(S.GOODBYE, A._goodbye),
     (S.BEEP, PlaybackDone): Row(S.RECORDING, A._record),
     **{(S.RECORDING, key): Row(S.RECORDING, A._stop) for key in ANY_KEY},
-    (S.RECORDING, Recorded.FULL): Row(S.REVIEW, A._review),
-    (S.RECORDING, Recorded.STOPPED): Row(S.REVIEW, A._review),
-    (S.RECORDING, Recorded.HUNG_UP): Row(S.DONE),
+    (S.RECORDING, StopReason.MAX_DURATION): Row(S.REVIEW, A._review),
+    (S.RECORDING, StopReason.STOPPED): Row(S.REVIEW, A._review),
+    (S.RECORDING, StopReason.HANGUP): Row(S.DONE),
     (S.REVIEW, PlaybackDone): Row(S.CONFIRM, A._confirm),
     (S.REVIEW, Key.KEEP): Row(S.GOODBYE, A._keep),
     (S.REVIEW, Key.AGAIN): Row(S.BEEP, A._beep),
-    (S.CONFIRM, PlaybackDone): Row(S.CONFIRM, A._wait),
+    (S.CONFIRM, PlaybackDone): Row(S.CONFIRM_WAIT, A._wait),
     (S.CONFIRM, Key.KEEP): Row(S.GOODBYE, A._keep),
     (S.CONFIRM, Key.AGAIN): Row(S.BEEP, A._beep),
-    (S.CONFIRM, Timeout): Row(S.GOODBYE, A._silence),
+    (S.CONFIRM_WAIT, Key.KEEP): Row(S.GOODBYE, A._answer_then_keep),
+    (S.CONFIRM_WAIT, Key.AGAIN): Row(S.BEEP, A._answer_then_beep),
+    (S.CONFIRM_WAIT, Timeout): Row(S.GOODBYE, A._silence),
     (S.GOODBYE, PlaybackDone): Row(S.DONE, A._hang_up),
     **{(state, Hangup): Row(S.DONE) for state in State if state is not S.DONE},
 }

@@ -3,6 +3,7 @@ in memory, played back for review, and saved as the mailbox's greeting."""
 
 from __future__ import annotations
 
+from media_worker.application import ActiveCall
 from media_worker.apps import events as ev
 from media_worker.apps.annrecorder import Annrecorder, AnnrecorderSettings, State
 from media_worker.apps.context import AppContext
@@ -11,7 +12,6 @@ from media_worker.apps.params import AppRequest
 from media_worker.apps.timers import Expiry
 from media_worker.audio import trim_trailing_silence, write_wav
 from media_worker.session import Sink
-from media_worker.worker import ActiveCall
 
 
 class AnnrecorderCall(AppCall):

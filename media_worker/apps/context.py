@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from media_worker.apps.redelivery import Redelivery
-from media_worker.config import AppsConfig, VoicemailConfig
+from media_worker.config import AppsConfig, EmailConfig, VoicemailConfig
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import EmailTemplate
 from media_worker.prompts import PromptLibrary
@@ -20,7 +20,9 @@ from storage import Storage
 
 @dataclass(frozen=True)
 class Inactivity:
-    """Seconds a call may wait for the caller with nothing its app acts on."""
+    """Seconds a call may wait for the caller with nothing its app acts on; then the
+    driver ends it (``CallTimers``), without a goodbye. The voicebox says goodbye before
+    that by its own timer (``VoiceboxSettings.wait_for_key``)."""
 
     voicemail: float = 30.0
     voicebox: float = 30.0
@@ -29,12 +31,12 @@ class Inactivity:
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """The configuration's ``apps:`` and ``voicemail:``, and what the worker adds."""
+    """The configuration's ``apps:``, ``voicemail:`` and ``email:``, and what the worker adds."""
 
     journal_dir: Path = Path("/var/lib/voicemail/journal")
     apps: AppsConfig = field(default_factory=AppsConfig)
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
-    extra_variables: tuple[str, ...] = ()  # email.extra_variables
+    email: EmailConfig = field(default_factory=EmailConfig)  # its extra_variables
     drop_silent: bool = True
     inactivity: Inactivity = field(default_factory=Inactivity)
 

@@ -71,7 +71,7 @@ async def deliver(
             "from": request.sender,
             "ts": str(answered_at),
             "vmsg_length": f"{seconds:.2f}",
-            **{k: request.extras.get(k, "") for k in settings.extra_variables},
+            **{k: request.extras.get(k, "") for k in settings.email.extra_variables},
         }
         template = select_template(context.templates, request.did, request.language)
         message = build_email(

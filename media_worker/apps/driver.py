@@ -14,6 +14,7 @@ import enum
 from collections import deque
 from typing import Protocol
 
+from media_worker.application import ActiveCall, CallLog
 from media_worker.apps import events as ev
 from media_worker.apps.context import AppContext
 from media_worker.apps.errors import AppStateError
@@ -23,7 +24,6 @@ from media_worker.audio import AudioFormatError, read_wav
 from media_worker.media import PlayItem
 from media_worker.prompts import PromptMissing
 from media_worker.session import MediaSession, Sink
-from media_worker.worker import ActiveCall, CallLog
 
 
 class App(Protocol):

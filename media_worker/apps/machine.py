@@ -7,7 +7,7 @@ Each app module holds one ``TABLE``: ``(state, input) -> Row(next state, builder
 
 - a key press is turned into a named key by the app's key map, so each key is a row;
 - an outcome that the event carries is an input of its own: ``RecordingStopped``'s reason
-  (``Recorded`` below), the PIN verdict;
+  (a ``StopReason``), the PIN verdict;
 - ``None``: the event is stale (a stopped prompt reporting its end late, a timer the app
   did not set) and is dropped.
 ``classify()`` reads the event and the app's data and changes nothing.
@@ -41,7 +41,6 @@ from media_worker.apps.events import (
     Event,
     Hangup,
     PlaybackDone,
-    RecordingStopped,
     Timeout,
 )
 
@@ -75,21 +74,6 @@ class Row(Generic[AppT, StateT]):
 
 
 Table = Mapping[tuple[StateT, Input], Row[Any, StateT]]
-
-
-class Recorded(enum.Enum):
-    """How a recording ended, as an input: each ending is a row."""
-
-    FULL = "max-duration"
-    STOPPED = "stopped"
-    HUNG_UP = "hangup"
-
-
-def recorded(event: RecordingStopped) -> Recorded:
-    try:
-        return Recorded(event.reason)
-    except ValueError:
-        return Recorded.STOPPED  # any other reason is an ordinary stop, as it always was
 
 
 def input_name(key: Input) -> str:

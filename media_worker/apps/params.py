@@ -1,6 +1,6 @@
 """The SEMS proxy contract: P-App-Name selects the app, P-App-Param carries the profile.
 
-Parsed and validated before any session exists; a problem becomes a Refusal whose reason
+Parsed and validated before any session exists; a problem becomes a Rejection whose reason
 phrase names it (400 bad parameters, 404 unknown application).
 """
 
@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
 
+from kemi.app_param import APPS, MODES, AppName, Mode
 from media_worker.apps.errors import AppParamError
+from media_worker.config import AppsConfig
+from media_worker.sip.actions import Rejection
 from media_worker.sip.address import NameAddr, SipUri
 from media_worker.sip.errors import RemoteProtocolError
 from media_worker.sip.message import Request
 from storage.errors import BadIdentity
 from storage.identity import check_greeting_type, check_mailbox
-
-AppName = Literal["voicemail", "voicebox", "annrecorder"]
-APPS: tuple[AppName, ...] = ("voicemail", "voicebox", "annrecorder")
-Mode = Literal["voicemail", "box", "both", "ann"]
-MODES: tuple[Mode, ...] = ("voicemail", "box", "both", "ann")
 
 # Short and long spellings of each key (SEMS), matched without regard to case.
 KEYS = {
@@ -47,22 +44,6 @@ KEYS = {
 DEFAULT_GREETING_TYPE = "vm"
 # A language tag as P-App-Param lng carries it (en, de, pt_BR, zh-Hant).
 LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    status: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class AppRouting:
-    """How a worker picks the app when the proxy did not say (SEMS simple_mode, mapping)."""
-
-    default_mode: Mode = "voicemail"
-    simple_mode: AppName | None = None  # every call without P-App-Name goes to this app
-    # (regex on the R-URI user, app): the first match selects the app.
-    mapping: tuple[tuple[str, AppName], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,36 +116,31 @@ def _split(value: str) -> list[str]:
     return items
 
 
-def select_app(invite: Request, routing: AppRouting) -> AppName | Refusal:
-    selected = _select(invite, routing)
-    return selected if isinstance(selected, Refusal) else selected[0]
-
-
-def _select(invite: Request, routing: AppRouting) -> tuple[AppName, str | None] | Refusal:
+def _select(invite: Request, apps: AppsConfig) -> tuple[AppName, str | None] | Rejection:
     """The app, and the mailbox user a mapping rule's ``(?P<user>...)`` group names."""
     name = invite.headers.get("P-App-Name")
     if name is not None:
         name = _unquote(name).lower()
         if name in APPS:
             return name, None
-        return Refusal(404, f"Unknown application '{name[:40]}'")
+        return Rejection(404, f"Unknown application '{name[:40]}'")
     try:
         user = SipUri.parse(invite.uri).user or ""
     except RemoteProtocolError:
         user = ""
-    for pattern, app in routing.mapping:
-        match = re.fullmatch(pattern, user)
+    for rule in apps.mapping:  # an operator's rule on the R-URI user: the first match wins
+        match = re.fullmatch(rule.match, user)
         if match:
-            return app, match.groupdict().get("user")
-    if routing.simple_mode is not None:
-        return routing.simple_mode, None
-    return Refusal(404, "No application selected (P-App-Name missing)")
+            return rule.app, match.groupdict().get("user")
+    if apps.simple_mode is not None:  # every call without P-App-Name goes to this app
+        return apps.simple_mode, None
+    return Rejection(404, "No application selected (P-App-Name missing)")
 
 
-def app_request(invite: Request, routing: AppRouting) -> AppRequest | Refusal:
+def app_request(invite: Request, apps: AppsConfig) -> AppRequest | Rejection:
     """The validated profile of this call, or the refusal to answer with."""
-    selected = _select(invite, routing)
-    if isinstance(selected, Refusal):
+    selected = _select(invite, apps)
+    if isinstance(selected, Rejection):
         return selected
     app, mapped_user = selected
     try:
@@ -173,11 +149,11 @@ def app_request(invite: Request, routing: AppRouting) -> AppRequest | Refusal:
             # An operator's mapping rule (e.g. *98bob) names the mailbox: user and host.
             known["user"] = mapped_user
             known.setdefault("domain", SipUri.parse(invite.uri).host)
-        return _build(app, known, extras, invite, routing)
+        return _build(app, known, extras, invite, apps)
     except (AppParamError, RemoteProtocolError) as exc:  # the latter: an R-URI that fails
-        return Refusal(exc.status, str(exc))
+        return Rejection(exc.status, str(exc))
     except BadIdentity as exc:
-        return Refusal(400, f"Bad {exc.kind}: {exc.reason}")
+        return Rejection(400, f"Bad {exc.kind}: {exc.reason}")
 
 
 def _build(
@@ -185,7 +161,7 @@ def _build(
     known: dict[str, str],
     extras: dict[str, str],
     invite: Request,
-    routing: AppRouting,
+    apps: AppsConfig,
 ) -> AppRequest:
     usr, dom = known.get("user") or None, known.get("domain") or None
     uid, did = known.get("uid") or None, known.get("did") or None
@@ -199,7 +175,7 @@ def _build(
     if not domain:
         raise AppParamError("P-App-Param: no domain (dom or did)")
     domain, user = check_mailbox(domain, user)
-    mode = (known.get("mode") or routing.default_mode).lower()
+    mode = (known.get("mode") or apps.default_mode).lower()
     if mode not in MODES:
         raise AppParamError(f"P-App-Param: unknown mode '{mode[:20]}'")
     email = known.get("email") or None

@@ -13,21 +13,22 @@ import asyncio
 import time
 from collections.abc import Mapping
 
+from media_worker.application import ActiveCall
 from media_worker.apps import delivery
 from media_worker.apps.annrecorder_call import AnnrecorderCall
 from media_worker.apps.context import AppContext, ServiceSettings
 from media_worker.apps.delivery import Remember
 from media_worker.apps.driver import AppCall
 from media_worker.apps.journal import Leftover, note
-from media_worker.apps.params import AppRequest, Refusal, app_request
+from media_worker.apps.params import AppRequest, app_request
 from media_worker.apps.redelivery import CorruptJournal, Redelivery
 from media_worker.apps.voicebox_call import VoiceboxCall
 from media_worker.apps.voicemail_call import VoicemailCall
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import EmailTemplate
 from media_worker.prompts import PromptLibrary
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall
 from storage import Storage
 
 __all__ = ["ServiceSettings", "VoicemailService"]
@@ -45,7 +46,6 @@ class VoicemailService:
         prompts: PromptLibrary,
     ) -> None:
         self.settings = settings
-        self.routing = settings.apps.routing()
         journals: set[str] = set()  # written by calls in progress
         self.redelivery = Redelivery(
             settings.journal_dir,
@@ -112,8 +112,8 @@ class VoicemailService:
 
     # ----- the worker's Application protocol -----
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
-        return app_request(invite, self.routing)
+    def admit(self, invite: Request) -> AppRequest | Rejection:
+        return app_request(invite, self.settings.apps)
 
     async def run(self, call: ActiveCall, request: AppRequest) -> None:
         started = time.monotonic()

@@ -3,7 +3,7 @@ its menu. A state table in one file; events in, actions out.
 
 Keys (configurable): 1 repeat, 2 save, 3 delete, 4 start over (SEMS), 5 envelope,
 6 next, 7 previous, 0 help; '#' ends the PIN. A message becomes read when its playback
-starts. Every waiting state ends with goodbye after the inactivity time.
+starts. Every waiting state ends with goodbye when no key comes (``wait_for_key``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from media_worker.apps.events import (
 )
 from media_worker.apps.machine import Branch, Input, Machine, Row
 
-INACTIVITY = "inactivity"
+WAIT = "wait"  # the timer of a prompt that waits for a key
 PIN_KEYS = frozenset("0123456789")  # a PIN is digits; * # A-D never join it
 
 
@@ -93,7 +93,9 @@ class Pin(enum.Enum):
 class VoiceboxSettings:
     pin_required: bool = False
     pin_tries: int = 3
-    inactivity: float = 20.0
+    # A prompt's wait for a key before goodbye. Inactivity.voicebox (context.py), longer,
+    # is the driver's limit that ends a call outright when nothing happens at all.
+    wait_for_key: float = 20.0
     keys: KeyMap = field(default_factory=KeyMap)
     max_pin_digits: int = 16
 
@@ -155,7 +157,7 @@ class Voicebox(Machine[State]):
     def classify(self, event: Event) -> Input | None:
         if isinstance(event, PlaybackDone) and event.mark != self._expected:
             return None  # an interrupted prompt reporting late: nothing to do
-        if isinstance(event, Timeout) and event.name != INACTIVITY:
+        if isinstance(event, Timeout) and event.name != WAIT:
             return None
         if isinstance(event, Dtmf):
             return self._keys.get(event.digit, Key.OTHER)
@@ -180,14 +182,14 @@ class Voicebox(Machine[State]):
 
     def _intro(self, first: bool) -> list[Action]:
         return [
-            CancelTimer(INACTIVITY),
+            CancelTimer(WAIT),
             self._play(("first_message" if first else "next_message",), "intro"),
         ]
 
     def _end(self) -> Branch[State]:
         return Branch(
             State.END,
-            [CancelTimer(INACTIVITY), StopPlayback(), self._play(("no_more_messages",), "end")],
+            [CancelTimer(WAIT), StopPlayback(), self._play(("no_more_messages",), "end")],
         )
 
     def _summary(self) -> list[Action] | Branch[State]:
@@ -197,7 +199,7 @@ class Voicebox(Machine[State]):
         return [self._play(count_prompts(new, saved), "summary")]
 
     def _confirm(self, prompt: str) -> list[Action]:
-        return [CancelTimer(INACTIVITY), StopPlayback(), self._play((prompt,), "confirm")]
+        return [CancelTimer(WAIT), StopPlayback(), self._play((prompt,), "confirm")]
 
     # ----- builders -----
 
@@ -207,20 +209,20 @@ class Voicebox(Machine[State]):
         return self._summary()
 
     def _arm_timer(self, event: Event) -> list[Action]:
-        return [StartTimer(INACTIVITY, self.settings.inactivity)]
+        return [StartTimer(WAIT, self.settings.wait_for_key)]
 
     def _goodbye(self, event: Event) -> list[Action]:
-        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(("goodbye",), "bye")]
+        return [CancelTimer(WAIT), StopPlayback(), self._play(("goodbye",), "bye")]
 
     def _pin_digit(self, event: Event) -> list[Action]:
         assert isinstance(event, Dtmf)
         if len(self.pin_digits) < self.settings.max_pin_digits and event.digit in PIN_KEYS:
             self.pin_digits += event.digit
-        return [CancelTimer(INACTIVITY), StartTimer(INACTIVITY, self.settings.inactivity)]
+        return [CancelTimer(WAIT), StartTimer(WAIT, self.settings.wait_for_key)]
 
     def _check_pin(self, event: Event) -> list[Action]:
         digits, self.pin_digits = self.pin_digits, ""
-        return [CancelTimer(INACTIVITY), StopPlayback(), CheckPin(digits)]
+        return [CancelTimer(WAIT), StopPlayback(), CheckPin(digits)]
 
     def _pin_right(self, event: Event) -> list[Action] | Branch[State]:
         return self._summary()
@@ -239,7 +241,7 @@ class Voicebox(Machine[State]):
     def _play_current(self, event: Event) -> list[Action]:
         entry = self.entries[self.index]
         actions: list[Action] = [
-            CancelTimer(INACTIVITY),
+            CancelTimer(WAIT),
             PlayMessage(entry.name, self._mark("message")),
         ]
         if entry.new:
@@ -254,7 +256,7 @@ class Voicebox(Machine[State]):
         return [self._play(("message_menu",), "menu")]
 
     def _help(self, event: Event) -> list[Action]:
-        return [CancelTimer(INACTIVITY), StopPlayback(), self._play(("message_help",), "menu")]
+        return [CancelTimer(WAIT), StopPlayback(), self._play(("message_help",), "menu")]
 
     def _save(self, event: Event) -> list[Action]:
         return self._confirm("saved")
@@ -266,7 +268,7 @@ class Voicebox(Machine[State]):
 
     def _envelope(self, event: Event) -> list[Action]:
         name = self.entries[self.index].name
-        return [CancelTimer(INACTIVITY), StopPlayback(), PlayEnvelope(name, self._mark("envelope"))]
+        return [CancelTimer(WAIT), StopPlayback(), PlayEnvelope(name, self._mark("envelope"))]
 
     def _next(self, event: Event) -> list[Action] | Branch[State]:
         later = [i for i in self._live() if i > self.index]

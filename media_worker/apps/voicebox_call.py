@@ -7,6 +7,7 @@ import hmac
 import time
 from datetime import datetime
 
+from media_worker.application import ActiveCall
 from media_worker.apps import events as ev
 from media_worker.apps.context import AppContext
 from media_worker.apps.driver import AppCall
@@ -16,7 +17,6 @@ from media_worker.apps.pin import Lockout, PinError, verify_pin
 from media_worker.apps.voicebox import State, Voicebox, VoiceboxSettings
 from media_worker.audio import read_wav
 from media_worker.media import PlayItem
-from media_worker.worker import ActiveCall
 from storage import MessageNotFound, PinRecord
 
 

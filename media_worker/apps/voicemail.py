@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from kemi.app_param import Mode
 from media_worker.apps.events import (
     Action,
     DeliverMessage,
@@ -23,10 +24,10 @@ from media_worker.apps.events import (
     RecordingStopped,
     Started,
     StopPlayback,
+    StopReason,
     StopRecording,
 )
-from media_worker.apps.machine import Branch, Input, Machine, Recorded, Row, recorded
-from media_worker.apps.params import Mode
+from media_worker.apps.machine import Branch, Input, Machine, Row
 
 SKIP_KEY = "#"
 
@@ -64,7 +65,7 @@ class Voicemail(Machine[State]):
         if isinstance(event, Dtmf):
             return Key.SKIP if event.digit == SKIP_KEY else Key.OTHER
         if isinstance(event, RecordingStopped):
-            return recorded(event)
+            return event.reason
         return type(event)
 
     # ----- builders -----
@@ -115,9 +116,9 @@ TABLE: dict[tuple[State, Input], Row[Voicemail, State]] = {
     (S.BEEP, PlaybackDone): Row(S.RECORDING, V._record),
     (S.BEEP, Hangup): Row(S.DONE),
     (S.RECORDING, Key.SKIP): Row(S.RECORDING, V._stop_recording),
-    (S.RECORDING, Recorded.FULL): Row(S.FINAL_BEEP, V._full),
-    (S.RECORDING, Recorded.STOPPED): Row(S.DONE, V._stopped),
-    (S.RECORDING, Recorded.HUNG_UP): Row(S.DONE, V._hung_up),
+    (S.RECORDING, StopReason.MAX_DURATION): Row(S.FINAL_BEEP, V._full),
+    (S.RECORDING, StopReason.STOPPED): Row(S.DONE, V._stopped),
+    (S.RECORDING, StopReason.HANGUP): Row(S.DONE, V._hung_up),
     # The RecordingStopped(hangup) that comes first decides; the Hangup after it changes nothing.
     (S.RECORDING, Hangup): Row(S.RECORDING),
     (S.FINAL_BEEP, PlaybackDone): Row(S.DONE, V._hang_up),

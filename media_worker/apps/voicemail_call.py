@@ -8,6 +8,7 @@ import asyncio
 import time
 from typing import Any
 
+from media_worker.application import ActiveCall
 from media_worker.apps import delivery
 from media_worker.apps import events as ev
 from media_worker.apps.context import AppContext
@@ -17,7 +18,6 @@ from media_worker.apps.params import AppRequest
 from media_worker.apps.timers import Expiry
 from media_worker.apps.voicemail import State, Voicemail, VoicemailSettings
 from media_worker.session import Sink
-from media_worker.worker import ActiveCall
 
 
 class VoicemailCall(AppCall):

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import astuple
 from typing import TypeVar
 
-from media_worker.apps.params import MODES
+from kemi.app_param import MODES
 from media_worker.provisioning import kamdb
 from media_worker.provisioning.provision import (
     TABLES,

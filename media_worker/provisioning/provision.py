@@ -17,7 +17,8 @@ from importlib import resources
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from media_worker.apps.params import LANGUAGE_TAG, MODES
+from kemi.app_param import MODES
+from media_worker.apps.params import LANGUAGE_TAG
 from storage.errors import BadIdentity
 from storage.identity import PROMPTS_SUFFIX, check_greeting_type, check_identity
 

@@ -121,9 +121,6 @@ class SipUri:
             return "tls"
         return wanted or "udp"
 
-    def with_params(self, params: Params) -> SipUri:
-        return replace(self, params=params)
-
 
 @dataclass(frozen=True)
 class NameAddr:
@@ -219,3 +216,23 @@ class Via:
         else:
             params.append((name, value))
         return replace(self, params=tuple(params))
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The other side of a message: where it came from, or where it goes (a name until
+    resolved)."""
+
+    transport: str  # "udp" or "tcp"
+    host: str
+    port: int
+    connection: int | None = None  # the stream it arrived on, or one to reuse
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+    @classmethod
+    def from_uri(cls, uri: SipUri, connection: int | None = None) -> Peer:
+        transport = "tcp" if uri.transport in ("tcp", "tls") else "udp"
+        return cls(transport, uri.host.strip("[]"), uri.port or 5060, connection)

@@ -3,21 +3,33 @@
 Sans-IO: ``receive`` takes a parsed message, where it came from and the time, and returns
 actions: messages to transmit (with a destination) and call events for the application
 layer. The application answers calls through ``respond``, ``hangup`` and
-``answer_reinvite``, which return actions too.
+``answer_reinvite``, which return actions too (``actions.py``; a call's states: ``call.py``).
 """
 
 from __future__ import annotations
 
-import enum
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from media_worker.sip.address import NameAddr, Via
-from media_worker.sip.dialog import Destination, Dialog
+from media_worker.sip.actions import (
+    Action,
+    CallCancelled,
+    CallConfirmed,
+    CallEnded,
+    IncomingCall,
+    ReInvite,
+    Rejection,
+    RequestDone,
+    Transmit,
+)
+from media_worker.sip.address import NameAddr, Peer, Via
+from media_worker.sip.call import Call, CallInput, CallState, answer_input
+from media_worker.sip.dialog import Dialog
 from media_worker.sip.errors import LocalProtocolError, RemoteProtocolError
 from media_worker.sip.message import Request, Response, response_to
 from media_worker.sip.numbers import parse_number
+from media_worker.sip.routing import response_destination, stamp_via
 from media_worker.sip.timers import DEFAULT_TIMERS, Timers
 from media_worker.sip.transaction import (
     AckTimeout,
@@ -38,145 +50,6 @@ KNOWN_METHODS = frozenset(
 BRANCH_MAGIC = "z9hG4bK"
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """An admission hook's answer to an out-of-dialog request: refuse it thus."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a message came from."""
-
-    transport: str  # "udp" or "tcp"
-    host: str
-    port: int
-    connection: int | None = None  # the stream it arrived on
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "udp"
-
-
-class CallState(enum.Enum):
-    EARLY = "early"  # INVITE received, not answered
-    ANSWERED = "answered"  # 2xx sent, no ACK yet
-    CONFIRMED = "confirmed"
-    ENDED = "ended"
-
-
-class CallInput(enum.Enum):
-    PROVISIONAL = "1xx to the INVITE"
-    ANSWER = "2xx to the INVITE"
-    REFUSE = "3xx-6xx to the INVITE"
-    ACK = "ACK of the 2xx"
-    ACK_TIMEOUT = "no ACK of the 2xx"
-    CANCEL = "CANCEL"
-    BYE = "BYE from the peer"
-    HANG_UP = "BYE from us"
-
-
-C, CI = CallState, CallInput  # table shorthand
-# state -> input -> next state; an absent pair is the application's misuse.
-CALL: dict[CallState, dict[CallInput, CallState]] = {
-    C.EARLY: {
-        CI.PROVISIONAL: C.EARLY,
-        CI.ANSWER: C.ANSWERED,
-        CI.REFUSE: C.ENDED,
-        CI.CANCEL: C.ENDED,
-        CI.BYE: C.ENDED,  # RFC 3261 15: the caller may end an early dialog with BYE
-    },
-    C.ANSWERED: {
-        CI.ACK: C.CONFIRMED,
-        CI.ACK_TIMEOUT: C.ENDED,
-        CI.BYE: C.ENDED,
-        CI.HANG_UP: C.ENDED,
-    },
-    C.CONFIRMED: {CI.BYE: C.ENDED, CI.HANG_UP: C.ENDED},
-    C.ENDED: {},
-}
-
-
-@dataclass(eq=False)
-class Call:
-    invite: Request
-    source: Source
-    dialog: Dialog
-    transaction: InviteServerTransaction
-    state: CallState = CallState.EARLY
-    reinvite: InviteServerTransaction | None = None
-
-    @property
-    def call_id(self) -> str:
-        return self.dialog.call_id
-
-    def go(self, event: CallInput) -> CallState:
-        try:
-            self.state = CALL[self.state][event]
-        except KeyError:
-            raise LocalProtocolError(
-                f"call {self.call_id}: {event.value} is not allowed in state {self.state.value}"
-            ) from None
-        return self.state
-
-
-# ----- actions -----
-
-
-@dataclass(frozen=True)
-class Transmit:
-    message: Request | Response
-    destination: Destination
-
-
-@dataclass(frozen=True)
-class IncomingCall:
-    call: Call
-
-
-@dataclass(frozen=True)
-class CallConfirmed:
-    call: Call
-    ack: Request  # carries the SDP answer when the INVITE had no offer
-
-
-@dataclass(frozen=True)
-class CallCancelled:
-    call: Call
-
-
-@dataclass(frozen=True)
-class CallEnded:
-    call: Call
-    reason: str  # "bye" (peer hung up), "ack-timeout", "hangup" (we ended it)
-
-
-@dataclass(frozen=True)
-class ReInvite:
-    call: Call
-    request: Request
-
-
-@dataclass(frozen=True)
-class RequestDone:
-    """A request we sent got its final response (None: it timed out)."""
-
-    request: Request
-    response: Response | None
-
-
-Action = (
-    Transmit | IncomingCall | CallConfirmed | CallCancelled | CallEnded | ReInvite | RequestDone
-)
-
-
-def _source_destination(source: Source) -> Destination:
-    return Destination(source.transport, source.host, source.port, source.connection)
-
-
 def _server_key(request: Request) -> tuple[str, str, str]:
     via = Via.parse(request.headers.get("Via") or "")
     method = "INVITE" if request.method == "ACK" else request.method
@@ -193,14 +66,14 @@ class SipCore:
     user_agent: str = "kamailio-voicemail"
     # Sees each out-of-dialog request but OPTIONS and CANCEL before anything is set up
     # for it (a signature, a call limit); a Rejection is answered in a transaction.
-    admit: Callable[[Request, Source], Rejection | None] = lambda request, source: None
+    admit: Callable[[Request, Peer], Rejection | None] = lambda request, source: None
 
     def __post_init__(self) -> None:
         self._servers: dict[
             tuple[str, str, str], NonInviteServerTransaction | InviteServerTransaction
         ] = {}
-        self._server_dest: dict[int, Destination] = {}
-        self._clients: dict[str, tuple[NonInviteClientTransaction, Destination]] = {}
+        self._server_dest: dict[int, Peer] = {}
+        self._clients: dict[str, tuple[NonInviteClientTransaction, Peer]] = {}
         self.calls: dict[tuple[str, str], Call] = {}  # (Call-ID, local tag)
 
     # ----- timers -----
@@ -239,13 +112,13 @@ class SipCore:
         for call in list(self.calls.values()):
             if call.transaction is txn and call.state is CallState.ANSWERED:
                 actions = self._send_bye(call, now)
-                self._end(call, CI.ACK_TIMEOUT)
+                self._end(call, CallInput.ACK_TIMEOUT)
                 return [*actions, CallEnded(call, "ack-timeout")]
         return []
 
     # ----- incoming -----
 
-    def receive(self, message: Request | Response, source: Source, now: float) -> list[Action]:
+    def receive(self, message: Request | Response, source: Peer, now: float) -> list[Action]:
         if isinstance(message, Response):
             return self._receive_response(message, now)
         request = message
@@ -257,9 +130,9 @@ class SipCore:
             response = response_to(
                 request, 403, "Forbidden (untrusted source)", to_tag=self.new_id()
             )
-            return [Transmit(response, _source_destination(source))]
+            return [Transmit(response, source)]
         try:
-            self._stamp_via(request, source)
+            stamp_via(request, source)
             key = _server_key(request)
         except RemoteProtocolError:
             return []  # no Via to answer by (the parser lets none of these through)
@@ -273,33 +146,11 @@ class SipCore:
                 return []
             return [self._stateless(request, source, exc.status, str(exc))]
 
-    def _stamp_via(self, request: Request, source: Source) -> None:
-        """RFC 3261 18.2.1 and RFC 3581: note where the request really came from."""
-        top = request.headers.get("Via") or ""
-        via = Via.parse(top)
-        if via.host.strip("[]") != source.host:
-            via = via.with_param("received", source.host)
-        if via.param("rport") is not None:
-            via = via.with_param("rport", str(source.port))
-        vias = request.headers.get_all("Via")
-        request.headers.remove("Via")
-        for index, value in enumerate(vias):
-            request.headers.add("Via", str(via) if index == 0 else value)
-
-    def _response_destination(self, request: Request, source: Source) -> Destination:
-        if source.reliable:
-            return Destination(source.transport, source.host, source.port, source.connection)
-        via = Via.parse(request.headers.get("Via") or "")
-        host = via.param("received") or via.host.strip("[]")
-        rport = via.param("rport")
-        port = parse_number(rport, "rport", 1, 65535) if rport else via.port or 5060
-        return Destination("udp", host, port)
-
-    def _stateless(self, request: Request, source: Source, status: int, reason: str) -> Transmit:
+    def _stateless(self, request: Request, source: Peer, status: int, reason: str) -> Transmit:
         response = response_to(request, status, reason, to_tag=self.new_id())
         if status in (405, 501):
             response.headers.add("Allow", ALLOW)
-        return Transmit(response, self._response_destination(request, source))
+        return Transmit(response, response_destination(request, source))
 
     def _retransmission_or_ack(
         self,
@@ -318,13 +169,13 @@ class SipCore:
     def _new_server(
         self,
         request: Request,
-        source: Source,
+        source: Peer,
         key: tuple[str, str, str],
     ) -> InviteServerTransaction | NonInviteServerTransaction:
         kind = InviteServerTransaction if request.method == "INVITE" else NonInviteServerTransaction
         txn = kind(request, reliable=source.reliable, timers=self.timers)
         self._servers[key] = txn
-        self._server_dest[id(txn)] = self._response_destination(request, source)
+        self._server_dest[id(txn)] = response_destination(request, source)
         return txn
 
     def _reply(
@@ -343,7 +194,7 @@ class SipCore:
         return actions
 
     def _new_request(
-        self, request: Request, source: Source, key: tuple[str, str, str], now: float
+        self, request: Request, source: Peer, key: tuple[str, str, str], now: float
     ) -> list[Action]:
         method = request.method
         if method == "ACK":
@@ -385,7 +236,7 @@ class SipCore:
         except RemoteProtocolError as exc:
             return self._reply(txn, response_to(request, exc.status, str(exc)), now)
         if method == "BYE":
-            self._end(call, CI.BYE)
+            self._end(call, CallInput.BYE)
             return [*self._reply(txn, response_to(request, 200), now), CallEnded(call, "bye")]
         if method == "INVITE":
             if call.reinvite is not None or call.state is not CallState.CONFIRMED:
@@ -401,7 +252,7 @@ class SipCore:
         return response
 
     def _new_call(
-        self, request: Request, source: Source, key: tuple[str, str, str], now: float
+        self, request: Request, source: Peer, key: tuple[str, str, str], now: float
     ) -> list[Action]:
         dialog = Dialog.from_invite(request, self.new_id(), local_seq=secrets.randbelow(2**16))
         txn = self._new_server(request, source, key)
@@ -411,7 +262,7 @@ class SipCore:
         return [*self._reply(txn, response_to(request, 100), now), IncomingCall(call)]
 
     def _cancel(
-        self, request: Request, source: Source, key: tuple[str, str, str], now: float
+        self, request: Request, source: Peer, key: tuple[str, str, str], now: float
     ) -> list[Action]:
         txn = self._new_server(request, source, key)
         invite_txn = self._servers.get((key[0], key[1], "INVITE"))
@@ -422,7 +273,7 @@ class SipCore:
         if call.state is CallState.EARLY:
             terminated = response_to(call.invite, 487, to_tag=call.dialog.local_tag)
             actions += self._reply(invite_txn, terminated, now)
-            self._end(call, CI.CANCEL)
+            self._end(call, CallInput.CANCEL)
             actions.append(CallCancelled(call))
         return actions
 
@@ -438,7 +289,7 @@ class SipCore:
             return []
         if call.state is CallState.ANSWERED and call.transaction.state is State.ACCEPTED:
             call.transaction.on_ack(now)
-            call.go(CI.ACK)
+            call.go(CallInput.ACK)
             return [CallConfirmed(call, ack)]
         return []
 
@@ -466,7 +317,7 @@ class SipCore:
         body: bytes = b"",
     ) -> list[Action]:
         """Answer the call's INVITE (1xx, 2xx, or a refusal)."""
-        call.go(CI.PROVISIONAL if status < 200 else CI.ANSWER if status < 300 else CI.REFUSE)
+        call.go(answer_input(status))
         response = response_to(call.invite, status, reason, to_tag=call.dialog.local_tag)
         if 101 <= status < 300:
             for route in call.dialog.route_set:
@@ -505,14 +356,14 @@ class SipCore:
         if call.state is CallState.EARLY:
             return [*self.respond(call, status, now), CallEnded(call, "hangup")]
         actions = self._send_bye(call, now)
-        self._end(call, CI.HANG_UP)
+        self._end(call, CallInput.HANG_UP)
         return [*actions, CallEnded(call, "hangup")]
 
     def _send_bye(self, call: Call, now: float) -> list[Action]:
         hop = call.dialog.next_hop()
-        dest = Destination.from_uri(hop)
+        dest = Peer.from_uri(hop)
         if call.source.reliable and dest.transport == call.source.transport:
-            dest = Destination(dest.transport, dest.host, dest.port, call.source.connection)
+            dest = Peer(dest.transport, dest.host, dest.port, call.source.connection)
         bye = call.dialog.new_request("BYE", self._via(dest.transport))
         return self.send_request(bye, dest, now)
 
@@ -527,7 +378,7 @@ class SipCore:
             (("branch", BRANCH_MAGIC + self.new_id()), ("rport", None)),
         )
 
-    def send_request(self, request: Request, dest: Destination, now: float) -> list[Action]:
+    def send_request(self, request: Request, dest: Peer, now: float) -> list[Action]:
         """Send a non-INVITE request (BYE, OPTIONS, NOTIFY, PUBLISH) in a client transaction."""
         if not request.headers.get("Via"):
             request.headers.prepend("Via", str(self._via(dest.transport)))

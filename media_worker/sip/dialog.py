@@ -12,21 +12,6 @@ from media_worker.sip.message import Request
 MAX_FORWARDS = "70"
 
 
-@dataclass(frozen=True)
-class Destination:
-    """Where to send a message: a transport and an address (a name until resolved)."""
-
-    transport: str  # "udp" or "tcp"
-    host: str
-    port: int
-    connection: int | None = None  # a stream connection to reuse, if known
-
-    @classmethod
-    def from_uri(cls, uri: SipUri, connection: int | None = None) -> Destination:
-        transport = "tcp" if uri.transport in ("tcp", "tls") else "udp"
-        return cls(transport, uri.host.strip("[]"), uri.port or 5060, connection)
-
-
 @dataclass
 class Dialog:
     call_id: str

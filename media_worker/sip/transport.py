@@ -1,10 +1,10 @@
 """SIP over UDP and TCP on one port, IPv4 or IPv6: the I/O under the sans-IO core.
 
-Incoming bytes become parsed messages handed to ``on_message`` with their Source; a
-malformed request gets 400 (or the parser's status) where a response is possible and is
-otherwise dropped with a log line (rate-limited: a flood does not flood the log). Outgoing
-messages go to a Destination: over UDP by sendto, over TCP on the connection they belong
-to, or on a new connection. A TCP connection from an untrusted address is closed as it is
+Incoming bytes become parsed messages handed to ``on_message`` with the Peer they came
+from; a malformed request gets 400 (or the parser's status) where a response is possible
+and is otherwise dropped with a log line (rate-limited: a flood does not flood the log).
+Outgoing messages go to a Peer: over UDP by sendto, over TCP on the connection they
+belong to, or on a new connection. A TCP connection from an untrusted address is closed as it is
 accepted; a trusted one is closed after ``idle_timeout`` seconds without a byte.
 """
 
@@ -18,8 +18,7 @@ import math
 import time
 from collections.abc import Callable
 
-from media_worker.sip.core import Source
-from media_worker.sip.dialog import Destination
+from media_worker.sip.address import Peer
 from media_worker.sip.message import (
     MAX_MESSAGE_BYTES,
     Message,
@@ -34,7 +33,7 @@ from media_worker.sip.message import (
 
 log = logging.getLogger("voicemail.sip")
 
-MessageHandler = Callable[[Message, Source], None]
+MessageHandler = Callable[[Message, Peer], None]
 TCP_IDLE_TIMEOUT = 120.0  # seconds without a byte before a TCP connection is closed
 LOG_BURST, LOG_PERIOD = 10, 10.0  # at most this many lines per period about bad input
 
@@ -73,7 +72,7 @@ class _Udp(asyncio.DatagramProtocol):
         host, port = str(addr[0]), int(addr[1])
         if data.strip(b"\r\n") == b"":
             return  # keep-alive
-        self.owner.handle_bytes(data, Source("udp", host, port), stream=False)
+        self.owner.handle_bytes(data, Peer("udp", host, port), stream=False)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)
@@ -121,7 +120,7 @@ class _Tcp(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.touch()
-        source = Source("tcp", self.peer[0], self.peer[1], self.conn_id)
+        source = Peer("tcp", self.peer[0], self.peer[1], self.conn_id)
         for item in self.parser.feed(data):
             if isinstance(item, bytes):
                 if self.transport is not None:
@@ -204,7 +203,7 @@ class SipTransport:
         if suffix is not None:
             log.info(message + "%s", *args, suffix)
 
-    def handle_bytes(self, data: bytes, source: Source, *, stream: bool) -> None:
+    def handle_bytes(self, data: bytes, source: Peer, *, stream: bool) -> None:
         if len(data) > MAX_MESSAGE_BYTES:
             self.note("dropped a %d-byte datagram from %s:%d", len(data), source.host, source.port)
             return
@@ -215,7 +214,7 @@ class SipTransport:
             return
         self.deliver(message, source)
 
-    def deliver(self, message: Message, source: Source) -> None:
+    def deliver(self, message: Message, source: Peer) -> None:
         try:
             self.on_message(message, source)
         except Exception:
@@ -223,7 +222,7 @@ class SipTransport:
                 "error handling %s from %s:%d", _describe(message), source.host, source.port
             )
 
-    def handle_error(self, exc: SipParseError, source: Source, data: bytes) -> None:
+    def handle_error(self, exc: SipParseError, source: Peer, data: bytes) -> None:
         request = exc.request
         if request is None or request.method == "ACK" or not self.trusted(source.host):
             self.note(
@@ -240,7 +239,7 @@ class SipTransport:
 
     # ----- outgoing -----
 
-    def send(self, message: Request | Response, dest: Destination) -> None:
+    def send(self, message: Request | Response, dest: Peer) -> None:
         data = serialize(message)
         if dest.transport == "udp":
             if self._udp is not None:
@@ -257,7 +256,7 @@ class SipTransport:
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, dest))
 
-    async def _connect_and_send(self, data: bytes, dest: Destination) -> None:
+    async def _connect_and_send(self, data: bytes, dest: Peer) -> None:
         loop = asyncio.get_running_loop()
         try:
             _, protocol = await asyncio.wait_for(
@@ -277,7 +276,5 @@ def _describe(message: Message) -> str:
     return f"{message.status} response (Call-ID {message.call_id})"
 
 
-def _reply_destination(request: Request, source: Source) -> Destination:
-    if source.reliable:
-        return Destination(source.transport, source.host, source.port, source.connection)
-    return Destination("udp", source.host, source.port)
+def _reply_destination(request: Request, source: Peer) -> Peer:
+    return source if source.reliable else Peer("udp", source.host, source.port)

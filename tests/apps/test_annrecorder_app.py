@@ -21,6 +21,7 @@ from media_worker.apps.events import (
     Started,
     StartTimer,
     StopPlayback,
+    StopReason,
     StopRecording,
     Timeout,
 )
@@ -40,7 +41,7 @@ RECORDED = (
     PlaybackDone("intro"),  # the interrupted intro reports late: ignored
     PlaybackDone("beep"),
     Dtmf("#"),  # any key: done
-    RecordingStopped(4.0, "stopped"),
+    RecordingStopped(4.0, StopReason.STOPPED),
 )
 
 
@@ -69,7 +70,7 @@ def test_record_again_then_keep_during_review() -> None:
         *RECORDED,
         Dtmf("2"),
         PlaybackDone("beep"),
-        RecordingStopped(120.0, "max-duration"),
+        RecordingStopped(120.0, StopReason.MAX_DURATION),
         Dtmf("1"),
     )
     assert actions.count(Record(120.0)) == 2
@@ -107,7 +108,7 @@ def test_no_key_after_the_intro_says_goodbye() -> None:
 
 def test_impossible_event() -> None:
     with pytest.raises(AppError, match="RecordingStopped is not expected in state idle"):
-        Annrecorder(AnnrecorderSettings()).handle(RecordingStopped(1, "stopped"))
+        Annrecorder(AnnrecorderSettings()).handle(RecordingStopped(1, StopReason.STOPPED))
 
 
 def test_every_row_leads_to_a_state_and_every_state_hears_a_hang_up() -> None:
@@ -127,7 +128,7 @@ def test_an_event_without_a_row_is_ignored() -> None:
 def test_a_key_after_the_prompt_cancels_the_wait_so_it_cannot_fire_later() -> None:
     app, actions = run(Started(), PlaybackDone("intro"), Dtmf("5"))
     assert actions[1:3] == [StartTimer("wait", 20.0), CancelTimer("wait")]
-    late: list[Event] = [PlaybackDone("beep"), Dtmf("#"), RecordingStopped(4.0, "stopped")]
+    late: list[Event] = [PlaybackDone("beep"), Dtmf("#"), RecordingStopped(4.0, StopReason.STOPPED)]
     late += [PlaybackDone("review"), Timeout("wait")]  # during "press 1 to keep": not silence
     assert [a for e in late for a in app.handle(e)] == [
         Record(120.0),

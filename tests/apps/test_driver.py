@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 import media_worker
+from kemi.app_param import AppName, Mode
+from media_worker.application import ActiveCall, CallLog
 from media_worker.apps.annrecorder_call import AnnrecorderCall
 from media_worker.apps.context import AppContext, Inactivity, ServiceSettings
-from media_worker.apps.params import AppName, AppRequest, Mode
+from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
 from media_worker.apps.voicebox_call import VoiceboxCall
@@ -31,7 +33,6 @@ from media_worker.mail.template import load_templates
 from media_worker.media import PlayItem
 from media_worker.prompts import PromptLibrary
 from media_worker.session import MediaSession, Sink
-from media_worker.worker import ActiveCall, CallLog
 from storage import PinRecord, Storage, open_storage
 from tests.support.procs import eventually
 
@@ -58,7 +59,7 @@ class Phone(MediaSession):
             self.played.append(item.mark)
             self.audio[item.mark] = item.pcm
             if self.auto_done:
-                loop.call_soon(self.on_play_event, "done", item.mark, False)
+                loop.call_soon(self.on_played, item.mark, False)
 
     def record(self, sink: Sink, max_seconds: float) -> None:
         super().record(sink, max_seconds)
@@ -272,7 +273,7 @@ async def press(call: ActiveCall, key: str, seconds: float) -> None:
 
 def to_the_beep(call: ActiveCall) -> None:
     for mark in ("greeting", "beep"):
-        call.media.on_play_event("done", mark, False)
+        call.media.on_played(mark, False)
 
 
 def context(tmp_path: Path, store: Storage, **settings: Any) -> AppContext:
@@ -295,7 +296,7 @@ async def test_a_recording_runs_past_the_inactivity_time_to_its_maximum(
     to_the_beep(call)
     await talk(call, 1.6)  # no event at all for 1.5 s: five times the inactivity time
     await until(lambda: voicemail.app.state.value == "final-beep")
-    call.media.on_play_event("done", "final-beep", False)
+    call.media.on_played("final-beep", False)
     outcome = await asyncio.wait_for(running, 2)
     assert outcome.startswith("1.5 s message stored as"), outcome
     assert (await store.count("lab.example", "bob")).new == 1
@@ -379,13 +380,13 @@ async def test_an_annrecorder_recording_outlives_the_inactivity_time(
     await phone.heard("intro")
     phone.press("1")  # "press any key to record"
     await phone.heard("beep")
-    phone.on_play_event("done", "beep", False)
+    phone.on_played("beep", False)
     await until(lambda: phone.recordings == 1)
     await talk(call, 1.2)
     phone.press("1")  # stop: review, keep it, goodbye
     for mark in ("review", "confirm", "bye"):
         await phone.heard(mark)
-        phone.on_play_event("done", mark, False)
+        phone.on_played(mark, False)
         if mark == "confirm":
             phone.press("1")
     outcome = await asyncio.wait_for(running, 2)

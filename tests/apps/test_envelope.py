@@ -139,7 +139,7 @@ def test_envelope_key_while_a_message_plays() -> None:
     d.finish_playback()  # summary
     d.finish_playback()  # "first message": 400+d plays
     actions = d.send(Dtmf("5"))
-    assert actions[:2] == [CancelTimer("inactivity"), StopPlayback()]
+    assert actions[:2] == [CancelTimer("wait"), StopPlayback()]
     assert isinstance(actions[2], PlayEnvelope)
     assert actions[2].name == "400+d"
     assert state(d) is State.ENVELOPE

@@ -12,14 +12,14 @@ from hypothesis import strategies as st
 from media_worker.apps.errors import AppParamError
 from media_worker.apps.params import (
     AppRequest,
-    AppRouting,
-    Refusal,
     app_request,
     parse_app_param,
 )
+from media_worker.config import AppsConfig, MappingRule
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request, parse_message
 
-ROUTING = AppRouting()
+ROUTING = AppsConfig()
 KAMAILIO_INVITE = Path(__file__).parent.parent / "data" / "sip" / "kamailio-invite-p-app.txt"
 
 
@@ -41,7 +41,7 @@ def invite(name: str | None, param: str | None, uri: str = "sip:bob@lab.example"
     return message
 
 
-def accepted(result: AppRequest | Refusal) -> AppRequest:
+def accepted(result: AppRequest | Rejection) -> AppRequest:
     assert isinstance(result, AppRequest), result
     return result
 
@@ -101,7 +101,7 @@ def test_voicemail_falls_back_to_the_request_uri_voicebox_does_not() -> None:
     vm = accepted(app_request(invite("voicemail", "mod=box"), ROUTING))
     assert (vm.user, vm.domain) == ("bob", "lab.example")
     refused = app_request(invite("voicebox", "dom=lab.example"), ROUTING)
-    assert refused == Refusal(400, "P-App-Param: no user (usr or uid)")
+    assert refused == Rejection(400, "P-App-Param: no user (usr or uid)")
 
 
 def test_sender_defaults_to_from_without_its_tag() -> None:
@@ -123,22 +123,22 @@ def test_extra_keys_are_kept_for_templates() -> None:
 @pytest.mark.parametrize(
     ("name", "param", "refusal"),
     [
-        (None, "usr=bob", Refusal(404, "No application selected (P-App-Name missing)")),
-        ("conference", "usr=bob", Refusal(404, "Unknown application 'conference'")),
-        ("voicemail", "usr=bob;mod=tape", Refusal(400, "P-App-Param: unknown mode 'tape'")),
-        ("voicemail", "usr=bob;mod=both", Refusal(400, "P-App-Param: mode both needs an email address (eml)")),
-        ("voicemail", "usr=bob;mod=voicemail;eml=nobody", Refusal(400, "P-App-Param: mode voicemail needs an email address (eml)")),
-        ("voicemail", "usr=../etc;mod=box", Refusal(400, "Bad user: must not contain '/' or '\\'")),
-        ("voicemail", "usr=..;mod=box", Refusal(400, "Bad user: must not be '.' or '..'")),
-        ("voicemail", "usr=bob;dom=x-prompts;mod=box", Refusal(400, "Bad domain: must not end in '-prompts' (reserved)")),
-        ("voicemail", "usr=bob;mod=box;typ=a/b", Refusal(400, "Bad greeting type: must not contain '/' or '\\'")),
-        ("voicemail", "usr=bob;mod=box;lng=../../x", Refusal(400, "P-App-Param: bad language '../../x'")),
-        ("voicemail", "usr=bob;usr=eve;mod=box", Refusal(400, "P-App-Param: 'usr' given twice")),
-        ("voicemail", "usr=bob;garbage;mod=box", Refusal(400, "P-App-Param: malformed item 'garbage'")),
-        ("voicebox", "usr=bob", Refusal(400, "P-App-Param: no domain (dom or did)")),
+        (None, "usr=bob", Rejection(404, "No application selected (P-App-Name missing)")),
+        ("conference", "usr=bob", Rejection(404, "Unknown application 'conference'")),
+        ("voicemail", "usr=bob;mod=tape", Rejection(400, "P-App-Param: unknown mode 'tape'")),
+        ("voicemail", "usr=bob;mod=both", Rejection(400, "P-App-Param: mode both needs an email address (eml)")),
+        ("voicemail", "usr=bob;mod=voicemail;eml=nobody", Rejection(400, "P-App-Param: mode voicemail needs an email address (eml)")),
+        ("voicemail", "usr=../etc;mod=box", Rejection(400, "Bad user: must not contain '/' or '\\'")),
+        ("voicemail", "usr=..;mod=box", Rejection(400, "Bad user: must not be '.' or '..'")),
+        ("voicemail", "usr=bob;dom=x-prompts;mod=box", Rejection(400, "Bad domain: must not end in '-prompts' (reserved)")),
+        ("voicemail", "usr=bob;mod=box;typ=a/b", Rejection(400, "Bad greeting type: must not contain '/' or '\\'")),
+        ("voicemail", "usr=bob;mod=box;lng=../../x", Rejection(400, "P-App-Param: bad language '../../x'")),
+        ("voicemail", "usr=bob;usr=eve;mod=box", Rejection(400, "P-App-Param: 'usr' given twice")),
+        ("voicemail", "usr=bob;garbage;mod=box", Rejection(400, "P-App-Param: malformed item 'garbage'")),
+        ("voicebox", "usr=bob", Rejection(400, "P-App-Param: no domain (dom or did)")),
     ],
 )  # fmt: skip
-def test_refusals_name_the_problem(name: str | None, param: str, refusal: Refusal) -> None:
+def test_refusals_name_the_problem(name: str | None, param: str, refusal: Rejection) -> None:
     uri = "sip:1000@lab.example" if name == "voicebox" else "sip:bob@lab.example"
     assert app_request(invite(name, param, uri), ROUTING) == refusal
 
@@ -146,23 +146,25 @@ def test_refusals_name_the_problem(name: str | None, param: str, refusal: Refusa
 def test_nul_and_control_characters_never_pass() -> None:
     message = invite("voicemail", "usr=bo\x01b;mod=box")
     refused = app_request(message, ROUTING)
-    assert isinstance(refused, Refusal)
+    assert isinstance(refused, Rejection)
     assert refused.status == 400
 
 
 def test_simple_mode_and_uri_mapping() -> None:
-    mapped = AppRouting(mapping=((r"1000", "voicebox"), (r"1001", "annrecorder")))
+    mapped = AppsConfig(
+        mapping=(MappingRule(r"1000", "voicebox"), MappingRule(r"1001", "annrecorder"))
+    )
     box = accepted(
         app_request(invite(None, "usr=bob;dom=lab.example", "sip:1000@lab.example"), mapped)
     )
     assert box.app == "voicebox"
-    simple = AppRouting(simple_mode="voicemail", default_mode="box")
+    simple = AppsConfig(simple_mode="voicemail", default_mode="box")
     vm = accepted(app_request(invite(None, None), simple))
     assert (vm.app, vm.mode, vm.user) == ("voicemail", "box", "bob")
 
 
 def test_a_mapping_group_names_the_mailbox() -> None:
-    mapped = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    mapped = AppsConfig(mapping=(MappingRule(r"\*98(?P<user>.+)", "voicebox"),))
     box = accepted(app_request(invite(None, None, "sip:*98bob@lab.example"), mapped))
     assert (box.app, box.user, box.domain) == ("voicebox", "bob", "lab.example")
     # What the proxy says still wins.
@@ -203,11 +205,11 @@ def test_fuzz_parse_app_param_raises_only_its_error(text: str) -> None:
 )
 def test_fuzz_app_request_refuses_or_accepts(name: str, param: str) -> None:
     """Any P-App-Param (surrogate-escaped bytes, odd digits, controls) gives an AppRequest
-    with safe identity values or a Refusal; nothing else escapes."""
+    with safe identity values or a Rejection; nothing else escapes."""
     request = invite(name, None)
     request.headers.add("P-App-Param", param)
     result = app_request(request, ROUTING)
-    if isinstance(result, Refusal):
+    if isinstance(result, Rejection):
         assert 400 <= result.status < 500
         return
     for value in (result.user, result.domain):

@@ -198,25 +198,25 @@ def test_locked_mailbox_ends_at_once() -> None:
     assert d.played()[-1] == "wrong_pin goodbye"
 
 
-def test_inactivity_ends_every_waiting_state() -> None:
+def test_waiting_for_a_key_ends_every_waiting_state_with_goodbye() -> None:
     d = started()
     for _ in range(4):  # summary, "first message", the message, the menu prompt
         d.finish_playback()
-    assert StartTimer("inactivity", 20.0) in d.actions
-    d.send(Timeout("inactivity"))
+    assert StartTimer("wait", 20.0) in d.actions
+    d.send(Timeout("wait"))
     assert d.played()[-1] == "goodbye"
     d.finish_playback()
     assert d.actions[-1] == EndCall()
     pin = started(pin_required=True)
     pin.finish_playback()
-    pin.send(Timeout("inactivity"))
+    pin.send(Timeout("wait"))
     assert pin.box.state is State.GOODBYE
 
 
-def test_keys_restart_the_inactivity_timer_during_pin_entry() -> None:
+def test_keys_restart_the_wait_timer_during_pin_entry() -> None:
     d = started(pin_required=True)
     d.send(Dtmf("1"))
-    assert d.actions[-2:] == [CancelTimer("inactivity"), StartTimer("inactivity", 20.0)]
+    assert d.actions[-2:] == [CancelTimer("wait"), StartTimer("wait", 20.0)]
 
 
 def test_late_playback_reports_and_hang_up() -> None:

@@ -9,11 +9,11 @@ from typing import cast
 
 import pytest
 
+from media_worker.application import ActiveCall
 from media_worker.apps.context import AppContext, ServiceSettings
 from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.voicebox_call import VoiceboxCall, pin_matches
-from media_worker.worker import ActiveCall
 from storage import PinRecord, Storage, open_storage
 
 STORED = "4711"

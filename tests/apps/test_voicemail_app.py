@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kemi.app_param import Mode
 from media_worker.apps.errors import AppError
 from media_worker.apps.events import (
     Action,
@@ -18,10 +19,10 @@ from media_worker.apps.events import (
     RecordingStopped,
     Started,
     StopPlayback,
+    StopReason,
     StopRecording,
     Timeout,
 )
-from media_worker.apps.params import Mode
 from media_worker.apps.voicemail import TABLE, Key, State, Voicemail, VoicemailSettings
 
 
@@ -38,7 +39,7 @@ GREETED = (Started(), PlaybackDone("greeting"), PlaybackDone("beep"))
 
 @pytest.mark.parametrize("mode", ["voicemail", "box", "both"])
 def test_recording_modes_caller_hangs_up(mode: Mode) -> None:
-    app, actions = run(mode, *GREETED, RecordingStopped(12.5, "hangup"), Hangup())
+    app, actions = run(mode, *GREETED, RecordingStopped(12.5, StopReason.HANGUP), Hangup())
     assert actions == [
         Play(("greeting",), "greeting"),
         Play(("beep",), "beep"),
@@ -57,14 +58,14 @@ def test_ann_plays_the_greeting_and_hangs_up() -> None:
 
 def test_maximum_length_beeps_and_hangs_up() -> None:
     app, actions = run(
-        "both", *GREETED, RecordingStopped(60, "max-duration"), PlaybackDone("final-beep")
+        "both", *GREETED, RecordingStopped(60, StopReason.MAX_DURATION), PlaybackDone("final-beep")
     )
     assert actions[-3:] == [DeliverMessage(), Play(("beep",), "final-beep"), EndCall()]
     assert app.state is State.DONE
 
 
 def test_caller_hangs_up_during_the_final_beep() -> None:
-    app, actions = run("box", *GREETED, RecordingStopped(60, "max-duration"), Hangup())
+    app, actions = run("box", *GREETED, RecordingStopped(60, StopReason.MAX_DURATION), Hangup())
     assert actions[-2:] == [DeliverMessage(), Play(("beep",), "final-beep")]
     assert app.state is State.DONE
 
@@ -79,7 +80,7 @@ def test_pound_skips_the_greeting_and_ends_the_message() -> None:
         PlaybackDone("beep"),
         Dtmf("1"),
         Dtmf("#"),
-        RecordingStopped(3.0, "stopped"),
+        RecordingStopped(3.0, StopReason.STOPPED),
     )
     assert actions == [
         Play(("greeting",), "greeting"),
@@ -109,7 +110,7 @@ def test_hang_up_before_recording_records_nothing(events: tuple[Event, ...]) -> 
 
 
 def test_late_events_after_the_end_are_ignored() -> None:
-    app, _ = run("box", *GREETED, RecordingStopped(2, "hangup"))
+    app, _ = run("box", *GREETED, RecordingStopped(2, StopReason.HANGUP))
     assert app.handle(Hangup()) == []
     assert app.handle(Timeout("inactivity")) == []
 
@@ -117,7 +118,7 @@ def test_late_events_after_the_end_are_ignored() -> None:
 def test_an_impossible_event_names_state_and_event() -> None:
     app = Voicemail(VoicemailSettings("box"))
     with pytest.raises(AppError, match="RecordingStopped is not expected in state idle"):
-        app.handle(RecordingStopped(1, "hangup"))
+        app.handle(RecordingStopped(1, StopReason.HANGUP))
 
 
 def test_every_row_leads_to_a_state_and_every_state_hears_a_hang_up() -> None:

@@ -14,14 +14,14 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import media_worker
+from media_worker.application import Application
 from media_worker.apps.context import ServiceSettings
-from media_worker.apps.params import AppRouting
 from media_worker.apps.service import VoicemailService
-from media_worker.config import AppsConfig, MappingRule, RtpConfig, SipConfig
+from media_worker.config import AppsConfig, RtpConfig, SipConfig
 from media_worker.mail.outbox import Outbox, SmtpSettings
 from media_worker.mail.template import load_templates
 from media_worker.prompts import PromptLibrary
-from media_worker.worker import Application, Worker, WorkerSettings
+from media_worker.worker import Worker, WorkerSettings
 from storage import Storage, open_storage
 from tests.support.baresip import Baresip
 from tests.support.procs import free_port
@@ -121,16 +121,11 @@ def service(
     tmp_path: Path,
     store: Storage,
     smtp_port: int,
-    routing: AppRouting,
+    apps: AppsConfig,
     prompts: PromptLibrary | None = None,
 ) -> tuple[VoicemailService, Outbox]:
     """The worker's application on ``store``, mailing through an outbox to ``smtp_port``."""
     outbox = Outbox(tmp_path / "outbox", SmtpSettings(port=smtp_port, timeout=5), backoff=(0.2,))
-    apps = AppsConfig(
-        default_mode=routing.default_mode,
-        simple_mode=routing.simple_mode,
-        mapping=tuple(MappingRule(match, app) for match, app in routing.mapping),
-    )
     settings = ServiceSettings(journal_dir=tmp_path / "journal", apps=apps)
     return VoicemailService(
         settings, store, outbox, load_templates(TEMPLATES), prompts or PromptLibrary()

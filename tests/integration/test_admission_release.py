@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from media_worker.apps.params import AppRequest, AppRouting
+from media_worker.apps.params import AppRequest
 from media_worker.apps.service import VoicemailService
+from media_worker.config import AppsConfig
 from media_worker.sdp import LocalMedia
 from media_worker.sip.message import Request, Response, parse_message, response_to, serialize
 from media_worker.sip.timers import Timers
@@ -138,7 +139,7 @@ NOTHING = {"calls": 0, "worker calls": 0, "transactions": 0, "journals": 0}
 async def setup(
     start_worker: WorkerFactory, tmp_path: Path, store: Storage
 ) -> AsyncIterator[tuple[Worker, VoicemailService, Phone]]:
-    app, _ = service(tmp_path, store, 9, AppRouting())
+    app, _ = service(tmp_path, store, 9, AppsConfig())
     worker = await start_worker(app, timers=FAST)
     phone = Phone(worker.port)
     try:
@@ -211,7 +212,7 @@ async def test_a_late_offer_whose_ack_has_a_bad_answer_is_hung_up_at_once(
 async def test_1000_calls_admitted_and_cancelled_while_ringing_leave_nothing(
     start_worker: WorkerFactory, tmp_path: Path, store: Storage
 ) -> None:
-    app, _ = service(tmp_path, store, 9, AppRouting())
+    app, _ = service(tmp_path, store, 9, AppsConfig())
     worker = await start_worker(app, timers=FAST, ring_time=30.0)  # rings until cancelled
     phone = Phone(worker.port)
     try:

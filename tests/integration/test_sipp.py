@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.application import ActiveCall
 from media_worker.session import Hangup
-from media_worker.sip.dialog import Destination
+from media_worker.sip.actions import Rejection
+from media_worker.sip.address import Peer
 from media_worker.sip.message import Request, Response
-from media_worker.worker import ActiveCall, Refusal, Worker
+from media_worker.worker import Worker
 from tests.integration.conftest import WorkerFactory
 from tests.support.procs import free_port
 
@@ -27,7 +29,7 @@ class WaitingApp:
     def __init__(self) -> None:
         self.calls = 0
 
-    def admit(self, invite: Request) -> Refusal | None:
+    def admit(self, invite: Request) -> Rejection | None:
         return None
 
     async def run(self, call: ActiveCall, admitted: None) -> None:
@@ -43,7 +45,7 @@ def record_sends(worker: Worker) -> list[tuple[float, Request | Response]]:
     original = worker.transport.send
     loop = asyncio.get_running_loop()
 
-    def send(message: Request | Response, dest: Destination) -> None:
+    def send(message: Request | Response, dest: Peer) -> None:
         sent.append((loop.time(), message))
         original(message, dest)
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.application import ActiveCall
 from media_worker.apps.envelope import caller_prompts
-from media_worker.apps.params import AppRequest, AppRouting, Refusal
+from media_worker.apps.params import AppRequest
 from media_worker.apps.pin import hash_pin
 from media_worker.apps.service import VoicemailService
+from media_worker.config import AppsConfig, MappingRule
 from media_worker.prompts import PromptLibrary
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall
 from storage import PinRecord, Storage
 from storage.testing import make_wav
 from tests.integration.conftest import WorkerFactory, service
@@ -36,7 +38,7 @@ class Watched:
         self.app = app
         self.calls: list[ActiveCall] = []
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         return self.app.admit(invite)
 
     async def run(self, call: ActiveCall, request: AppRequest) -> None:
@@ -102,7 +104,7 @@ async def voicebox(
     tmp_path: Path, store: Storage, start_worker: WorkerFactory
 ) -> tuple[Watched, int, ListenedLibrary]:
     await mailbox_with_pin(store)
-    routing = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    routing = AppsConfig(mapping=(MappingRule(r"\*98(?P<user>.+)", "voicebox"),))
     library = ListenedLibrary()
     app, _ = service(tmp_path, store, free_port(), routing, library)
     watched = Watched(app)

@@ -22,12 +22,14 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from media_worker.apps.params import AppRequest, AppRouting, Refusal
+from media_worker.application import ActiveCall
+from media_worker.apps.params import AppRequest
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
+from media_worker.config import AppsConfig
 from media_worker.prompts import PromptLibrary
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall
 from storage import Storage
 from tests.integration.conftest import WorkerFactory, service
 from tests.support.audio_match import RATE, match, pcm_samples, read_pcm
@@ -46,7 +48,7 @@ class AsTheProxySends:
     def __init__(self, app: VoicemailService, param: str) -> None:
         self.app, self.param = app, param
 
-    def admit(self, invite: Request) -> AppRequest | Refusal:
+    def admit(self, invite: Request) -> AppRequest | Rejection:
         forwarded = dataclasses.replace(invite, headers=invite.headers.copy())
         forwarded.headers.set("P-App-Name", "voicemail")
         forwarded.headers.set("P-App-Param", self.param)
@@ -123,11 +125,11 @@ async def test_mode_leaves_the_right_result(
     library = PromptLibrary()
     if mode == "box":  # no address needed: a direct call with the configured default mode
         app, outbox = service(
-            tmp_path, store, smtp_port, AppRouting(default_mode="box", simple_mode="voicemail")
+            tmp_path, store, smtp_port, AppsConfig(default_mode="box", simple_mode="voicemail")
         )
         worker = await start_worker(app)
     else:
-        app, outbox = service(tmp_path, store, smtp_port, AppRouting(), library)
+        app, outbox = service(tmp_path, store, smtp_port, AppsConfig(), library)
         worker = await start_worker(AsTheProxySends(app, f"mod={mode};eml={EMAIL}"))
     await outbox.start()
     try:
@@ -185,7 +187,7 @@ async def test_ann_mode_plays_the_greeting_and_hangs_up(
     inbox, smtp_port = smtp_inbox
     library = PromptLibrary()
     app, outbox = service(
-        tmp_path, store, smtp_port, AppRouting(default_mode="ann", simple_mode="voicemail")
+        tmp_path, store, smtp_port, AppsConfig(default_mode="ann", simple_mode="voicemail")
     )
     worker = await start_worker(app)
     await outbox.start()
@@ -221,7 +223,7 @@ async def test_smtp_down_during_the_call_then_up_the_email_arrives(
     retried, and is delivered once the server is up."""
     caplog.set_level(logging.INFO, logger="voicemail")
     smtp_port = free_port()  # nothing listens here yet
-    app, outbox = service(tmp_path, store, smtp_port, AppRouting())
+    app, outbox = service(tmp_path, store, smtp_port, AppsConfig())
     worker = await start_worker(AsTheProxySends(app, f"mod=both;eml={EMAIL}"))
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=smtp_port)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from media_worker.apps.journal import Journal
-from media_worker.apps.params import AppRequest, AppRouting
+from media_worker.apps.params import AppRequest
 from media_worker.audio import read_wav
+from media_worker.config import AppsConfig, MappingRule
 from media_worker.prompts import ASTERISK_EN, PromptLibrary, build_prompts
 from storage import Storage
 from tests.integration.conftest import WorkerFactory, service
@@ -45,7 +46,7 @@ async def test_baresip_leaves_a_message_in_the_box(
     caller_speech: Path,
 ) -> None:
     app, _ = service(
-        tmp_path, store, free_port(), AppRouting(default_mode="box", simple_mode="voicemail")
+        tmp_path, store, free_port(), AppsConfig(default_mode="box", simple_mode="voicemail")
     )
     worker = await start_worker(app)
     phone = phones(patient_caller)
@@ -78,7 +79,7 @@ async def test_both_mode_stores_and_emails(
     tmp_path: Path, store: Storage, smtp_inbox: tuple[Inbox, int], caller_speech: Path
 ) -> None:
     inbox, port = smtp_inbox
-    app, outbox = service(tmp_path, store, port, AppRouting())
+    app, outbox = service(tmp_path, store, port, AppsConfig())
     await outbox.start()
     try:
         request = AppRequest(
@@ -104,7 +105,7 @@ async def test_both_mode_stores_and_emails(
 
 
 async def test_short_and_silent_messages_are_dropped(tmp_path: Path, store: Storage) -> None:
-    app, _ = service(tmp_path, store, free_port(), AppRouting())
+    app, _ = service(tmp_path, store, free_port(), AppsConfig())
     request = AppRequest(
         app="voicemail", user="bob", domain="lab.example", sender="x", mode="box",
         email=None, language=None, typ="vm", pin=None,
@@ -117,7 +118,7 @@ async def test_short_and_silent_messages_are_dropped(tmp_path: Path, store: Stor
 async def test_recording_left_by_a_crash_is_delivered_at_start_up(
     tmp_path: Path, store: Storage, caller_speech: Path
 ) -> None:
-    app, _ = service(tmp_path, store, free_port(), AppRouting())
+    app, _ = service(tmp_path, store, free_port(), AppsConfig())
     request = AppRequest(
         app="voicemail", user="bob", domain="lab.example", sender="carol", mode="box",
         email=None, language=None, typ="vm", pin=None,
@@ -148,7 +149,7 @@ async def test_voicebox_over_baresip_dtmf(
     await store.put_message(
         "127.0.0.1", "bob", write_wav(speech), sender="sip:4930@x", received_at=1_700_000_000
     )
-    routing = AppRouting(mapping=((r"\*98(?P<user>.+)", "voicebox"),))
+    routing = AppsConfig(mapping=(MappingRule(r"\*98(?P<user>.+)", "voicebox"),))
     build_prompts("en", tmp_path / "prompts")  # the menu prompts Debian's set lacks
     library = PromptLibrary(generated=tmp_path / "prompts")
     app, _ = service(tmp_path, store, free_port(), routing, library)
@@ -199,9 +200,9 @@ async def test_annrecorder_greeting_is_heard_by_the_next_caller(
     quiet_caller: Path,
     caller_speech: Path,
 ) -> None:
-    routing = AppRouting(
+    routing = AppsConfig(
         default_mode="box",
-        mapping=((r"\*99(?P<user>.+)", "annrecorder"), (r"bob", "voicemail")),
+        mapping=(MappingRule(r"\*99(?P<user>.+)", "annrecorder"), MappingRule(r"bob", "voicemail")),
     )
     build_prompts("en", tmp_path / "prompts")
     app, _ = service(

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from media_worker.application import ActiveCall
 from media_worker.audio import read_wav
 from media_worker.media import PlayItem
 from media_worker.session import Dtmf, Hangup, MediaEvent, PlaybackDone
+from media_worker.sip.actions import Rejection
 from media_worker.sip.message import Request
-from media_worker.worker import ActiveCall, Refusal
 from tests.integration.conftest import PROMPT, WorkerFactory
 from tests.support.audio_match import match, pcm_samples, read_pcm
 from tests.support.baresip import Baresip
@@ -35,7 +36,7 @@ class RecordingApp:
         self.done = asyncio.Event()
         self.calls: list[ActiveCall] = []
 
-    def admit(self, invite: Request) -> Refusal | None:
+    def admit(self, invite: Request) -> Rejection | None:
         return None
 
     async def run(self, call: ActiveCall, admitted: None) -> None:

@@ -13,7 +13,8 @@ from media_worker.signature import (
     request_fields,
     sign_publish,
 )
-from media_worker.sip.core import IncomingCall, Rejection, Source
+from media_worker.sip.actions import IncomingCall, Rejection
+from media_worker.sip.address import Peer
 from media_worker.sip.message import Request, Response
 from tests.sip.test_core import PHONE, core, in_dialog, invite, sent, statuses
 
@@ -83,7 +84,7 @@ def test_a_publish_is_signed_over_call_id_uri_and_body() -> None:
 def test_the_core_answers_a_rejection_in_a_transaction_before_any_call() -> None:
     seen: list[str] = []
 
-    def admit(request: Request, source: Source) -> Rejection | None:
+    def admit(request: Request, source: Peer) -> Rejection | None:
         seen.append(request.method)
         return Rejection(503, "Service Unavailable", (("Retry-After", "5"),))
 
@@ -116,7 +117,7 @@ def _branch_of(request: Request) -> str:
 
 @pytest.mark.parametrize("method", ["OPTIONS", "CANCEL"])
 def test_options_and_cancel_are_not_admitted(method: str) -> None:
-    def admit(request: Request, source: Source) -> Rejection | None:
+    def admit(request: Request, source: Peer) -> Rejection | None:
         raise AssertionError(f"{request.method} must not be admitted")
 
     sip = core(admit=admit)
@@ -127,7 +128,7 @@ def test_options_and_cancel_are_not_admitted(method: str) -> None:
 def test_in_dialog_requests_are_not_admitted() -> None:
     calls: list[str] = []
 
-    def admit(request: Request, source: Source) -> Rejection | None:
+    def admit(request: Request, source: Peer) -> Rejection | None:
         calls.append(request.method)
         return None
 

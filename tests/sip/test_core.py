@@ -10,25 +10,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from media_worker.sip.core import (
-    CALL,
+from media_worker.sip.actions import (
     CallCancelled,
     CallConfirmed,
     CallEnded,
-    CallState,
     IncomingCall,
     ReInvite,
     RequestDone,
-    SipCore,
-    Source,
     Transmit,
 )
-from media_worker.sip.dialog import Destination
+from media_worker.sip.address import Peer
+from media_worker.sip.call import CALL, CallState
+from media_worker.sip.core import SipCore
 from media_worker.sip.errors import LocalProtocolError
 from media_worker.sip.message import Request, Response, SipParseError, parse_message, serialize
 
 DATA = Path(__file__).parent.parent / "data" / "sip"
-PHONE = Source("udp", "127.0.0.1", 5071)
+PHONE = Peer("udp", "127.0.0.1", 5071)
 
 
 def core(**kwargs: object) -> SipCore:
@@ -92,9 +90,9 @@ def test_a_whole_call() -> None:
 
 def test_response_goes_to_rport_and_received() -> None:
     sip = core()
-    actions = sip.receive(invite(), Source("udp", "10.0.0.9", 40000), 0.0)
+    actions = sip.receive(invite(), Peer("udp", "10.0.0.9", 40000), 0.0)
     [transmit] = [a for a in actions if isinstance(a, Transmit)]
-    assert transmit.destination == Destination("udp", "10.0.0.9", 40000)
+    assert transmit.destination == Peer("udp", "10.0.0.9", 40000)
     via = transmit.message.headers.get("Via")
     assert via is not None
     assert via.endswith(";rport=40000;received=10.0.0.9")
@@ -102,7 +100,7 @@ def test_response_goes_to_rport_and_received() -> None:
 
 def test_untrusted_source_is_refused_without_state() -> None:
     sip = core(trusted=lambda host: host == "127.0.0.1")
-    actions = sip.receive(invite(), Source("udp", "192.0.2.66", 5060), 0.0)
+    actions = sip.receive(invite(), Peer("udp", "192.0.2.66", 5060), 0.0)
     [response] = sent(actions)
     assert isinstance(response, Response)
     assert (response.status, response.reason) == (403, "Forbidden (untrusted source)")
@@ -114,12 +112,10 @@ def test_the_untrusted_refusal_goes_to_the_packet_source_not_the_via() -> None:
     sip = core(trusted=lambda host: host == "127.0.0.1")
     request = invite()
     request.headers.set("Via", "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK-victim;rport=9")
-    [transmit] = [a for a in sip.receive(request, Source("udp", "192.0.2.66", 5070), 0.0)]
+    [transmit] = [a for a in sip.receive(request, Peer("udp", "192.0.2.66", 5070), 0.0)]
     assert isinstance(transmit, Transmit)
-    assert transmit.destination == Destination("udp", "192.0.2.66", 5070)
-    assert (
-        sip.receive(in_dialog("ACK", 1, "x", "z9hG4bK-a"), Source("udp", "192.0.2.66", 1), 0) == []
-    )
+    assert transmit.destination == Peer("udp", "192.0.2.66", 5070)
+    assert sip.receive(in_dialog("ACK", 1, "x", "z9hG4bK-a"), Peer("udp", "192.0.2.66", 1), 0) == []
 
 
 def test_max_forwards_is_ascii_digits() -> None:
@@ -227,7 +223,7 @@ def test_we_hang_up_through_the_route_set() -> None:
     [transmit] = [a for a in actions if isinstance(a, Transmit)]
     bye = transmit.message
     assert isinstance(bye, Request)
-    assert transmit.destination == Destination("udp", "10.1.1.1", 5060)
+    assert transmit.destination == Peer("udp", "10.1.1.1", 5060)
     assert (bye.method, bye.uri) == ("BYE", "sip:alice-0x559d930e5a70@127.0.0.1:5071")
     assert bye.headers.get("Route") == "<sip:10.1.1.1:5060;lr>"
     assert bye.headers.get("From") == "<sip:vm@127.0.0.1:5099>;tag=id1"
@@ -268,11 +264,11 @@ def test_bye_before_answer_ends_the_call() -> None:
 def test_call_through_kamailio_uses_its_record_route() -> None:
     message = parse_message((DATA / "kamailio-invite-p-app.txt").read_bytes())
     assert isinstance(message, Request)
-    kamailio = Source("udp", "127.0.0.1", 5262)
+    kamailio = Peer("udp", "127.0.0.1", 5262)
     sip = core()
     actions = sip.receive(message, kamailio, 0.0)
     [trying] = [a for a in actions if isinstance(a, Transmit)]
-    assert trying.destination == Destination("udp", "127.0.0.1", 5262)
+    assert trying.destination == Peer("udp", "127.0.0.1", 5262)
     assert len(trying.message.headers.get_all("Via")) == 2  # both Vias go back
     [event] = [a for a in actions if isinstance(a, IncomingCall)]
     [ok] = sent(sip.respond(event.call, 200, 0.0, body=b"v=0\r\n"))
@@ -284,7 +280,7 @@ def test_call_through_kamailio_uses_its_record_route() -> None:
     )
     assert [type(a) for a in sip.receive(ack, kamailio, 0.1)] == [CallConfirmed]
     [bye] = [a for a in sip.hangup(event.call, 1.0) if isinstance(a, Transmit)]
-    assert bye.destination == Destination("udp", "127.0.0.1", 5262)
+    assert bye.destination == Peer("udp", "127.0.0.1", 5262)
     assert bye.message.headers.get("Route") == "<sip:127.0.0.1:5262;lr;ftag=6bb99402658f6253>"
 
 
