@@ -87,8 +87,6 @@ HOPS_VAR = "$dlg_var(vm_hops)"  # the Record-Route URIs of those replies (callee
 # The caller's Contact (the initial INVITE's, a re-INVITE's) and its next hops (its
 # source address: a NAT alias; the INVITE's Record-Route): where the callee's may go.
 CALLER_VAR, CALLER_HOPS_VAR = "$dlg_var(vm_caller)", "$dlg_var(vm_caller_hops)"
-WORKER_FIRST_RESPONSE_MS = 2000  # a worker that stays silent this long is skipped
-WORKER_ANSWER_MS = 60000
 # rtpengine toward the worker: only G.711 and telephone-event, plain RTP, no ICE; the
 # phone keeps whatever it offered and rtpengine transcodes.
 # strict-source: after learning a phone's address rtpengine drops packets from others.
@@ -687,7 +685,7 @@ class HomeProxy:
         KSR.tm.t_on_branch("ksr_branch_worker")
         KSR.tm.t_on_reply("ksr_onreply_worker")
         KSR.tm.t_on_failure("ksr_failure_worker")
-        KSR.tm.t_set_fr(WORKER_ANSWER_MS, WORKER_FIRST_RESPONSE_MS)
+        KSR.tm.t_set_fr(self.settings.worker_answer_ms, self.settings.worker_first_response_ms)
         if KSR.tm.t_relay() < 0:  # no branch left (rtpengine refused every offer)
             self.release_media()
             KSR.tm.t_send_reply(503, "Voicemail unavailable")

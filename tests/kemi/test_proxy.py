@@ -289,6 +289,18 @@ def test_invite_to_a_registered_user_rings_with_a_no_answer_timer(
     assert kam.rtpengine == []
 
 
+def test_the_worker_timers_are_the_defines(
+    kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VM_WORKER_ANSWER_MS and VM_WORKER_FIRST_RESPONSE_MS, as on the native routes."""
+    kam.defines.update(VM_WORKER_ANSWER_MS="30000", VM_WORKER_FIRST_RESPONSE_MS="500")
+    monkeypatch.setitem(sys.modules, "KSR", kam.ksr)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    proxy = importlib.reload(importlib.import_module("kemi.proxy")).mod_init()
+    route(kam, proxy, invite(BOB))  # bob is not registered: voicemail
+    assert only_relay(kam).fr_timers == (30_000, 500)
+
+
 def test_no_phone_branch_carries_worker_headers(kam: FakeKamailio, proxy: Any) -> None:
     kam.register(
         f"bob@{DOMAIN}", Contact("sip:bob@192.0.2.20:5060"), Contact("sip:bob@192.0.2.21:5060")
