@@ -19,7 +19,7 @@ import pytest
 
 from media_worker.audio import write_wav
 from media_worker.lab.demo import mailbox_listing
-from media_worker.lab.layout import DOMAIN, SOURCE_TREE, USERS, account, kamailio_command
+from media_worker.lab.layout import DOMAIN, USERS, account, kamailio_command
 from media_worker.lab.probes import answers_options
 from storage import open_storage
 from tests.integration.conftest import caller_speech
@@ -27,6 +27,7 @@ from tests.kamailio.native import VOICEMAIL_CFG
 from tests.support.baresip import Baresip
 from tests.support.procs import free_udp_tcp_port, wait_until
 from tests.support.secure_stack import tone
+from tests.support.source import SOURCE_TREE
 from tests.support.stack import (
     LoggedProcess,
     MediaWorker,
