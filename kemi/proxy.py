@@ -2,8 +2,9 @@
 
 kamailio.cfg loads this file with ``modparam("app_python3", "load", ...)`` and
 ``cfgengine "python"``. Each ``ksr_*`` method is one cfg route; the steps of a route group
-are kemi.defences, kemi.presence, kemi.dialogs and kemi.workers (one class each, which
-HomeProxy inherits), and every decision (which app, which profile, which P-App-Param,
+are kemi.defences, kemi.presence, kemi.dialogs and kemi.workers (one class each, each
+inheriting the one before, so a step may call an earlier group's; HomeProxy inherits
+the last), and every decision (which app, which profile, which P-App-Param,
 voicemail or not) is a pure function in kemi.routing / kemi.app_param / kemi.settings.
 Runs on Debian's python3 inside Kamailio: standard library only.
 """
