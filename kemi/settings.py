@@ -41,6 +41,8 @@ class Settings:
     max_calls_per_source: int = 10  # unauthenticated calls in progress per source address
     ban_time: int = 300  # seconds (kamailio.cfg gives it to htable as the tables' expiry)
     auth_fail_limit: int = 10  # failures per source or user within ban_time: a ban
+    worker_first_response_ms: int = 2000  # a worker that stays silent this long is skipped
+    worker_answer_ms: int = 60000  # a worker that has not answered by then is skipped
     # VM_SECRET, shared with the workers; None: nothing is signed. Never logged.
     secret: str | None = field(default=None, repr=False)
 
@@ -59,6 +61,8 @@ _DEFINES: dict[str, str] = {
     "VM_MAX_CALLS_PER_SOURCE": "max_calls_per_source",
     "VM_BAN_TIME": "ban_time",
     "VM_AUTH_FAIL_LIMIT": "auth_fail_limit",
+    "VM_WORKER_FIRST_RESPONSE_MS": "worker_first_response_ms",
+    "VM_WORKER_ANSWER_MS": "worker_answer_ms",
     "VM_SECRET": "secret",
 }
 # Numeric defines: field -> bounds
@@ -71,6 +75,8 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "max_calls_per_source": (1, 100_000),
     "ban_time": (1, 86400),
     "auth_fail_limit": (1, 100_000),
+    "worker_first_response_ms": (1, 3_600_000),
+    "worker_answer_ms": (1, 3_600_000),
 }
 
 

@@ -32,9 +32,6 @@ KAMAILIO_CFG_DIR = _on_disk(resources.files(media_worker) / "kamailio-cfg")
 KAMAILIO_CFG = KAMAILIO_CFG_DIR / "kamailio.cfg"
 LOCAL_CFG = "kamailio-local.cfg"  # the site part, which kamailio.cfg imports
 KEMI_SCRIPT = _on_disk(resources.files("kemi") / "proxy.py")
-# The checkout, for tests that read files of the source tree; the installed product
-# finds its files above.
-SOURCE_TREE = Path(media_worker.__file__).resolve().parents[1]
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules/"
 DOMAIN = "lab.example"
 # user -> (password, voicemail mode); every user's email is <user>@lab.example

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from media_worker.lab.layout import SOURCE_TREE
+from tests.support.source import SOURCE_TREE
 
 NATIVE_DIR = SOURCE_TREE / "kamailio-cfg" / "native"
 VOICEMAIL_CFG = NATIVE_DIR / "voicemail.cfg"

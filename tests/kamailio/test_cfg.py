@@ -137,12 +137,12 @@ def test_only_kamailio_cfg_loads_modules() -> None:
 
 
 def test_both_engines_name_the_flags_and_defines_alike() -> None:
-    """kemi/proxy.py's flags are kamailio.cfg's defines of the same name and number, and
-    every define the KEMI script reads (kemi/settings.py) is one the native routes read
-    and document too."""
+    """The KEMI script's flags (kemi/names.py) are kamailio.cfg's defines of the same
+    name and number, and every define the KEMI script reads (kemi/settings.py) is one
+    the native routes read and document too."""
     cfg = KAMAILIO_CFG.read_text()
     defined = dict(re.findall(r"^#!define ((?:FL[TB]|VM_FLT)_\w+) (\d+)$", cfg, re.M))
-    script = (KEMI_SCRIPT.parent / "proxy.py").read_text()
+    script = (KEMI_SCRIPT.parent / "names.py").read_text()
     flags = dict(re.findall(r"^((?:FL[TB]|VM_FLT)_\w+) = (\d+)", script, re.M))
     assert flags, script[:400]
     for name, number in flags.items():

@@ -7,6 +7,7 @@ of rtpengine and a real media worker, takes a call that leaves bob a message."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from media_worker.audio import write_wav
 from media_worker.lab.demo import mailbox_listing
-from media_worker.lab.layout import DOMAIN, SOURCE_TREE, USERS, account, kamailio_command
+from media_worker.lab.layout import DOMAIN, USERS, account, kamailio_command
 from media_worker.lab.probes import answers_options
 from storage import open_storage
 from tests.integration.conftest import caller_speech
@@ -26,6 +27,7 @@ from tests.kamailio.native import VOICEMAIL_CFG
 from tests.support.baresip import Baresip
 from tests.support.procs import free_udp_tcp_port, wait_until
 from tests.support.secure_stack import tone
+from tests.support.source import SOURCE_TREE
 from tests.support.stack import (
     LoggedProcess,
     MediaWorker,
@@ -91,6 +93,30 @@ def site_file(name: str, values: dict[str, str]) -> str:
     return text + "\n"
 
 
+def stock_cfg() -> str:
+    """Debian's /etc/kamailio/kamailio.cfg, checked against the md5 dpkg recorded for the
+    kamailio package's conffile: an edited copy would test the doc against another cfg."""
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("dpkg-query is absent: cannot tell that the stock cfg is Debian's")
+    conffiles = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Conffiles}", "kamailio"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    recorded = {
+        fields[0]: fields[1]
+        for fields in (line.split() for line in conffiles.splitlines())
+        if len(fields) >= 2
+    }
+    assert str(STOCK_CFG) in recorded, f"dpkg lists no conffile {STOCK_CFG}: {conffiles!r}"
+    data = STOCK_CFG.read_bytes()
+    assert hashlib.md5(data, usedforsecurity=False).hexdigest() == recorded[str(STOCK_CFG)], (
+        f"{STOCK_CFG} is not the kamailio package's file (edited?)"
+    )
+    return data.decode()
+
+
 class StockKamailio(LoggedProcess):
     name = "kamailio"
 
@@ -119,6 +145,17 @@ def test_the_doc_covers_the_stock_routes_it_names() -> None:
     assert "dlg_manage();" in hunks
 
 
+def test_the_fragment_leaves_the_module_parameters_to_the_doc() -> None:
+    """The fragment's header points at the doc's tested steps for the modparam lines
+    rather than keeping a copy that could drift from them."""
+    header = VOICEMAIL_CFG.read_text().split("\n#!ifndef", 1)[0]
+    assert "steps 7 and 8 of docs/kamailio-native.md" in header
+    assert re.search(r"modparamx?\(", header) is None
+    hunks = "".join(new for _, new in edits())
+    assert 'modparam("dispatcher", "list_file", VM_DISPATCHER_LIST)' in hunks
+    assert 'modparam("rtpengine", "rtpengine_sock", RTPENGINE_SOCKET)' in hunks
+
+
 @pytest.fixture
 def stock() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="vm-stock-"))
@@ -130,7 +167,7 @@ def stock() -> Iterator[Path]:
 
 def test_the_doc_steps_on_the_stock_cfg_leave_a_message(stock: Path, caller_speech: Path) -> None:
     # steps 2, 6-13: the stock cfg with the doc's edits and the fragment next to it
-    (stock / "kamailio.cfg").write_text(apply_edits(STOCK_CFG.read_text()))
+    (stock / "kamailio.cfg").write_text(apply_edits(stock_cfg()))
     shutil.copy(VOICEMAIL_CFG, stock / "voicemail.cfg")
     # step 3: database and users
     database = stock / "kamailio.sqlite"

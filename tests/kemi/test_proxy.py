@@ -4,14 +4,13 @@ P-App-* headers, and the failure routes toward phones and media workers."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterable, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from kemi.names import ANSWER_FROM_WORKER, OFFER_TO_WORKER, VM_FLT_OFFERED
 from tests.kemi.fake_ksr import (
     SDP,
     Contact,
@@ -22,12 +21,12 @@ from tests.kemi.fake_ksr import (
     Request,
     sip_request,
 )
+from tests.kemi.script import load_script
 
 DOMAIN = "lab.example"
 ALICE, BOB = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
 WORKER1, WORKER2 = "sip:127.0.0.1:5080;transport=udp", "sip:127.0.0.1:5081;transport=udp"
 ALL_ON = {"WITH_AUTH": "", "WITH_VOICEMAIL": "", "WITH_RTPENGINE": "", "WITH_MWI": ""}
-FLT_OFFERED = 9  # kamailio.cfg's name for rtpengine having the caller's offer
 CALL_ID = "call-1@192.0.2.10"  # sip_request's default
 
 
@@ -49,9 +48,7 @@ def kam() -> FakeKamailio:
 @pytest.fixture
 def proxy_module(kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """kemi.proxy imported against this test's fake KSR (reloaded, so nothing leaks)."""
-    monkeypatch.setitem(sys.modules, "KSR", kam.ksr)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its directory
-    module = importlib.reload(importlib.import_module("kemi.proxy"))
+    module = load_script(kam, monkeypatch)
     yield module
     for name in kam.armed():
         assert hasattr(module.HomeProxy, name), f"the script armed a missing route {name}"
@@ -120,7 +117,7 @@ def assert_to_worker(relay: Relay, dst_uri: str, *, app: str = "voicemail") -> N
     assert relay.record_route
     assert relay.rr_params == (";vm=1",)
     assert [c.operation for c in relay.rtpengine] == ["offer"]
-    assert FLT_OFFERED in relay.flags
+    assert VM_FLT_OFFERED in relay.flags
     assert relay.on_reply == "ksr_onreply_worker"
     assert relay.on_failure == "ksr_failure_worker"
     assert relay.fr_timers == (60_000, 2_000)
@@ -250,9 +247,7 @@ def test_invite_to_an_unregistered_subscriber_goes_to_voicemail(
         "language": "de",
         "typ": "vm",
     }
-    assert [(c.operation, c.flags) for c in relay.rtpengine] == [
-        ("offer", proxy_module.OFFER_TO_WORKER)
-    ]
+    assert [(c.operation, c.flags) for c in relay.rtpengine] == [("offer", OFFER_TO_WORKER)]
     assert "codec-mask-all" in relay.rtpengine[0].flags
     assert "codec-transcode-PCMU" in relay.rtpengine[0].flags
     assert kam.rtpengine == list(relay.rtpengine)
@@ -287,6 +282,16 @@ def test_invite_to_a_registered_user_rings_with_a_no_answer_timer(
     assert relay.fr_timers == (25_000, 0)
     assert_to_phone(relay)
     assert kam.rtpengine == []
+
+
+def test_the_worker_timers_are_the_defines(
+    kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VM_WORKER_ANSWER_MS and VM_WORKER_FIRST_RESPONSE_MS, as on the native routes."""
+    kam.defines.update(VM_WORKER_ANSWER_MS="30000", VM_WORKER_FIRST_RESPONSE_MS="500")
+    proxy = load_script(kam, monkeypatch).mod_init()
+    route(kam, proxy, invite(BOB))  # bob is not registered: voicemail
+    assert only_relay(kam).fr_timers == (30_000, 500)
 
 
 def test_no_phone_branch_carries_worker_headers(kam: FakeKamailio, proxy: Any) -> None:
@@ -484,7 +489,7 @@ def test_a_failover_after_the_phone_did_not_answer_keeps_the_worker_headers(
         (c.operation, c.flags) for c in to_worker1.rtpengine
     ]
     assert reply(kam, proxy, 200, body=SDP) == "ksr_onreply_worker"
-    assert [c.operation for c in kam.rtpengine] == ["answer"]  # FLT_OFFERED survived
+    assert [c.operation for c in kam.rtpengine] == ["answer"]  # VM_FLT_OFFERED survived
 
 
 def test_when_every_worker_failed_the_failure_passes_through(kam: FakeKamailio, proxy: Any) -> None:
@@ -547,7 +552,7 @@ def test_without_rtpengine_switch_no_offer(kam: FakeKamailio, proxy_module: Any)
     assert relay.dst_uri == WORKER1
     assert relay.header_values("P-App-Name") == ["voicemail"]
     assert relay.rr_params == (";vm=1",)
-    assert FLT_OFFERED not in relay.flags
+    assert VM_FLT_OFFERED not in relay.flags
     assert kam.rtpengine == []
     reply(kam, proxy, 200, body=SDP)
     assert kam.rtpengine == []
@@ -557,9 +562,7 @@ def test_the_workers_answer_goes_to_rtpengine(kam: FakeKamailio, proxy_module: A
     proxy = proxy_module.mod_init()
     call_unregistered_bob(kam, proxy)
     reply(kam, proxy, 200, body=SDP)
-    assert [(c.operation, c.flags) for c in kam.rtpengine] == [
-        ("answer", proxy_module.ANSWER_FROM_WORKER)
-    ]
+    assert [(c.operation, c.flags) for c in kam.rtpengine] == [("answer", ANSWER_FROM_WORKER)]
 
 
 def test_a_late_offer_from_the_worker_is_offered_to_rtpengine(
@@ -573,7 +576,7 @@ def test_a_late_offer_from_the_worker_is_offered_to_rtpengine(
     relay = only_relay(kam)
     assert relay.dst_uri == WORKER1
     assert relay.header_values("P-App-Name") == ["voicemail"]
-    assert FLT_OFFERED not in relay.flags
+    assert VM_FLT_OFFERED not in relay.flags
     assert relay.rtpengine == ()
     assert kam.rtpengine == []
     reply(kam, proxy, 200, body=SDP)
@@ -605,7 +608,7 @@ def test_a_reinvite_toward_a_worker_is_offered(kam: FakeKamailio, proxy: Any) ->
     route(kam, proxy, reinvite_to_worker(body=SDP))
     relay = only_relay(kam)
     assert [c.operation for c in kam.rtpengine] == ["offer"]
-    assert FLT_OFFERED in relay.flags
+    assert VM_FLT_OFFERED in relay.flags
     assert relay.on_reply == "ksr_onreply_worker"
     assert p_app_headers(relay.headers) == []
     reply(kam, proxy, 200, body=SDP)
@@ -618,7 +621,7 @@ def test_a_reinvite_rtpengine_refuses_is_not_marked_offered(kam: FakeKamailio, p
     route(kam, proxy, reinvite_to_worker(body=SDP))
     relay = only_relay(kam)
     assert [c.operation for c in kam.rtpengine] == ["offer"]
-    assert FLT_OFFERED not in relay.flags
+    assert VM_FLT_OFFERED not in relay.flags
 
 
 def test_a_reinvite_without_sdp_gets_the_workers_offer(kam: FakeKamailio, proxy: Any) -> None:
@@ -626,7 +629,7 @@ def test_a_reinvite_without_sdp_gets_the_workers_offer(kam: FakeKamailio, proxy:
     route(kam, proxy, reinvite_to_worker())
     relay = only_relay(kam)
     assert kam.rtpengine == []
-    assert FLT_OFFERED not in relay.flags
+    assert VM_FLT_OFFERED not in relay.flags
     assert relay.on_reply == "ksr_onreply_worker"
     reply(kam, proxy, 200, body=SDP)
     assert [c.operation for c in kam.rtpengine] == ["offer"]

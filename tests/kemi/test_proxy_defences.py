@@ -6,8 +6,6 @@ a call toward a worker ends."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -25,6 +23,7 @@ from tests.kemi.fake_ksr import (
     Request,
     sip_request,
 )
+from tests.kemi.script import load_script
 from tests.kemi.test_proxy import (
     ALICE,
     ALL_ON,
@@ -62,9 +61,7 @@ def kam() -> FakeKamailio:
 
 
 def load(kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setitem(sys.modules, "KSR", kam.ksr)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its directory
-    return importlib.reload(importlib.import_module("kemi.proxy"))
+    return load_script(kam, monkeypatch)
 
 
 @pytest.fixture

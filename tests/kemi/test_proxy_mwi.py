@@ -4,8 +4,6 @@ a REGISTER refreshes the watchers; plus the pure decisions of kemi/mwi.py."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -35,6 +33,7 @@ from tests.kemi.fake_ksr import (
     Request,
     sip_request,
 )
+from tests.kemi.script import load_script
 
 DOMAIN = "lab.example"
 ALICE, BOB = f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}"
@@ -64,9 +63,7 @@ def kam() -> FakeKamailio:
 
 
 def load_proxy(kam: FakeKamailio, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setitem(sys.modules, "KSR", kam.ksr)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its directory
-    return importlib.reload(importlib.import_module("kemi.proxy"))
+    return load_script(kam, monkeypatch)
 
 
 @pytest.fixture

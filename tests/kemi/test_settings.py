@@ -34,6 +34,14 @@ def test_number_defines() -> None:
     assert (loaded.no_answer_timeout, loaded.worker_set, loaded.worker_algorithm) == (30, 2, 8)
 
 
+def test_worker_timer_defines() -> None:
+    assert (Settings().worker_answer_ms, Settings().worker_first_response_ms) == (60000, 2000)
+    loaded = settings(VM_WORKER_ANSWER_MS="30000", VM_WORKER_FIRST_RESPONSE_MS="500")
+    assert (loaded.worker_answer_ms, loaded.worker_first_response_ms) == (30000, 500)
+    with pytest.raises(SettingsError, match="VM_WORKER_ANSWER_MS: 0 is outside"):
+        settings(VM_WORKER_ANSWER_MS="0")
+
+
 def test_rtpengine_follows_the_switch() -> None:
     assert load_settings(lambda name: None, rtpengine=False).rtpengine is False
 
