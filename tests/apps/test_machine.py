@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+from types import ModuleType
 
 import pytest
 
+from media_worker.apps import annrecorder, voicebox, voicemail
 from media_worker.apps.errors import AppStateError
-from media_worker.apps.events import Action, Dtmf, EndCall, Event, PinChecked, Started
+from media_worker.apps.events import Action, Dtmf, EndCall, Event, Hangup, PinChecked, Started
 from media_worker.apps.machine import Branch, Input, Machine, Row, Table
 
 
@@ -61,3 +63,16 @@ def test_the_done_state_ignores_everything() -> None:
     assert toy.state is State.DONE
     assert toy.handle(Started()) == []
     assert toy.handle(PinChecked(ok=False)) == []
+
+
+@pytest.mark.parametrize("module", [annrecorder, voicebox, voicemail], ids=lambda m: m.__name__)
+def test_every_row_leads_to_a_state_and_every_state_hears_a_hang_up(module: ModuleType) -> None:
+    """The three apps' tables: each row's next states are states of its app, and every
+    state but the end has a row for the caller hanging up."""
+    states = set(module.State)
+    for (state, _), row in module.TABLE.items():
+        assert state in states
+        assert set(row.targets) <= states, row
+    assert {state for state, event in module.TABLE if event is Hangup} == states - {
+        module.State.DONE
+    }
