@@ -43,8 +43,15 @@ The worker answers the calls Kamailio sends it (P-App-Name / P-App-Param) on the
 configured SIP port, over UDP and TCP, and runs until SIGTERM or SIGINT, when it hangs
 up its calls cleanly. Recordings a crash left behind are delivered at start-up.
 
+With --processes N (default: one per core) it starts N worker processes and restarts
+any that dies: process i listens on sip.port + i and takes the i-th of N equal slices of
+rtp.ports; list every port in Kamailio's dispatcher set. Process 0 keeps its journal,
+outbox and MWI state in data_dir, process i in data_dir/process<i>. With --processes 1
+the worker runs in this process, without a supervisor.
+
 examples:
   voicemail worker --config /etc/voicemail/voicemail.yaml
+  voicemail worker --processes 1 --config voicemail.yaml   (one process, no supervisor)
   voicemail worker --check --config voicemail.yaml      (validate and exit)
 
 exit status:
@@ -66,23 +73,47 @@ def _add_worker_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     worker.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    worker.add_argument(
+        "--processes",
+        metavar="N",
+        type=_positive,
+        help="worker processes, each on its own SIP port and RTP slice (default: one per core)",
+    )
+    # Set by the supervisor for each process it starts: "INDEX/COUNT".
+    worker.add_argument("--process", help=argparse.SUPPRESS)
     worker.set_defaults(handler=_run_worker)
+
+
+def _positive(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _run_worker(args: argparse.Namespace) -> int:
     from media_worker.config import ConfigError, load_config
+    from media_worker.supervisor import default_processes, process_config
 
+    if args.process is not None:
+        index, count = (int(n) for n in args.process.split("/"))
+    else:
+        index, count = 0, args.processes or default_processes()
     try:
         config = load_config(Path(args.config))
+        mine = [process_config(config, i, count) for i in range(count)][index]
     except ConfigError as exc:
         print(f"voicemail: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.check:
         print(f"{args.config}: configuration is valid")
         return 0
+    if count > 1 and args.process is None:
+        from media_worker.supervisor import run_supervisor
+
+        return run_supervisor(Path(args.config), count, args.log_level)
     from media_worker.serve import run_worker
 
-    return run_worker(config, args.log_level)
+    return run_worker(mine, args.log_level)
 
 
 PROMPTS_EPILOG = """\

@@ -92,3 +92,15 @@ def test_prepare_names_the_parts_it_knows(
     assert main(["lab", "prepare", "phone", "--dir", str(tmp_path)]) == 2
     assert "name a part: smtp, rtpengine, worker1, kamailio" in capsys.readouterr().err
     assert not (tmp_path / "kamailio").exists()
+
+
+def test_the_worker_part_runs_two_processes_and_the_dispatcher_set_lists_both(
+    tmp_path: Path,
+) -> None:
+    lab = Lab(root=tmp_path, signing=False)
+    assert lab.dispatcher_list() == (
+        "1 sip:127.0.0.1:5080;transport=udp\n1 sip:127.0.0.1:5081;transport=udp\n"
+    )
+    assert lab.commands()["worker1"][-2:] == ["--processes", "2"]
+    config = yaml.safe_load(lab.worker_yaml())
+    assert (config["sip"]["port"], config["rtp"]["ports"]) == (5080, [20000, 20999])

@@ -11,9 +11,10 @@ from media_worker.lab.layout import DOMAIN, USERS, Lab, Ports
 
 LAB_EPILOG = f"""\
 The lab runs on loopback: Kamailio (the KEMI home proxy) on 127.0.0.1:5060 UDP and TCP
-for the SIP domain {DOMAIN}, rtpengine (control 127.0.0.1:2223), one media worker
-(127.0.0.1:5080) and an SMTP catcher (127.0.0.1:2525) that saves every mail as a .eml
-file. Users: {", ".join(f"{u} (password {p}, mode {m})" for u, (p, m) in USERS.items())};
+for the SIP domain {DOMAIN}, rtpengine (control 127.0.0.1:2223), a media worker of
+two processes (127.0.0.1:5080 and 5081) and an SMTP catcher (127.0.0.1:2525) that saves
+every mail as a .eml file.
+Users: {", ".join(f"{u} (password {p}, mode {m})" for u, (p, m) in USERS.items())};
 each one's email is <user>@{DOMAIN}. Dial 1000 for the voicebox, 1001 to record a
 greeting.
 
@@ -67,7 +68,12 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     defaults = Ports()
     ports = lab.add_argument_group("ports (to run a second lab beside the first)")
     ports.add_argument("--sip-port", type=int, default=defaults.sip)
-    ports.add_argument("--worker-port", type=int, default=defaults.worker)
+    ports.add_argument(
+        "--worker-port",
+        type=int,
+        default=defaults.worker,
+        help="the worker's first process; the second takes the next port",
+    )
     ports.add_argument("--rtpengine-port", type=int, default=defaults.rtpengine_ng)
     ports.add_argument("--smtp-port", type=int, default=defaults.smtp)
     ports.add_argument(

@@ -23,17 +23,24 @@ def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STR
         return port
 
 
-def free_udp_tcp_port(host: str = "127.0.0.1") -> int:
-    """A port free for UDP and for TCP at once (for servers that listen on both)."""
+def free_udp_tcp_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """A port free for UDP and for TCP at once (for servers that listen on both); with
+    ``count``, the first of that many consecutive such ports (a worker's processes)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
         port = free_port(host, socket.SOCK_DGRAM)
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as tcp:
-            try:
-                tcp.bind((host, port))
-            except OSError:
-                continue
+        if port + count > 65536:
+            continue
+        try:
+            with contextlib.ExitStack() as held:
+                for candidate in range(port, port + count):
+                    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                        sock = held.enter_context(socket.socket(family, kind))
+                        sock.bind((host, candidate))
+        except OSError:
+            continue
         return port
-    raise RuntimeError("no port free for both UDP and TCP")
+    raise RuntimeError(f"no {count} consecutive port(s) free for both UDP and TCP")
 
 
 def start_process(

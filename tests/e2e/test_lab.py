@@ -20,7 +20,7 @@ VOICEMAIL = str(Path(sys.executable).parent / "voicemail")
 def test_lab_up_twice_demo_status_and_down(tmp_path: Path) -> None:
     ports = [
         "--sip-port", str(free_udp_tcp_port()),
-        "--worker-port", str(free_udp_tcp_port()),
+        "--worker-port", str(free_udp_tcp_port(count=2)),
         "--rtpengine-port", str(free_port(kind=socket.SOCK_DGRAM)),
         "--smtp-port", str(free_port()),
         "--media-base", str(random.randrange(42000, 56000, 2000)),

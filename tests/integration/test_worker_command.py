@@ -64,7 +64,9 @@ def test_worker_answers_options_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 def _start(config: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     out = open(log, "a")  # noqa: SIM115 - closed when the test ends, with the process
-    proc = subprocess.Popen([VOICEMAIL, "worker", "--config", str(config)], stderr=out, stdout=out)
+    proc = subprocess.Popen(
+        [VOICEMAIL, "worker", "--processes", "1", "--config", str(config)], stderr=out, stdout=out
+    )
     out.close()
 
     def listening() -> bool:

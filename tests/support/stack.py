@@ -137,7 +137,7 @@ class MediaWorker(LoggedProcess):
         )
 
     def command(self) -> list[str]:
-        return [VOICEMAIL, "worker", "--config", str(self.config)]
+        return [VOICEMAIL, "worker", "--processes", "1", "--config", str(self.config)]
 
     def ready(self) -> bool:
         return "worker listening on" in self.log()
