@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import random
+import resource
 import shutil
 import socket
 import struct
@@ -119,6 +120,7 @@ class LoadCall:
     spoken_from: float = 0.0
     last_voiced: float = 0.0
     ended_by_worker: bool = False
+    ended_at: float = math.inf  # time.monotonic() of the hang-up
     failed: str | None = None
 
     def send_due(self, now: float) -> None:
@@ -219,6 +221,7 @@ class Uac(asyncio.DatagramProtocol):
             call = self.calls.get(message.call_id)
             if call is not None:
                 call.ended_by_worker = True
+                call.ended_at = min(call.ended_at, time.monotonic())
         if message.method in ("BYE", "OPTIONS", "INFO", "NOTIFY"):
             self._answer(message, cast(tuple[str, int], addr[:2]))
 
@@ -420,6 +423,12 @@ class Row:
     complete: int | None
     checked: int
     failed: int
+    caller_core: float
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def recordings(spool: Path, call: LoadCall) -> list[Path]:
@@ -449,6 +458,13 @@ async def until(condition: Callable[[], bool], within: float) -> bool:
 
 async def drive_call(uac: Uac, call: LoadCall, seconds: float) -> None:
     """One call after its set-up: the app's keys and speech, then BYE."""
+    try:
+        await _drive_call(uac, call, seconds)
+    finally:
+        call.ended_at = min(call.ended_at, time.monotonic())
+
+
+async def _drive_call(uac: Uac, call: LoadCall, seconds: float) -> None:
     if call.app == "voicebox":
         await asyncio.sleep(1.0)
         call.keys += [*PIN, "#"]
@@ -522,9 +538,11 @@ async def run_level(
         call.measuring = window
         call.last_arrival = None
     cpu0, t0 = (cpu_seconds(pids), time.monotonic()) if pids else (0.0, time.monotonic())
+    own0 = _own_cpu()
     await asyncio.sleep(max(1.0, args.seconds / 2))
     wall = time.monotonic() - t0
     cpu1 = cpu_seconds(pids) if pids else 0.0
+    own = (_own_cpu() - own0) / wall
     rss_after = rss_kib(pids) if pids else 0
     for call in live:
         call.measuring = None
@@ -558,26 +576,28 @@ async def run_level(
     devs = sorted(window.deviations)
     jitter = (devs[len(devs) // 2], devs[int(len(devs) * 0.99)], devs[-1]) if devs else None
     cpu = (cpu1 - cpu0) / wall if pids else None
+    call_seconds = sum(max(0.0, min(c.ended_at, t0 + wall) - t0) for c in live)
     return Row(
         calls=n,
         app=args.app,
         seconds=args.seconds,
         setup_rate=n / setup_s,
-        cpu_ms=1000 * cpu / len(live) if cpu is not None and live else None,
+        cpu_ms=1000 * cpu * wall / call_seconds if cpu is not None and call_seconds else None,
         core=100 * cpu if cpu is not None else None,
         mem_kib=(rss_after - rss_before) / n if pids else None,
         jitter=jitter,
         received=window.packets,
-        expected=round(len(live) * 50 * wall),
+        expected=round(50 * call_seconds),
         complete=complete,
         checked=checked,
         failed=len(failed),
+        caller_core=100 * own,
     )
 
 
 COLUMNS = (
     "calls", "app", "seconds", "set-up/s", "CPU ms/call-s", "% core", "KiB/call",
-    "jitter p50/p99/max ms", "RTP received", "recordings", "failed",
+    "jitter p50/p99/max ms", "RTP received", "recordings", "failed", "caller % core",
 )  # fmt: skip
 
 
@@ -596,8 +616,11 @@ def format_row(row: Row) -> list[str]:
         opt(row.mem_kib, ".0f"),
         jitter,
         f"{row.received}/{row.expected}",
-        "-" if row.complete is None else f"{row.complete}/{row.checked} complete",
+        "-"
+        if row.complete is None or not row.checked
+        else f"{row.complete}/{row.checked} complete",
         str(row.failed),
+        f"{row.caller_core:.0f}",
     ]
 
 
@@ -608,32 +631,36 @@ def print_table(rows: list[Row]) -> None:
         print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)), flush=True)
 
 
+def local_address(target: tuple[str, int]) -> str:
+    """The address of ours that the target's packets reach (for Via, Contact and SDP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(target)
+        return str(probe.getsockname()[0])
+
+
 async def run(args: argparse.Namespace) -> int:
     raise_open_file_limit()
     levels = [int(n) for n in str(args.calls).split(",")]
-    worker: OwnWorker | None = None
-    spool = Path(args.spool) if args.spool else None
-    pids = [int(p) for p in args.pid.split(",")] if args.pid else []
-    if args.target:
-        host, _, port = args.target.rpartition(":")
-        args.target_addr = (socket.gethostbyname(host), int(port))
-        args.local = "0.0.0.0"  # noqa: S104 - the caller's RTP reaches us from the target
-    else:
-        worker = OwnWorker(max(levels) + 10)
-        worker.start()
-        assert worker.proc is not None
-        args.target_addr = ("127.0.0.1", worker.port)
-        args.local = "127.0.0.1"
-        args.secret = worker.secret
-        spool = worker.spool
-        pids = [worker.proc.pid]
     rows = []
-    try:
-        for level, n in enumerate(levels):
-            rows.append(await run_level(args, n, level, pids, spool))
-            await asyncio.sleep(1.0)
-    finally:
-        if worker is not None:
+    for level, n in enumerate(levels):
+        if args.target:
+            host, _, port = args.target.rpartition(":")
+            args.target_addr = (socket.gethostbyname(host), int(port))
+            args.local = local_address(args.target_addr)
+            pids = [int(p) for p in args.pid.split(",")] if args.pid else []
+            rows.append(await run_level(args, n, level, pids, args.spool and Path(args.spool)))
+            await asyncio.sleep(2.0)  # the server settles between levels
+            continue
+        # Our own worker, a fresh one for each level: its memory is the level's alone.
+        worker = OwnWorker(n + 10)
+        try:
+            worker.start()
+            assert worker.proc is not None
+            args.target_addr = ("127.0.0.1", worker.port)
+            args.local = "127.0.0.1"
+            args.secret = worker.secret
+            rows.append(await run_level(args, n, level, [worker.proc.pid], worker.spool))
+        finally:
             worker.stop(keep=args.keep)
     print_table(rows)
     return 0 if all(r.failed == 0 and r.complete in (None, r.checked) for r in rows) else 1
