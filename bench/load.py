@@ -683,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep our worker's directory")
     parser.add_argument("--verbose", action="store_true", help="name each short or failed call")
     args = parser.parse_args(argv)
+    if args.target and not args.target.rpartition(":")[2].isdigit():
+        parser.error("--target: HOST:PORT")
     for app in args.app.split(","):
         if app not in APPS:
             parser.error(f"--app: unknown app {app!r}")
