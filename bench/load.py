@@ -115,6 +115,8 @@ class LoadCall:
     last_sound: float = 0.0  # arrival of the worker's last packet that was not silence
     silent_run: int = 0
     record_start: float | None = None  # the worker went quiet: its beep is over
+    quiet_after: float = 0.0  # the sound before the latest quiet stretch ended then
+    key_sent: float = 0.0  # time.time() of the last key sent
     measuring: Received | None = None
     # what was spoken into the recording
     spoken_from: float = 0.0
@@ -136,6 +138,7 @@ class LoadCall:
                     self.ts = (self.ts + 160 * 5) & 0xFFFFFFFF
             elif self.keys:
                 self.event = _event_payloads(self.keys.pop(0))
+                self.key_sent = time.time()
                 continue
             else:
                 i = self.frame % len(SPEECH)
@@ -175,8 +178,10 @@ class LoadCall:
                 self.silent_run = 0
             else:
                 self.silent_run += 1
-                if self.record_start is None and self.last_sound and self.silent_run >= 10:
-                    self.record_start = self.last_sound
+                if self.silent_run == 10 and self.last_sound:  # 200 ms quiet after sound
+                    self.quiet_after = self.last_sound
+                    if self.record_start is None:
+                        self.record_start = self.last_sound
 
 
 def _event_payloads(digit: str) -> list[bytes]:
@@ -474,12 +479,19 @@ async def _drive_call(uac: Uac, call: LoadCall, seconds: float) -> None:
         if call.app == "annrecorder":
             await asyncio.sleep(0.5)
             call.keys.append("5")  # any key: beep, then record
-            await asyncio.sleep(0.3)
+            # The beep follows the key: the worker's first quiet stretch after it.
+            await until(lambda: call.key_sent > 0, 5)
+            await asyncio.sleep(0.1)
             call.record_start = None
-            call.last_sound = 0.0
-        if not await until(lambda: call.record_start is not None or call.ended_by_worker, 60):
+        if not await until(
+            lambda: call.record_start is not None or call.ended_by_worker, 60
+        ) or not await until(
+            lambda: call.app != "annrecorder" or call.quiet_after > call.key_sent, 60
+        ):
             call.failed = "no beep"
             return
+        if call.app == "annrecorder":
+            call.record_start = call.quiet_after
         call.speaking = True
         call.spoken_from = time.time()
         await asyncio.sleep(seconds)
