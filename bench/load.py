@@ -368,7 +368,8 @@ def rss_kib(pids: Sequence[int]) -> int:
 
 
 class OwnWorker:
-    """``voicemail worker`` in a temporary directory: fs store, loopback, free ports."""
+    """``voicemail worker`` in a temporary directory: fs store, loopback, free ports; one
+    process, so every call of the run lands on the one port the generator calls."""
 
     def __init__(self, max_calls: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="vm-load-"))
@@ -392,7 +393,9 @@ class OwnWorker:
     def start(self) -> None:
         voicemail = str(Path(sys.executable).parent / "voicemail")
         out: IO[bytes] = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = start_process([voicemail, "worker", "--config", str(self.config)], out)
+        self.proc = start_process(
+            [voicemail, "worker", "--config", str(self.config), "--processes", "1"], out
+        )
         out.close()
         deadline = time.monotonic() + 30
         while "worker listening on" not in self.log.read_text(errors="replace"):
