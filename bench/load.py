@@ -46,6 +46,7 @@ from media_worker.rtp import RtpPacket
 from media_worker.runtime import raise_open_file_limit
 from media_worker.sdp import SessionDescription, negotiate
 from media_worker.sip.message import Request, Response, parse_message, serialize
+from media_worker.sip.numbers import is_number
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 DOMAIN = "load.example"
@@ -698,8 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep our worker's directory")
     parser.add_argument("--verbose", action="store_true", help="name each short or failed call")
     args = parser.parse_args(argv)
-    if args.target and not args.target.rpartition(":")[2].isdigit():
-        parser.error("--target: HOST:PORT")
+    if args.target and not is_number(args.target.rpartition(":")[2]):
+        parser.error("--target: HOST:PORT")  # ASCII digits: int() would take '٥٠٦٠'
     for app in args.app.split(","):
         if app not in APPS:
             parser.error(f"--app: unknown app {app!r}")

@@ -9,6 +9,7 @@ worker's ``AppContext``, never the service.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import enum
 from collections import deque
@@ -35,7 +36,7 @@ class App(Protocol):
     def handle(self, event: ev.Event) -> list[ev.Action]: ...
 
 
-class AppCall:
+class AppCall(abc.ABC):
     """The part of a call that only its app knows; subclasses say which app it is and
     carry out that app's own actions."""
 
@@ -54,13 +55,13 @@ class AppCall:
         self.inactivity = inactivity  # seconds without anything the app acts on
         self.outcome = outcome  # for the log line when the call ends
 
+    @abc.abstractmethod
     async def open(self) -> App:
         """The app for this call (reading what it needs to start)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def done(self) -> bool:
         """The app has reached its end state."""
-        raise NotImplementedError
 
     async def act(self, action: ev.Action) -> ev.Event | None:
         """Carry out an action of this app's own; returns an answer for the app, if any."""
@@ -74,14 +75,14 @@ class AppCall:
         """Where the caller's audio goes for a Record action."""
         raise AppStateError(f"{self.request.app}: does not record")
 
-    def ending(self) -> None:
+    def ending(self) -> None:  # noqa: B027 - an optional hook: most apps need nothing
         """The app ends the call (EndCall)."""
 
     def timed_out(self, expiry: Expiry) -> None:
         """A call time rule ends the call: the log line says so."""
         self.outcome = expiry.value
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook
         """The call is over, whichever way it ended."""
 
     async def run(self) -> str:
