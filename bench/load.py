@@ -36,8 +36,9 @@ import wave
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
+from bench import uac
 from kemi.signing import HEADER, sign
 from media_worker import g711
 from media_worker.lab.procs import free_udp_tcp_port, start_process, stop_process
@@ -45,7 +46,7 @@ from media_worker.pacer import PERIOD, Pacer
 from media_worker.rtp import RtpPacket
 from media_worker.runtime import raise_open_file_limit
 from media_worker.sdp import SessionDescription, negotiate
-from media_worker.sip.message import Request, Response, parse_message, serialize
+from media_worker.sip.message import Request
 from media_worker.sip.numbers import is_number
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -195,41 +196,23 @@ def _event_payloads(digit: str) -> list[bytes]:
     ]
 
 
-class Uac(asyncio.DatagramProtocol):
-    """Enough of a SIP UAC for the calls: INVITE/ACK/BYE, and a BYE from the worker."""
+class Uac(uac.Uac[LoadCall]):
+    """The load calls' requests (P-App-*, signed as the proxy signs them), and a BYE from
+    the worker noted on its call."""
 
     def __init__(self, target: tuple[str, int], secret: str | None) -> None:
-        self.target = target
+        super().__init__(target)
         self.secret = secret
-        self.waiting: dict[tuple[str, str], asyncio.Future[Response]] = {}
         self.calls: dict[str, LoadCall] = {}
-        self.transport: asyncio.DatagramTransport | None = None
-        self.host = "127.0.0.1"
-        self.port = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        self.host, self.port = transport.get_extra_info("sockname")[:2]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        try:
-            message = parse_message(data)
-        except Exception:  # noqa: BLE001 - a stray datagram is no reason to stop
-            return
-        if isinstance(message, Response):
-            if message.status >= 200:
-                future = self.waiting.pop((message.call_id, message.cseq()[1]), None)
-                if future is not None and not future.done():
-                    future.set_result(message)
-            return
-        assert isinstance(message, Request)
-        if message.method == "BYE":
-            call = self.calls.get(message.call_id)
+    def on_request(self, request: Request, addr: tuple[str, int]) -> None:
+        if request.method == "BYE":
+            call = self.calls.get(request.call_id)
             if call is not None:
                 call.ended_by_worker = True
                 call.ended_at = min(call.ended_at, time.monotonic())
-        if message.method in ("BYE", "OPTIONS", "INFO", "NOTIFY"):
-            self._answer(message, cast(tuple[str, int], addr[:2]))
+        if request.method in ("BYE", "OPTIONS", "INFO", "NOTIFY"):
+            self._answer(request, addr)
 
     def _answer(self, request: Request, addr: tuple[str, int]) -> None:
         lines = [
@@ -244,13 +227,12 @@ class Uac(asyncio.DatagramProtocol):
         assert self.transport is not None
         self.transport.sendto(("\r\n".join(lines) + "\r\n\r\n").encode(), addr)
 
-    def request(self, method: str, call: LoadCall, seq: int, body: bytes = b"") -> None:
-        branch = f"z9hG4bK{random.getrandbits(48):x}"
+    def headers(self, method: str, call: LoadCall, seq: int, via: str) -> list[str]:
         host, port = self.target
         app, param = app_headers(call)
         lines = [
             f"{method} sip:{call.user}@{host}:{port} SIP/2.0",
-            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport",
+            via,
             f"From: <sip:caller{call.index}@{DOMAIN}>;tag=l{call.index}",
             call.to_header or f"To: <sip:{call.user}@{DOMAIN}>",
             f"Call-ID: {call.call_id}",
@@ -264,25 +246,7 @@ class Uac(asyncio.DatagramProtocol):
                 lines.append(
                     f"{HEADER}: {sign(self.secret, int(time.time()), [call.call_id, app, param])}"
                 )
-        if body:
-            lines.append("Content-Type: application/sdp")
-        message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        assert isinstance(message, Request)
-        assert self.transport is not None
-        self.transport.sendto(serialize(message), self.target)
-
-    async def transaction(
-        self, method: str, call: LoadCall, seq: int, body: bytes = b""
-    ) -> Response:
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self.waiting[(call.call_id, method)] = future
-        for attempt in range(6):  # timer E style retransmission, in case of loss
-            self.request(method, call, seq, body)
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), 0.5 * 2**attempt)
-            except TimeoutError:
-                continue
-        raise TimeoutError(f"{method} for {call.call_id}: no final response")
+        return lines
 
 
 def app_headers(call: LoadCall) -> tuple[str, str]:

@@ -22,14 +22,13 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import cast
 
+from bench import uac
 from media_worker import g711
 from media_worker.pacer import PERIOD, TICK, Pacer
 from media_worker.rtp import RtpPacket
 from media_worker.runtime import raise_open_file_limit
 from media_worker.sdp import SessionDescription, negotiate
-from media_worker.sip.message import Request, Response, parse_message, serialize
 
 TONE_FRAMES = [
     g711.ulaw_encode(
@@ -72,57 +71,21 @@ class BenchCall(asyncio.DatagramProtocol):
             self.ts = (self.ts + 160) & 0xFFFFFFFF
 
 
-class Uac(asyncio.DatagramProtocol):
-    """Just enough of a SIP UAC to set up and tear down the bench calls."""
+class Uac(uac.Uac[BenchCall]):
+    """The bench calls' requests: to ``vm`` at the worker."""
 
-    def __init__(self, worker: tuple[str, int]) -> None:
-        self.worker = worker
-        self.waiting: dict[tuple[str, str], asyncio.Future[Response]] = {}
-        self.transport: asyncio.DatagramTransport | None = None
-        self.port = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        self.port = transport.get_extra_info("sockname")[1]
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        message = parse_message(data)
-        if isinstance(message, Response) and message.status >= 200:
-            future = self.waiting.pop((message.call_id, message.cseq()[1]), None)
-            if future is not None and not future.done():
-                future.set_result(message)
-
-    def request(self, method: str, call: BenchCall, seq: int, body: bytes = b"") -> None:
-        branch = f"z9hG4bK{random.getrandbits(48):x}"
-        lines = [
-            f"{method} sip:vm@{self.worker[0]}:{self.worker[1]} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport",
+    def headers(self, method: str, call: BenchCall, seq: int, via: str) -> list[str]:
+        host, port = self.target
+        return [
+            f"{method} sip:vm@{host}:{port} SIP/2.0",
+            via,
             f"From: <sip:bench{call.index}@127.0.0.1>;tag=b{call.index}",
-            call.to_header or f"To: <sip:vm@{self.worker[0]}>",
+            call.to_header or f"To: <sip:vm@{host}>",
             f"Call-ID: {call.call_id}",
             f"CSeq: {seq} {method}",
             f"Contact: <sip:bench@127.0.0.1:{self.port}>",
             "Max-Forwards: 70",
         ]
-        if body:
-            lines.append("Content-Type: application/sdp")
-        message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        assert isinstance(message, Request)
-        assert self.transport is not None
-        self.transport.sendto(serialize(message), self.worker)
-
-    async def transaction(
-        self, method: str, call: BenchCall, seq: int, body: bytes = b""
-    ) -> Response:
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self.waiting[(call.call_id, method)] = future
-        for attempt in range(6):  # timer E style retransmission, in case of loss
-            self.request(method, call, seq, body)
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), 0.5 * 2**attempt)
-            except TimeoutError:
-                continue
-        raise TimeoutError(f"{method} for {call.call_id}: no final response")
 
 
 def sdp(port: int) -> bytes:
