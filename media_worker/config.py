@@ -21,6 +21,7 @@ import yaml
 from kemi.app_param import AppName, Mode
 from kemi.signing import check_secret
 from media_worker.api.config import ApiConfig
+from media_worker.config_errors import ConfigError as ConfigError
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import Peer, SipUri
@@ -34,10 +35,6 @@ T = TypeVar("T")
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
 DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
 DEFAULT_SIGNATURE_MAX_AGE = 30
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message starts with its key."""
 
 
 @dataclass(frozen=True)

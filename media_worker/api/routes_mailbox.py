@@ -29,7 +29,9 @@ NO_ACCOUNT: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "no such subscriber in Kamailio's database"},
     501: {"model": Problem, "description": "no Kamailio database configured"},
 }
-EMPTY_SETTINGS: dict[str, str | None] = {"mode": None, "email": None, "language": None, "greeting_type": None}
+EMPTY_SETTINGS: dict[str, str | None] = dict.fromkeys(
+    ("mode", "email", "language", "greeting_type")
+)
 
 
 def _greeting_type(typ: str) -> str:
