@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server.run()
-    except OSError as exc:
-        print(f"voicemail: cannot serve on {api.listen}:{api.port}: {exc}", file=sys.stderr)
+    except (OSError, SystemExit) as exc:
+        # uvicorn logs why (the address is in use, say) and exits on a failed start.
+        why = exc if isinstance(exc, OSError) else "see the log above"
+        print(f"voicemail: cannot serve on {api.listen}:{api.port}: {why}", file=sys.stderr)
         return 1
     return 0 if server.started else 1

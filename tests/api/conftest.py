@@ -58,10 +58,11 @@ class Api:
         return await open_storage(self.storage_url)
 
 
-@pytest.fixture(scope="module", params=["fs", pytest.param("postgres", marks=pytest.mark.postgres)])
-def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def serve(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
     directory = tmp_path_factory.mktemp("api")
-    if request.param == "postgres":
+    if kind == "postgres":
         storage_url = str(request.getfixturevalue("postgres_storage_url"))
     else:
         storage_url = f"fs://{directory / 'spool'}"
@@ -93,8 +94,18 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield Api(server, storage_url)
 
 
-def mailbox_path(domain: str = DOMAIN, user: str = "bob") -> str:
-    return f"/mailboxes/{domain}/{user}"
+@pytest.fixture(scope="module", params=["fs", pytest.param("postgres", marks=pytest.mark.postgres)])
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The server over each store backend."""
+    yield from serve(request.param, request, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def fs_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """The server over the fs store, for what does not depend on the backend."""
+    yield from serve("fs", request, tmp_path_factory)
 
 
 def as_bob() -> tuple[str, str]:
