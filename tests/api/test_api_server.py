@@ -33,8 +33,8 @@ ISSUE_PATHS = {
 }
 
 
-def test_the_description_lists_every_resource_and_the_docs_work_offline(api: Api) -> None:
-    with httpx.Client(base_url=api.server.base_url) as client:
+def test_the_description_lists_every_resource_and_the_docs_work_offline(fs_api: Api) -> None:
+    with httpx.Client(base_url=fs_api.server.base_url) as client:
         spec = client.get("/api/v1/openapi.json").json()
         found = {(method, path) for path, item in spec["paths"].items() for method in item}
         assert found == ISSUE_PATHS
@@ -51,8 +51,8 @@ def test_the_description_lists_every_resource_and_the_docs_work_offline(api: Api
         assert "default-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_the_web_page_is_served_at_the_root(api: Api) -> None:
-    with httpx.Client(base_url=api.server.base_url) as client:
+def test_the_web_page_is_served_at_the_root(fs_api: Api) -> None:
+    with httpx.Client(base_url=fs_api.server.base_url) as client:
         root = client.get("/")
         assert root.status_code == 200
         assert root.headers["content-type"].startswith("text/html")
@@ -87,10 +87,10 @@ def test_the_command_checks_its_configuration(
     assert "  api " in capsys.readouterr().out
 
 
-def test_a_port_in_use_is_a_clear_failure(tmp_path: Path, api: Api) -> None:
+def test_a_port_in_use_is_a_clear_failure(tmp_path: Path, fs_api: Api) -> None:
     config = tmp_path / "voicemail.yaml"
     token = {"name": "ops", "sha256": token_hash("x"), "domains": "*"}
-    port = api.server.port  # the module's server holds it
+    port = fs_api.server.port  # the module's server holds it
     config.write_text(
         yaml.safe_dump(
             {
