@@ -1,12 +1,14 @@
 """HTTP API benchmark: a 10,000-message mailbox listed by 50 clients at once, audio
 fetch throughput, and the MP3 conversion of a 60 s message.
 
-    .venv/bin/python -m bench.api [--messages 10000] [--clients 50] [--requests 4] [--dir DIR]
+    .venv/bin/python -m bench.api [--messages 10000] [--clients 50] [--requests 4]
+                                  [--dir DIR] [--postgres | --postgres-url URL]
 
 Starts a real ``voicemail api`` (one process, uvicorn) on a free loopback port over an fs
-store in DIR (default var/bench, on the repository's disk) and Kamailio's tables in
-SQLite, fills one mailbox, and measures from real HTTP clients in this process, each
-request authenticated with HTTP Basic as the web page does. Client and server share the
+store in DIR (default var/bench, on the repository's disk), or PostgreSQL (a private
+server started for the run, or the URL given), and Kamailio's tables in SQLite; fills
+one mailbox and measures from real HTTP clients in this process, each request
+authenticated with HTTP Basic as the web page does. Client and server share the
 machine's cores, so the figures are for both together.
 """
 
@@ -19,6 +21,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -130,24 +133,32 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=4, help="list requests per client")
     parser.add_argument("--dir", default="var/bench", help="where the spool is created")
+    parser.add_argument("--postgres", action="store_true", help="a private PostgreSQL store")
+    parser.add_argument("--postgres-url", help="an initialisable database for the store")
     args = parser.parse_args()
     base = Path(args.dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="api-", dir=base))
-    try:
+    with ExitStack() as stack:
+        storage_url = args.postgres_url or f"fs://{work / 'spool'}"
+        if args.postgres and not args.postgres_url:
+            from tests.support.postgres import PostgresServer
+
+            server = stack.enter_context(PostgresServer())
+            server.psql("CREATE DATABASE voicemail_bench")
+            storage_url = server.url("voicemail_bench")
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        print(f"store: {storage_url.split('://')[0]}")
         print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
         users = {f"{USER}@{DOMAIN}": (PASSWORD, Preferences())}
         db = kamailio_database(work / "kamailio.sqlite", users)
-        storage_url = f"fs://{work / 'spool'}"
         started = time.perf_counter()
         audio_name = asyncio.run(fill_store(storage_url, args.messages))
         print(f"filled {args.messages} messages in {time.perf_counter() - started:.1f} s")
-        with ApiServer(work, storage_url, {"kamailio_db": db}) as server:
-            asyncio.run(measure(server, args, audio_name))
+        with ApiServer(work, storage_url, {"kamailio_db": db}) as api:
+            asyncio.run(measure(api, args, audio_name))
         conversion_times()
         print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
