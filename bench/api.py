@@ -115,8 +115,9 @@ def conversion_times() -> None:
 
 
 async def fill_store(url: str, messages: int) -> str:
-    async with open_storage(url) as store:
-        await store.init()
+    store = open_storage(url)
+    await store.init()  # before the first use: PostgreSQL checks its schema on opening
+    async with store:
         await fill(store, messages)
         name = await store.put_message(
             DOMAIN, USER, make_wav(60), sender="sip:long@example.com", received_at=1_600_000_000
