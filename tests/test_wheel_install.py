@@ -7,6 +7,7 @@ running the tests (a .pth file), so no network is needed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,9 +16,12 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from media_worker.lab.layout import KAMAILIO_CFG_DIR, LOCAL_CFG, cfg_files
+from tests.support.procs import free_port, start_process, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -168,13 +172,6 @@ def test_the_installed_kemi_script_loads_as_kamailio_loads_it(
 
 
 def test_the_installed_api_serves_its_pages_from_the_package(installed: Installed) -> None:
-    import hashlib
-
-    import httpx
-    import yaml
-
-    from tests.support.procs import free_port, start_process, stop_process, wait_until
-
     for name in ("static/index.html", "apidocs/index.html", "apidocs/docs.js", "apidocs/docs.css"):
         assert (installed.site / "media_worker" / "api" / name).is_file(), name
     port = free_port()
