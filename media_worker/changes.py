@@ -33,6 +33,7 @@ import msgpack
 
 from media_worker.files import write_atomic
 from storage import ChangeEvent, ChangeKind, MessageInfo, Storage
+from storage.identity import check_greeting_type, check_mailbox, check_message_name
 
 log = logging.getLogger("voicemail.changes")
 
@@ -116,13 +117,13 @@ class Notice:
         at = record.get("at")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise ValueError(f"bad time {at!r}")
+        # Identities as strictly as the store takes them: a notice names a mailbox and
+        # a message, never a path, in the log lines, lamps and webhooks it leads to.
+        domain, user = check_mailbox(record.get("domain"), record.get("user"))
+        name = record.get("name")
+        check_name = check_message_name if kind.moves_lamp else check_greeting_type
         event = ChangeEvent(
-            kind,
-            _text(record, "domain"),
-            _text(record, "user"),
-            _text(record, "name"),
-            _info(record.get("info")),
-            float(at),
+            kind, domain, user, check_name(name), _info(record.get("info")), float(at)
         )
         address = record.get("address")
         if address is not None:
@@ -224,7 +225,9 @@ class ChangeForwarder:
             return
         await self._idle.wait()
 
-    async def stop(self) -> None:
+    async def stop(self, *, give_up_after: float | None = None) -> None:
+        """Unsubscribe and write what is queued; with ``give_up_after``, stop trying after
+        that many seconds (the notices not written are logged as lost)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -233,7 +236,14 @@ class ChangeForwarder:
             return
         try:
             if self._queue:
-                await self._idle.wait()
+                try:
+                    async with asyncio.timeout(give_up_after):
+                        await self._idle.wait()
+                except TimeoutError:
+                    log.error(
+                        "%d change notice(s) could not be written to %s: lost",
+                        len(self._queue), self.directory,
+                    )  # fmt: skip
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
