@@ -355,7 +355,9 @@ class ChangeConsumer:
 
     def _read(self, path: Path) -> Notice | None:
         try:
-            return Notice.parse(path.read_bytes())
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_NOTICE_BYTES + 1)  # never a whole stray large file
+            return Notice.parse(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
