@@ -215,3 +215,34 @@ async def test_other_processes_spool_their_changes_and_publish_nothing(tmp_path:
     assert await ChangeConsumer(spool, keep).scan() == 1
     assert notices[0].address == ("bob", DOMAIN)
     assert notices[0].event.kind is ChangeKind.NEW
+
+
+async def test_recordings_delivered_before_the_publisher_starts_move_the_lamp(
+    tmp_path: Path,
+) -> None:
+    from media_worker.change_hub import ChangeHub
+    from media_worker.config import SipConfig
+    from media_worker.worker import Worker, WorkerSettings
+
+    config = parse_config({"mwi": {"proxy": "sip:127.0.0.1:5999"}, "data_dir": str(tmp_path)})
+    async with open_storage(f"fs://{tmp_path}/spool") as store:
+        worker = Worker(WorkerSettings(SipConfig(port=0)), cast("Any", None))
+        hub = ChangeHub(config, store, worker, tmp_path, tmp_path / "changes", 0)
+        assert hub.publisher is not None
+        changed: list[tuple[str, str]] = []
+
+        def record(domain: str, user: str) -> None:
+            changed.append((domain, user))
+
+        hub.publisher.changed = record  # type: ignore[method-assign]
+        hub.begin()
+        # What service.recover() does with a journal a crash left: a message is stored.
+        await store.put_message(DOMAIN, USER, b"recovered", sender="alice", received_at=1)
+        await store.put_greeting(DOMAIN, "carol", "vm", b"g")  # no lamp for greetings
+        assert changed == []
+        await hub.start()
+        try:
+            assert changed == [(DOMAIN, USER)]
+        finally:
+            await hub.stop_publishing()
+            await hub.stop()
