@@ -374,9 +374,11 @@ class WebhookOutbox:
 
 def _retry_after(value: str | None) -> float | None:
     """Retry-After in seconds (the delta form; a date is ignored)."""
-    if value is None or not value.strip().isdigit():
+    seconds = None if value is None else value.strip()
+    # ASCII digits only (str.isdigit() takes "²"), and few: beyond that it is damage.
+    if not seconds or not (seconds.isascii() and seconds.isdigit()) or len(seconds) > 9:
         return None
-    return float(value.strip())
+    return float(seconds)
 
 
 async def _durably(write: Callable[..., object], *args: Any) -> None:

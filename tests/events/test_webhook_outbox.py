@@ -97,6 +97,9 @@ def test_retry_after_is_followed_up_to_the_longest_wait() -> None:
     assert outbox_module._retry_after(" 7 ") == 7.0
     assert outbox_module._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert outbox_module._retry_after(None) is None
+    assert outbox_module._retry_after("²") is None
+    assert outbox_module._retry_after("9" * 400) is None
+    assert outbox_module._retry_after("-5") is None
 
 
 async def test_the_backlog_of_a_dead_endpoint_is_bounded(

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 
 from media_worker.changes import Notice
@@ -259,3 +260,45 @@ def test_filters_and_configuration_errors() -> None:
     ]:  # fmt: skip
         with pytest.raises(ConfigError, match=r"^webhooks\..*" + error):
             parse_config({"webhooks": data})
+
+
+async def test_the_catcher_refuses_what_is_not_a_delivery(
+    catcher: Callable[..., tuple[int, Path]],
+) -> None:
+    port, directory = catcher()
+    url = f"http://127.0.0.1:{port}/"
+    body = b'{"id": "x"}'
+    good = {"X-Voicemail-Delivery": "abc123", "X-Voicemail-Signature": sign(body)}
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert (await client.post(url, content=body)).status_code == 400  # no delivery id
+        bad_id = {**good, "X-Voicemail-Delivery": "../../etc/passwd"}
+        assert (await client.post(url, content=body, headers=bad_id)).status_code == 400
+        forged = {**good, "X-Voicemail-Signature": "sha256=" + "0" * 64}
+        assert (await client.post(url, content=body, headers=forged)).status_code == 401
+        assert await raw_post(port, "²".encode(), body) == b"411"
+        assert await raw_post(port, str(2 << 20).encode(), body) == b"413"
+        assert saved(directory) == []
+        assert (await client.post(url, content=body, headers=good)).status_code == 200
+    [record] = saved(directory)
+    assert record["body"] == {"id": "x"}
+    assert record["signature_verified"] is True
+
+
+async def raw_post(port: int, length: bytes, body: bytes) -> bytes:
+    """POST with a Content-Length no HTTP client would send; returns the status code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Voicemail-Delivery: abc\r\n"
+            b"Content-Length: " + length + b"\r\n\r\n" + body
+        )
+        await writer.drain()
+        status = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return status.split()[1]
+
+
+def sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
