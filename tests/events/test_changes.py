@@ -151,6 +151,7 @@ async def test_a_failed_write_is_retried_not_dropped(
         await asyncio.sleep(0.06)  # a few failed attempts
         if blocker.is_file():
             blocker.unlink()  # the operator fixes the directory
+            blocker.mkdir()
     await asyncio.wait_for(forwarder.flush(), 10)
     await forwarder.stop()
     assert forwarder.written == 1
