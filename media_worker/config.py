@@ -199,6 +199,7 @@ class MwiConfig:
 
 WEBHOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_WEBHOOK_SECRET = 16
+SAMPLE_WEBHOOK_SECRET = "REPLACE-WITH-A-SECRET"  # noqa: S105 - the sample's, refused
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,11 @@ class WebhookEndpoint:
             )
         if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", self.url):
             raise ConfigError(f"{key}.url: expected an http:// or https:// URL, got {self.url!r}")
+        if self.secret == SAMPLE_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{key}.secret: still the sample's placeholder: set the secret the "
+                "endpoint checks signatures with (e.g. from 'openssl rand -hex 32')"
+            )
         if len(self.secret) < MIN_WEBHOOK_SECRET:
             raise ConfigError(
                 f"{key}.secret: at least {MIN_WEBHOOK_SECRET} characters "

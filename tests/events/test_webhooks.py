@@ -255,6 +255,10 @@ def test_filters_and_configuration_errors() -> None:
             {"endpoints": [{"name": "a", "url": "http://x/", "secret": SECRET}] * 2},
             r"endpoints\[1\]\.name: 'a' is used twice",
         ),
+        (
+            {"endpoints": [{"name": "a", "url": "http://x/", "secret": "REPLACE-WITH-A-SECRET"}]},
+            r"secret: still the sample's placeholder",
+        ),
         ({"timeout": 0}, r"timeout: 0 is outside"),
         ({"retry_delay": 10, "retry_max_delay": 5}, r"retry_max_delay"),
     ]:  # fmt: skip
@@ -302,3 +306,25 @@ async def raw_post(port: int, length: bytes, body: bytes) -> bytes:
 
 def sign(body: bytes) -> str:
     return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_the_samples_webhooks_section_uncommented_is_valid_but_for_its_secret() -> None:
+    from media_worker.config import SAMPLE
+
+    lines = SAMPLE.read_text().splitlines()
+    start = lines.index("webhooks: null") + 1
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#  "):
+            break
+        block.append(line[1:])
+    text = "webhooks:\n" + "\n".join(block) + "\n"
+    import yaml
+
+    with pytest.raises(ConfigError, match="still the sample's placeholder"):
+        parse_config(yaml.safe_load(text))
+    config = parse_config(yaml.safe_load(text.replace("REPLACE-WITH-A-SECRET", SECRET)))
+    assert config.webhooks is not None
+    assert config.webhooks == WebhooksConfig(endpoints=config.webhooks.endpoints)  # defaults
+    [endpoint] = config.webhooks.endpoints
+    assert (endpoint.name, endpoint.events) == ("crm", ("message.*",))
