@@ -9,11 +9,9 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -45,12 +43,13 @@ def settings(port: int, **extra: object) -> WebhooksConfig:
 
 
 @pytest.fixture
-def catcher(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
-    """``catcher(port=None, secret=SECRET)``: start a catcher process; all are stopped."""
+def catcher(tmp_path: Path) -> Iterator[Callable[..., Awaitable[tuple[int, Path]]]]:
+    """``await catcher(port=None, secret=SECRET)``: start a catcher process, return once it
+    listens; all are stopped."""
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
 
-    def start(port: int | None = None, secret: str = SECRET) -> tuple[int, Path]:
+    async def start(port: int | None = None, secret: str = SECRET) -> tuple[int, Path]:
         port = port or free_port()
         directory = tmp_path / f"caught-{port}"
         log = (tmp_path / f"catcher-{port}.log").open("ab")
@@ -63,12 +62,15 @@ def catcher(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
         procs.append(proc)
         for _ in range(200):
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 if proc.poll() is not None:
                     raise AssertionError((tmp_path / f"catcher-{port}.log").read_text()) from None
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            break
         return port, directory
 
     try:
@@ -101,10 +103,10 @@ def saved(directory: Path) -> list[dict[str, object]]:
 
 
 async def test_a_delivery_is_signed_and_complete(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
     outboxes: Callable[[WebhooksConfig], WebhookOutbox],
 ) -> None:
-    port, directory = catcher()
+    port, directory = await catcher()
     box = outboxes(settings(port))
     await box.start()
     change = notice()
@@ -143,7 +145,7 @@ def test_the_signature_is_hmac_sha256_of_the_body() -> None:
 
 
 async def test_retried_after_the_receiver_was_down_and_across_a_restart(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
     outboxes: Callable[[WebhooksConfig], WebhookOutbox],
 ) -> None:
     port = free_port()  # nobody listens yet
@@ -158,7 +160,7 @@ async def test_retried_after_the_receiver_was_down_and_across_a_restart(
     await eventually(attempted, 10)
     await first.stop()  # the worker stops with both undelivered ...
     assert sorted(p.stem for p in first.directory.glob("*.job")) == sorted([job, other])
-    _, directory = catcher(port)  # ... the receiver comes back ...
+    _, directory = await catcher(port)  # ... the receiver comes back ...
     second = outboxes(settings(port))
     await second.start()  # ... and so does the worker
     await eventually(lambda: len(list(directory.glob("*.json"))) == 2, 10)
@@ -167,11 +169,11 @@ async def test_retried_after_the_receiver_was_down_and_across_a_restart(
 
 
 async def test_a_refusal_is_set_aside_with_a_log_line(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
     outboxes: Callable[[WebhooksConfig], WebhookOutbox],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    port, directory = catcher(secret="the-receivers-other-secret")  # answers 401
+    port, directory = await catcher(secret="the-receivers-other-secret")  # answers 401
     box = outboxes(settings(port))
     await box.start()
     with caplog.at_level(logging.ERROR, logger="voicemail.webhooks"):
@@ -183,7 +185,7 @@ async def test_a_refusal_is_set_aside_with_a_log_line(
 
 
 async def test_a_hanging_or_chatty_endpoint_holds_nobody(
-    catcher: Callable[..., tuple[int, Path]], tmp_path: Path
+    catcher: Callable[..., Awaitable[tuple[int, Path]]], tmp_path: Path
 ) -> None:
     accepted: list[asyncio.StreamWriter] = []
 
@@ -197,7 +199,7 @@ async def test_a_hanging_or_chatty_endpoint_holds_nobody(
 
     hanging = await asyncio.start_server(hang, "127.0.0.1", 0)
     talking = await asyncio.start_server(chatty, "127.0.0.1", 0)
-    port, directory = catcher()
+    port, directory = await catcher()
     endpoints = (
         WebhookEndpoint("slow", f"http://127.0.0.1:{_port(hanging)}/", SECRET),
         WebhookEndpoint("huge", f"http://127.0.0.1:{_port(talking)}/", SECRET),
@@ -267,9 +269,9 @@ def test_filters_and_configuration_errors() -> None:
 
 
 async def test_the_catcher_refuses_what_is_not_a_delivery(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
 ) -> None:
-    port, directory = catcher()
+    port, directory = await catcher()
     url = f"http://127.0.0.1:{port}/"
     body = b'{"id": "x"}'
     good = {"X-Voicemail-Delivery": "abc123", "X-Voicemail-Signature": sign(body)}
