@@ -24,6 +24,7 @@ from media_worker.worker import Worker
 from storage import ChangeEvent, Storage
 
 log = logging.getLogger("voicemail.changes")
+STOP_WAIT = 5.0  # seconds the last notices get to reach the spool at shutdown
 
 
 class ChangeHub:
@@ -109,7 +110,8 @@ class ChangeHub:
     async def stop(self) -> None:
         """Write the last changes to the spool and stop the webhook outbox."""
         if self.forwarder is not None:
-            await self.forwarder.stop()
+            # A broken disk must not hold the shutdown: what is lost is logged.
+            await self.forwarder.stop(give_up_after=STOP_WAIT)
         if self.outbox is not None:
             await self.outbox.stop()
 
