@@ -260,11 +260,12 @@ class ChangeForwarder:
                 batch = list(self._queue)
                 try:
                     await asyncio.to_thread(self._write, batch)
-                except OSError as exc:
+                except Exception as exc:  # the disk, mostly: keep the notices, try again
                     log.error(
                         "cannot write %d change notice(s) to %s (%s): trying again in %g s; "
                         "lamps and webhooks wait",
                         len(batch), self.directory, exc, retry,
+                        exc_info=not isinstance(exc, OSError),
                     )  # fmt: skip
                     await asyncio.sleep(retry)
                     retry = min(retry * 2, MAX_WRITE_RETRY)
