@@ -134,13 +134,15 @@ class WebhookOutbox:
             self._add(job)
         if self._jobs:
             log.info("webhooks: %d delivery(ies) waiting from an earlier run", len(self._jobs))
+        # Loading the CA store takes a while: not on the event loop.
+        tls = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.timeout),
             follow_redirects=False,  # a moved endpoint is the operator's to fix
             trust_env=False,  # no proxy or netrc taken from the environment
             transport=self._transport,
             limits=httpx.Limits(max_connections=self.config.max_in_flight),
-            verify=ssl.create_default_context(cafile=self.config.ca_file),
+            verify=tls,
             headers={"User-Agent": f"kamailio-voicemail/{__version__}"},
         )
         self._task = asyncio.create_task(self._run(), name="webhooks")
