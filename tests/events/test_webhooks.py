@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -330,3 +331,72 @@ def test_the_samples_webhooks_section_uncommented_is_valid_but_for_its_secret() 
     assert config.webhooks == WebhooksConfig(endpoints=config.webhooks.endpoints)  # defaults
     [endpoint] = config.webhooks.endpoints
     assert (endpoint.name, endpoint.events) == ("crm", ("message.*",))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made by openssl; the certificate is its own CA."""
+    out = tmp_path_factory.mktemp("tls")
+    cert, key = out / "cert.pem", out / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_endpoints_are_verified_against_the_configured_ca(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    bodies: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            bodies.append(await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the client refused our certificate
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    endpoint = WebhookEndpoint("tls", url, SECRET)
+    untrusting = WebhookOutbox(
+        tmp_path / "a", WebhooksConfig(endpoints=(endpoint,), retry_delay=60, retry_max_delay=60)
+    )
+    trusting = WebhookOutbox(
+        tmp_path / "b",
+        WebhooksConfig(
+            endpoints=(endpoint,), retry_delay=60, retry_max_delay=60, ca_file=str(cert)
+        ),
+    )
+    try:
+        await untrusting.start()
+        [refused] = await untrusting.enqueue(notice())
+        await eventually(lambda: untrusting._jobs[refused].attempts == 1, 10)
+        await eventually(
+            lambda: "CERTIFICATE_VERIFY_FAILED" in untrusting._jobs[refused].last_error, 10
+        )
+        assert bodies == []
+        await trusting.start()
+        await trusting.enqueue(notice())
+        await eventually(lambda: trusting.delivered == 1, 10)
+        assert len(bodies) == 1
+    finally:
+        await untrusting.stop()
+        await trusting.stop()
+        server.close()
+        await server.wait_closed()
