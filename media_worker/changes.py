@@ -257,26 +257,30 @@ class ChangeForwarder:
             self._wake.clear()
             retry = WRITE_RETRY
             while self._queue:
-                batch = list(self._queue)
+                batch, done = list(self._queue), [0]
                 try:
-                    await asyncio.to_thread(self._write, batch)
+                    await asyncio.to_thread(self._write, batch, done)
                 except Exception as exc:  # the disk, mostly: keep the notices, try again
                     log.error(
                         "cannot write %d change notice(s) to %s (%s): trying again in %g s; "
                         "lamps and webhooks wait",
-                        len(batch), self.directory, exc, retry,
+                        len(batch) - done[0], self.directory, exc, retry,
                         exc_info=not isinstance(exc, OSError),
                     )  # fmt: skip
                     await asyncio.sleep(retry)
                     retry = min(retry * 2, MAX_WRITE_RETRY)
                     continue
-                del self._queue[: len(batch)]
-                self.written += len(batch)
+                finally:
+                    # Those written leave the queue: written again, process 0 could take
+                    # one of them twice.
+                    del self._queue[: done[0]]
+                    self.written += done[0]
             self._idle.set()
 
-    def _write(self, batch: list[Notice]) -> None:
+    def _write(self, batch: list[Notice], done: list[int]) -> None:
         for notice in batch:
             write_notice(self.directory, notice)
+            done[0] += 1
 
 
 Handler = Callable[[Notice], Awaitable[None]]
