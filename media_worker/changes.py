@@ -43,6 +43,7 @@ POLL = 0.2  # seconds between two scans of the spool by process 0
 WRITE_RETRY = 1.0  # seconds before a failed notice write is tried again, doubling ...
 MAX_WRITE_RETRY = 30.0  # ... up to this
 MAX_NOTICE_BYTES = 64 * 1024  # a notice is a few hundred bytes; anything larger is damage
+MAX_SENDER = 1024  # characters of a message's sender a notice carries
 BATCH = 500  # notices taken per scan, so that a backlog never starves the event loop
 
 Address = tuple[str, str]  # (user, domain): the SIP address of a uid/did mailbox
@@ -90,7 +91,7 @@ class Notice:
                     "user": event.user,
                     "name": event.name,
                     "at": event.occurred_at,
-                    "info": None if event.info is None else list(event.info),
+                    "info": None if event.info is None else _bounded(event.info),
                     "origin": self.origin,
                     "address": None if self.address is None else list(self.address),
                 }
@@ -136,6 +137,12 @@ class Notice:
                 raise ValueError(f"bad address {address!r}")
             address = (address[0], address[1])
         return cls(notice_id, event, _text(record, "origin"), address)
+
+
+def _bounded(info: MessageInfo) -> list[object]:
+    """The info's fields, the sender cut to MAX_SENDER chars: it comes from the caller's
+    From header, and a notice (and the webhook made of it) stays small whatever it says."""
+    return list(info._replace(sender=info.sender[:MAX_SENDER]))
 
 
 def _text(record: dict[str, object], key: str) -> str:

@@ -39,6 +39,16 @@ def test_notice_round_trip() -> None:
     assert greeting.file_name().endswith(f"-{greeting.id}.chg")
 
 
+def test_a_huge_sender_leaves_a_small_notice() -> None:
+    info = MessageInfo("1700000000+x", True, 10, TS, "😀" * 100_000, None)
+    notice = Notice.of(ChangeEvent(ChangeKind.NEW, DOMAIN, USER, info.name, info), "o")
+    data = notice.serialize()
+    assert len(data) < changes.MAX_NOTICE_BYTES
+    parsed = Notice.parse(data).event.info
+    assert parsed is not None
+    assert parsed.sender == "😀" * changes.MAX_SENDER
+
+
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_are_refused_with_value_error(data: bytes) -> None:
     with contextlib.suppress(ValueError):
