@@ -206,6 +206,10 @@ class ChangeForwarder:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.written = 0  # notices written since start (for logs and tests)
+        self._queued = 0  # notices queued since start
+        # flush() callers: (notices that must be written, their future), so that a
+        # caller waits for its own changes, not for a queue that steady traffic refills.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def pending(self) -> int:
@@ -223,6 +227,7 @@ class ChangeForwarder:
     def _on_change(self, event: ChangeEvent) -> None:
         address = None if self._address_of is None else self._address_of(event.domain, event.user)
         self._queue.append(Notice.of(event, self.origin, address))
+        self._queued += 1
         self._idle.clear()
         self._wake.set()
 
@@ -232,7 +237,21 @@ class ChangeForwarder:
             if self._queue:
                 raise RuntimeError("change forwarder not running: notices are pending")
             return
-        await self._idle.wait()
+        if self.written >= self._queued:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._queued, waiter))
+        await waiter
+
+    def _wake_flushers(self) -> None:
+        waiting = []
+        for target, waiter in self._waiters:
+            if self.written >= target:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif not waiter.done():  # one that gave up (wait_for) is dropped
+                waiting.append((target, waiter))
+        self._waiters = waiting
 
     async def stop(self, *, give_up_after: float | None = None) -> None:
         """Unsubscribe and write what is queued; with ``give_up_after``, stop trying after
@@ -257,6 +276,13 @@ class ChangeForwarder:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            for target, waiter in self._waiters:
+                if not waiter.done():
+                    if self.written >= target:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(RuntimeError("change forwarder stopped"))
+            self._waiters = []
 
     async def _run(self) -> None:
         while True:
@@ -282,6 +308,7 @@ class ChangeForwarder:
                     # one of them twice.
                     del self._queue[: done[0]]
                     self.written += done[0]
+                    self._wake_flushers()
             self._idle.set()
 
     def _write(self, batch: list[Notice], done: list[int]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -184,3 +185,30 @@ async def test_consumer_runs_and_kick_scans_at_once(tmp_path: Path, store: Stora
         await asyncio.wait_for(got.wait(), 10)
     finally:
         await consumer.stop()
+
+
+async def test_flush_waits_for_the_changes_made_so_far_not_for_later_ones(
+    tmp_path: Path, store: Storage
+) -> None:
+    forwarder = attach(store, tmp_path)
+    gates = [threading.Event(), threading.Event()]
+    calls = iter(gates)
+    write = forwarder._write
+
+    def gated(batch: list[Notice], done: list[int]) -> None:
+        next(calls).wait(10)
+        write(batch, done)
+
+    forwarder._write = gated  # type: ignore[method-assign]
+    try:
+        await store.put_message(DOMAIN, USER, b"mine", sender="a", received_at=TS)
+        flushing = asyncio.create_task(forwarder.flush())
+        await asyncio.sleep(0)
+        await store.put_message(DOMAIN, USER, b"later", sender="b", received_at=TS)
+        gates[0].set()  # the first write ends; the second waits
+        await asyncio.wait_for(flushing, 10)
+        assert (forwarder.written, forwarder.pending) == (1, 1)
+    finally:
+        gates[1].set()
+        await forwarder.stop()
+    assert forwarder.written == 2
