@@ -110,8 +110,11 @@ class Notice:
         if not isinstance(record, dict) or record.get("v") != NOTICE_VERSION:
             raise ValueError("not a version 1 notice")
         notice_id = _text(record, "id")
-        if not notice_id.isalnum() or len(notice_id) > 64:
+        if not (notice_id.isascii() and notice_id.isalnum()) or len(notice_id) > 64:
             raise ValueError(f"bad id {notice_id!r}")
+        origin = _text(record, "origin")
+        if not (origin.isascii() and origin.isprintable()) or len(origin) > 64:
+            raise ValueError(f"bad origin {origin!r}")
         try:
             kind = ChangeKind(record.get("kind"))
         except ValueError:
@@ -136,7 +139,7 @@ class Notice:
             ):
                 raise ValueError(f"bad address {address!r}")
             address = (address[0], address[1])
-        return cls(notice_id, event, _text(record, "origin"), address)
+        return cls(notice_id, event, origin, address)
 
 
 def _bounded(info: MessageInfo) -> list[object]:

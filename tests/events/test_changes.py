@@ -50,6 +50,17 @@ def test_a_huge_sender_leaves_a_small_notice() -> None:
     assert parsed.sender == "😀" * changes.MAX_SENDER
 
 
+def test_ids_and_origins_are_plain_ascii() -> None:
+    good = Notice.of(ChangeEvent(ChangeKind.NEW, DOMAIN, USER, "1700000000+a"), "42-ab")
+    for bad in (
+        Notice("١٢٣", good.event, good.origin),
+        Notice(good.id, good.event, "line\nbreak"),
+        Notice(good.id, good.event, "x" * 65),
+    ):
+        with pytest.raises(ValueError, match=r"bad (id|origin)"):
+            Notice.parse(bad.serialize())
+
+
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_are_refused_with_value_error(data: bytes) -> None:
     with contextlib.suppress(ValueError):
