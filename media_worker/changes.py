@@ -33,14 +33,17 @@ import msgpack
 
 from media_worker.files import write_atomic
 from storage import ChangeEvent, ChangeKind, MessageInfo, Storage
+from storage.identity import check_greeting_type, check_mailbox, check_message_name
 
 log = logging.getLogger("voicemail.changes")
 
 NOTICE_VERSION = 1
 SUFFIX = ".chg"
 POLL = 0.2  # seconds between two scans of the spool by process 0
-WRITE_RETRY = 1.0  # seconds before a failed notice write is tried again
+WRITE_RETRY = 1.0  # seconds before a failed notice write is tried again, doubling ...
+MAX_WRITE_RETRY = 30.0  # ... up to this
 MAX_NOTICE_BYTES = 64 * 1024  # a notice is a few hundred bytes; anything larger is damage
+MAX_SENDER = 1024  # characters of a message's sender a notice carries
 BATCH = 500  # notices taken per scan, so that a backlog never starves the event loop
 
 Address = tuple[str, str]  # (user, domain): the SIP address of a uid/did mailbox
@@ -88,7 +91,7 @@ class Notice:
                     "user": event.user,
                     "name": event.name,
                     "at": event.occurred_at,
-                    "info": None if event.info is None else list(event.info),
+                    "info": None if event.info is None else _bounded(event.info),
                     "origin": self.origin,
                     "address": None if self.address is None else list(self.address),
                 }
@@ -107,8 +110,11 @@ class Notice:
         if not isinstance(record, dict) or record.get("v") != NOTICE_VERSION:
             raise ValueError("not a version 1 notice")
         notice_id = _text(record, "id")
-        if not notice_id.isalnum() or len(notice_id) > 64:
+        if not (notice_id.isascii() and notice_id.isalnum()) or len(notice_id) > 64:
             raise ValueError(f"bad id {notice_id!r}")
+        origin = _text(record, "origin")
+        if not (origin.isascii() and origin.isprintable()) or len(origin) > 64:
+            raise ValueError(f"bad origin {origin!r}")
         try:
             kind = ChangeKind(record.get("kind"))
         except ValueError:
@@ -116,13 +122,13 @@ class Notice:
         at = record.get("at")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
             raise ValueError(f"bad time {at!r}")
+        # Identities as strictly as the store takes them: a notice names a mailbox and
+        # a message, never a path, in the log lines, lamps and webhooks it leads to.
+        domain, user = check_mailbox(record.get("domain"), record.get("user"))
+        name = record.get("name")
+        check_name = check_message_name if kind.moves_lamp else check_greeting_type
         event = ChangeEvent(
-            kind,
-            _text(record, "domain"),
-            _text(record, "user"),
-            _text(record, "name"),
-            _info(record.get("info")),
-            float(at),
+            kind, domain, user, check_name(name), _info(record.get("info")), float(at)
         )
         address = record.get("address")
         if address is not None:
@@ -133,7 +139,13 @@ class Notice:
             ):
                 raise ValueError(f"bad address {address!r}")
             address = (address[0], address[1])
-        return cls(notice_id, event, _text(record, "origin"), address)
+        return cls(notice_id, event, origin, address)
+
+
+def _bounded(info: MessageInfo) -> list[object]:
+    """The info's fields, the sender cut to MAX_SENDER chars: it comes from the caller's
+    From header, and a notice (and the webhook made of it) stays small whatever it says."""
+    return list(info._replace(sender=info.sender[:MAX_SENDER]))
 
 
 def _text(record: dict[str, object], key: str) -> str:
@@ -161,8 +173,9 @@ def _info(value: object) -> MessageInfo | None:
 
 
 def write_notice(directory: Path, notice: Notice) -> Path:
-    """Write one notice durably into the spool ``directory`` (created if need be)."""
-    directory.mkdir(mode=0o775, parents=True, exist_ok=True)
+    """Write one notice durably into the spool ``directory``, created if need be inside
+    an existing data_dir (a mistyped data_dir fails, rather than grow a tree of its own)."""
+    directory.mkdir(mode=0o775, exist_ok=True)
     path = directory / notice.file_name()
     write_atomic(path, notice.serialize())
     return path
@@ -173,8 +186,8 @@ class ChangeForwarder:
 
     ``start()`` (on the running event loop) subscribes; ``flush()`` waits until every
     change so far is on disk; ``stop()`` unsubscribes, flushes and ends. A write that
-    fails (disk full, permissions) is logged and tried again every second: notices are
-    kept in memory meanwhile, never dropped.
+    fails (disk full, permissions, no data_dir) is logged and tried again after 1 s,
+    doubling up to 30 s: notices are kept in memory meanwhile, never dropped.
     """
 
     def __init__(
@@ -196,6 +209,10 @@ class ChangeForwarder:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.written = 0  # notices written since start (for logs and tests)
+        self._queued = 0  # notices queued since start
+        # flush() callers: (notices that must be written, their future), so that a
+        # caller waits for its own changes, not for a queue that steady traffic refills.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def pending(self) -> int:
@@ -213,6 +230,7 @@ class ChangeForwarder:
     def _on_change(self, event: ChangeEvent) -> None:
         address = None if self._address_of is None else self._address_of(event.domain, event.user)
         self._queue.append(Notice.of(event, self.origin, address))
+        self._queued += 1
         self._idle.clear()
         self._wake.set()
 
@@ -222,9 +240,25 @@ class ChangeForwarder:
             if self._queue:
                 raise RuntimeError("change forwarder not running: notices are pending")
             return
-        await self._idle.wait()
+        if self.written >= self._queued:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._queued, waiter))
+        await waiter
 
-    async def stop(self) -> None:
+    def _wake_flushers(self) -> None:
+        waiting = []
+        for target, waiter in self._waiters:
+            if self.written >= target:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif not waiter.done():  # one that gave up (wait_for) is dropped
+                waiting.append((target, waiter))
+        self._waiters = waiting
+
+    async def stop(self, *, give_up_after: float | None = None) -> None:
+        """Unsubscribe and write what is queued; with ``give_up_after``, stop trying after
+        that many seconds (the notices not written are logged as lost)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -233,35 +267,57 @@ class ChangeForwarder:
             return
         try:
             if self._queue:
-                await self._idle.wait()
+                try:
+                    async with asyncio.timeout(give_up_after):
+                        await self._idle.wait()
+                except TimeoutError:
+                    log.error(
+                        "%d change notice(s) could not be written to %s: lost",
+                        len(self._queue), self.directory,
+                    )  # fmt: skip
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            for target, waiter in self._waiters:
+                if not waiter.done():
+                    if self.written >= target:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(RuntimeError("change forwarder stopped"))
+            self._waiters = []
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            retry = WRITE_RETRY
             while self._queue:
-                batch = list(self._queue)
+                batch, done = list(self._queue), [0]
                 try:
-                    await asyncio.to_thread(self._write, batch)
-                except OSError as exc:
+                    await asyncio.to_thread(self._write, batch, done)
+                except Exception as exc:  # the disk, mostly: keep the notices, try again
                     log.error(
                         "cannot write %d change notice(s) to %s (%s): trying again in %g s; "
                         "lamps and webhooks wait",
-                        len(batch), self.directory, exc, WRITE_RETRY,
+                        len(batch) - done[0], self.directory, exc, retry,
+                        exc_info=not isinstance(exc, OSError),
                     )  # fmt: skip
-                    await asyncio.sleep(WRITE_RETRY)
+                    await asyncio.sleep(retry)
+                    retry = min(retry * 2, MAX_WRITE_RETRY)
                     continue
-                del self._queue[: len(batch)]
-                self.written += len(batch)
+                finally:
+                    # Those written leave the queue: written again, process 0 could take
+                    # one of them twice.
+                    del self._queue[: done[0]]
+                    self.written += done[0]
+                    self._wake_flushers()
             self._idle.set()
 
-    def _write(self, batch: list[Notice]) -> None:
+    def _write(self, batch: list[Notice], done: list[int]) -> None:
         for notice in batch:
             write_notice(self.directory, notice)
+            done[0] += 1
 
 
 Handler = Callable[[Notice], Awaitable[None]]
@@ -345,7 +401,9 @@ class ChangeConsumer:
 
     def _read(self, path: Path) -> Notice | None:
         try:
-            return Notice.parse(path.read_bytes())
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_NOTICE_BYTES + 1)  # never a whole stray large file
+            return Notice.parse(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
