@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
@@ -23,6 +24,8 @@ log = logging.getLogger("voicemail.mail")
 
 Remember = Callable[[dict[str, str]], Awaitable[None]]
 LINK_FORMAT = "mp3"  # what %audio_url% asks for when no audio is attached: plays everywhere
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@=%-]")
+MAX_STEM = 100
 
 
 def audio_link(base: str | None, domain: str, user: str, name: str | None, fmt: str) -> str:
@@ -33,11 +36,18 @@ def audio_link(base: str | None, domain: str, user: str, name: str | None, fmt: 
     return f"{base.rstrip('/')}/api/v1/mailboxes/{path}/audio?format={fmt}"
 
 
+def file_stem(name: str) -> str:
+    """A message name as the attachment's file name: what Windows, macOS and phones all
+    save under (a stored name may hold the sender's ':', '/' or '?')."""
+    return _UNSAFE.sub("_", name)[:MAX_STEM] or "message"
+
+
 async def attachment(
-    wav: bytes, fmt: Attachment, stem: str, *, call_id: str, mailbox: str
+    wav: bytes, fmt: Attachment, name: str, *, call_id: str, mailbox: str
 ) -> AudioAttachment | None:
     """The recording as configured; WAV, with a warning, if it cannot be converted: the
     email must not be lost over its attachment."""
+    stem = file_stem(name)
     if fmt == "none":
         return None
     if fmt != "wav":
