@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import email
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -225,6 +227,17 @@ async def test_a_recording_that_cannot_be_converted_goes_as_wav_with_a_warning(
     assert caplog.messages == [
         "[call-1] recording for bob@lab.example not converted to mp3 (encoder out of order): attached as WAV"
     ]
+
+
+def test_a_worker_loads_the_audio_libraries_only_to_convert() -> None:
+    code = (
+        "import sys, media_worker.serve, media_worker.apps.delivery; "
+        "print(sorted({'numpy', 'soundfile'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # ----- %audio_url% -----

@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-from media_worker import transcode
 from media_worker.apps.context import AppContext
 from media_worker.apps.params import AppRequest
 from media_worker.audio import is_silent, trim_trailing_silence, write_wav
@@ -52,17 +51,23 @@ async def attachment(
         return None
     if fmt != "wav":
         try:
-            data = await asyncio.to_thread(transcode.encode, wav, fmt)
+            data, content_type, extension = await asyncio.to_thread(_encode, wav, fmt)
         except (ValueError, RuntimeError, OSError, MemoryError) as exc:
             log.warning(
                 "[%s] recording for %s not converted to %s (%s): attached as WAV",
                 call_id, mailbox, fmt, exc,
             )  # fmt: skip
         else:
-            return AudioAttachment(
-                data, transcode.CONTENT_TYPES[fmt], f"{stem}.{transcode.EXTENSIONS[fmt]}"
-            )
-    return AudioAttachment(wav, transcode.CONTENT_TYPES["wav"], f"{stem}.wav")
+            return AudioAttachment(data, content_type, f"{stem}.{extension}")
+    return AudioAttachment(wav, "audio/wav", f"{stem}.wav")
+
+
+def _encode(wav: bytes, fmt: str) -> tuple[bytes, str, str]:
+    # Imported here, in the converting thread: numpy and libsndfile would cost a worker
+    # that attaches WAV 14 MB, and loading them in the event loop would stall its calls.
+    from media_worker import transcode
+
+    return transcode.encode(wav, fmt), transcode.CONTENT_TYPES[fmt], transcode.EXTENSIONS[fmt]
 
 
 async def deliver(
