@@ -160,9 +160,11 @@ class EmailConfig:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)  # what the outbox sends with
 
     def attachment_for(self, *domains: str | None) -> Attachment:
-        """The attachment of the first of ``domains`` that has its own, else the default."""
+        """The attachment of the first of ``domains`` that has its own, else the default.
+        Domains match whatever their case, as DNS names do."""
+        by_name = {name.lower(): settings for name, settings in self.domains.items()}
         for domain in domains:
-            override = self.domains.get(domain) if domain else None
+            override = by_name.get(domain.lower()) if domain else None
             if override is not None and override.attachment is not None:
                 return override.attachment
         return self.attachment
@@ -173,9 +175,15 @@ class EmailConfig:
                 f"{key}.extra_variables: audio_url is the link to the message's audio, "
                 "not a P-App-Param key"
             )
+        seen: dict[str, str] = {}
         for domain in self.domains:
             if not domain.strip() or domain != domain.strip():
                 raise ConfigError(f"{key}.domains: {domain!r} is not a domain")
+            if domain.lower() in seen:
+                raise ConfigError(
+                    f"{key}.domains: {seen[domain.lower()]!r} and {domain!r} are the same domain"
+                )
+            seen[domain.lower()] = domain
         smtp, where = self.smtp, f"{key}.smtp"
         _port(smtp.port, f"{where}.port")
         if smtp.starttls and smtp.tls:

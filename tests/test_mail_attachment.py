@@ -194,6 +194,8 @@ DOMAINS = {
         ({"domain": "d7", "did": "d7"}, "none"),  # a did not listed: dom is tried
         ({"domain": "other.example", "dom": "other.example"}, "mp3"),
         ({"domain": "quiet.example", "dom": "quiet.example"}, "mp3"),
+        ({"domain": "Lab.EXAMPLE", "dom": "Lab.EXAMPLE"}, "none"),  # DNS names: any case
+        ({"domain": "D42", "did": "D42"}, "opus"),
     ],
 )
 def test_a_domain_overrides_the_attachment(request_fields: dict[str, str], expected: str) -> None:
@@ -358,6 +360,10 @@ def test_the_email_settings_parse_and_name_the_bad_key() -> None:
         ({"domains": {" a.example": {}}}, r"^email\.domains: ' a\.example' is not a domain$"),
         ({"domains": {7: {}}}, r"^email\.domains: expected text, got 7$"),
         ({"extra_variables": ["audio_url"]}, r"^email\.extra_variables: audio_url is the link"),
+        (
+            {"domains": {"a.example": {}, "A.example": {}}},
+            r"^email\.domains: 'a\.example' and 'A\.example' are the same domain$",
+        ),
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_config({"email": data})
