@@ -169,6 +169,28 @@ class EmailConfig:
                 return override.attachment
         return self.attachment
 
+    def _check_conversions(self, key: str) -> None:
+        """A format this machine's libsndfile cannot write is found at start-up, not by
+        a warning with every email."""
+        wanted = {f"{key}.attachment": self.attachment} | {
+            f"{key}.domains.{name}.attachment": settings.attachment
+            for name, settings in self.domains.items()
+        }
+        converted = {where: fmt for where, fmt in wanted.items() if fmt in ("mp3", "opus")}
+        if not converted:
+            return  # numpy and libsndfile stay unloaded
+        from media_worker import transcode
+
+        missing = transcode.unwritable(sorted(set(converted.values())))
+        for where, fmt in converted.items():
+            if fmt in missing:
+                raise ConfigError(
+                    f"{where}: {fmt} cannot be written here: soundfile uses libsndfile "
+                    f"{transcode.library_version()}, which lacks it (its wheels bundle "
+                    "libsndfile 1.2 with MP3 and Opus; a system libsndfile needs 1.1 or "
+                    "later); use wav"
+                )
+
     def check(self, key: str) -> None:
         if "audio_url" in self.extra_variables:
             raise ConfigError(
@@ -184,6 +206,7 @@ class EmailConfig:
                     f"{key}.domains: {seen[domain.lower()]!r} and {domain!r} are the same domain"
                 )
             seen[domain.lower()] = domain
+        self._check_conversions(key)
         smtp, where = self.smtp, f"{key}.smtp"
         _port(smtp.port, f"{where}.port")
         if smtp.starttls and smtp.tls:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,21 @@ _WAV_SUBTYPES = frozenset(
 )
 _OGG_SUBTYPES = frozenset({"OPUS", "VORBIS"})
 SUPPORTED = "WAV (PCM, float, µ-law, A-law), MP3, Ogg Opus or Ogg Vorbis"
+
+
+def unwritable(formats: Iterable[str]) -> list[str]:
+    """Those of ``formats`` that the libsndfile soundfile loaded cannot write (a system
+    libsndfile older than 1.1 has no MP3)."""
+    can = {"wav"}
+    if "MP3" in soundfile.available_formats():
+        can.add("mp3")
+    if "OPUS" in soundfile.available_subtypes("OGG"):
+        can.add("opus")
+    return [fmt for fmt in formats if fmt not in can]
+
+
+def library_version() -> str:
+    return str(soundfile.__libsndfile_version__)
 
 
 def encode(wav: bytes, fmt: str) -> bytes:
