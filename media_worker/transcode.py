@@ -9,15 +9,17 @@ Choices, measured on a 60 s spoken message (docs/operator.md has the figures):
 
 - MP3 is written at 16 kHz (MPEG-2), 24 kbit/s constant bit rate. 8 kHz MP3 exists only
   as the unofficial MPEG-2.5 extension, which some players refuse; a constant rate lets
-  players seek from byte offsets (HTTP Range) without an index.
+  players seek from byte offsets (HTTP Range) without an index. Its frames are too small
+  for LAME's gapless tag, so decoders play the encoder's delay (69 ms) before the message.
 - Opus is written at 8 kHz (narrowband, what a phone call carries), about 16 kbit/s.
-- Resampling is a windowed-sinc (Kaiser) polyphase filter in numpy: flat to about
-  3.1 kHz, at least 80 dB down from 4 kHz on, so nothing above the new Nyquist
-  frequency folds back into the voice band.
+- Resampling is a windowed-sinc (Kaiser) polyphase filter in numpy: flat to 3.2 kHz
+  (-1.3 dB at 3.4 kHz), 70 dB down just below 4 kHz and 80 dB or more above, so nothing
+  above the new Nyquist frequency folds back into the voice band.
 
 Uploads are hostile input: only WAV, MP3 and Ogg are handed to libsndfile (recognised by
-their first bytes, then checked against what libsndfile found), audio is decoded a block
-at a time and refused as soon as it runs over the duration limit, and every failure is
+their first bytes, then checked against what libsndfile found), audio is refused from
+its header's length when that is over the duration limit, else decoded no further than
+the limit (a block at a time; MP3 in one read), and every failure is
 an ``AudioFormatError`` whose message says why.
 """
 
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soundfile
+from numpy.lib.stride_tricks import sliding_window_view
 
 from media_worker.audio import write_wav
 
@@ -47,9 +51,9 @@ OPUS_LEVEL = 0.96
 MAX_CHANNELS = 8
 MIN_INPUT_RATE = 4000
 MAX_INPUT_RATE = 192000
-# Frames decoded at a time: a multiple of the MP3 frame sizes (576 and 1152 samples);
-# other sizes make libsndfile's MP3 reader print decoder errors (its output is the same).
-BLOCK = 57600
+# Frames decoded at a time. MP3 is read in one go (up to the limit): libsndfile 1.2's MP3
+# reader, asked for part of a file, garbles samples at some read boundaries.
+BLOCK = 65536
 # The length a header states may be an estimate (MP3 without an index): refused at once
 # only when clearly over the limit; the count of decoded frames decides.
 HEADER_MARGIN = 1.05
@@ -79,6 +83,21 @@ _WAV_SUBTYPES = frozenset(
 )
 _OGG_SUBTYPES = frozenset({"OPUS", "VORBIS"})
 SUPPORTED = "WAV (PCM, float, µ-law, A-law), MP3, Ogg Opus or Ogg Vorbis"
+
+
+def unwritable(formats: Iterable[str]) -> list[str]:
+    """Those of ``formats`` that the libsndfile soundfile loaded cannot write (a system
+    libsndfile older than 1.1 has no MP3)."""
+    can = {"wav"}
+    if "MP3" in soundfile.available_formats():
+        can.add("mp3")
+    if "OPUS" in soundfile.available_subtypes("OGG"):
+        can.add("opus")
+    return [fmt for fmt in formats if fmt not in can]
+
+
+def library_version() -> str:
+    return str(soundfile.__libsndfile_version__)
 
 
 def encode(wav: bytes, fmt: str) -> bytes:
@@ -128,10 +147,14 @@ def _decode(data: bytes, *, max_seconds: float | None) -> tuple[_FloatArray, int
                     f"the audio lasts {audio.frames / rate:.1f} s, over the limit of "
                     f"{max_seconds:g} s"
                 )
+            step = BLOCK
+            if kind == "MP3":
+                step = -1 if limit is None else limit + 1
             blocks: list[_FloatArray] = []
             frames = 0
             while True:
-                block = audio.read(BLOCK, dtype="float32", always_2d=True)
+                # soundfile reads no further than the length in the header
+                block = audio.read(step, dtype="float32", always_2d=True)
                 if not len(block):
                     break
                 frames += len(block)
@@ -199,7 +222,36 @@ def _resample(samples: _FloatArray, rate: int, target: int) -> _FloatArray:
     up, down = target // g, rate // g
     taps, half, phases = _kernel(up, down)
     count = len(samples) * up // down
-    padded = np.concatenate([np.zeros(half, np.float32), samples, np.zeros(half + 1, np.float32)])
+    padded = np.concatenate(
+        [np.zeros(half, np.float32), samples, np.zeros(half + 1 + down, np.float32)]
+    )
+    if phases == up:
+        return _by_phase(padded, taps, up, down, count)
+    return _by_position(padded, taps, half, up, down, count)
+
+
+def _by_phase(
+    padded: _FloatArray, taps: _FloatArray, up: int, down: int, count: int
+) -> _FloatArray:
+    """Every phase's outputs at once: output p + m * up starts ``down`` input samples after
+    output p + (m - 1) * up, with the same taps, so each phase is one product of a strided
+    view (no copy) and its taps. Several times faster than _by_position."""
+    windows = sliding_window_view(padded, taps.shape[1])
+    out = np.empty(count, np.float32)
+    for first in range(min(up, count)):
+        base, phase = divmod(first * down, up)
+        outputs = (count - 1 - first) // up + 1
+        rows = windows[base + 1 : base + 1 + outputs * down : down]  # taps from base - half + 1
+        out[first::up] = rows @ taps[phase]
+    return out
+
+
+def _by_position(
+    padded: _FloatArray, taps: _FloatArray, half: int, up: int, down: int, count: int
+) -> _FloatArray:
+    """For ratios with more phases than the table holds (odd rates such as 44101 Hz): each
+    output's position rounded to the nearest phase, a chunk of outputs at a time."""
+    phases = len(taps)
     span = np.arange(2 * half)
     out = np.empty(count, np.float32)
     for start in range(0, count, CHUNK):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import email
 import logging
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -15,13 +18,14 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
+import soundfile
 import yaml
 from aiosmtpd.controller import Controller
 
 import media_worker
 from media_worker import transcode
 from media_worker.apps.context import ServiceSettings
-from media_worker.apps.delivery import LINK_FORMAT, audio_link
+from media_worker.apps.delivery import LINK_FORMAT, audio_link, file_stem
 from media_worker.apps.params import AppRequest
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
@@ -112,7 +116,7 @@ async def test_the_default_attaches_the_stored_wav_as_sems_does(
     [info] = await store.list_mailbox("lab.example", "bob")
     [attachment] = list(message.iter_attachments())
     assert attachment.get_content_type() == "audio/wav"
-    assert attachment.get_filename() == f"{info.name}.wav"
+    assert attachment.get_filename() == f"{file_stem(info.name)}.wav"
     stored = await store.get_message("lab.example", "bob", info.name)
     assert attachment.get_content() == stored.audio
 
@@ -128,7 +132,7 @@ async def test_compressed_attachments_have_their_type_name_and_the_recording(
     [info] = await store.list_mailbox("lab.example", "bob")
     [attachment] = list(message.iter_attachments())
     assert attachment.get_content_type() == content_type
-    assert attachment.get_filename() == f"{info.name}.{fmt}"
+    assert attachment.get_filename() == f"{file_stem(info.name)}.{fmt}"
     data = attachment.get_content()
     assert data.startswith(start)
     wav = (await store.get_message("lab.example", "bob", info.name)).audio
@@ -136,6 +140,31 @@ async def test_compressed_attachments_have_their_type_name_and_the_recording(
     assert read_wav(transcode.normalise(data, max_seconds=10)).duration == pytest.approx(
         SECONDS, abs=0.1
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("1700000000+sip:alice@lab.example", "1700000000+sip_alice@lab.example"),
+        ("1700000000+J%C3%BCrgen <sip:j/x?>", "1700000000+J%C3%BCrgen__sip_j_x__"),
+        ("x" * 300, "x" * 100),
+        ("", "message"),
+    ],
+)
+def test_the_file_name_is_one_every_system_saves_under(name: str, stem: str) -> None:
+    assert file_stem(name) == stem
+
+
+async def test_a_sender_with_a_colon_makes_a_plain_file_name(
+    tmp_path: Path, store: Storage
+) -> None:
+    message = await queued_email(
+        tmp_path, store, EmailConfig(attachment="mp3"), ask(sender="sip:alice@lab.example")
+    )
+    [info] = await store.list_mailbox("lab.example", "bob")
+    assert ":" in info.name
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == info.name.replace(":", "_") + ".mp3"
 
 
 async def test_none_sends_the_email_without_the_recording(tmp_path: Path, store: Storage) -> None:
@@ -167,6 +196,8 @@ DOMAINS = {
         ({"domain": "d7", "did": "d7"}, "none"),  # a did not listed: dom is tried
         ({"domain": "other.example", "dom": "other.example"}, "mp3"),
         ({"domain": "quiet.example", "dom": "quiet.example"}, "mp3"),
+        ({"domain": "Lab.EXAMPLE", "dom": "Lab.EXAMPLE"}, "none"),  # DNS names: any case
+        ({"domain": "D42", "did": "D42"}, "opus"),
     ],
 )
 def test_a_domain_overrides_the_attachment(request_fields: dict[str, str], expected: str) -> None:
@@ -200,6 +231,17 @@ async def test_a_recording_that_cannot_be_converted_goes_as_wav_with_a_warning(
     assert caplog.messages == [
         "[call-1] recording for bob@lab.example not converted to mp3 (encoder out of order): attached as WAV"
     ]
+
+
+def test_a_worker_loads_the_audio_libraries_only_to_convert() -> None:
+    code = (
+        "import sys, media_worker.serve, media_worker.apps.delivery; "
+        "print(sorted({'numpy', 'soundfile'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # ----- %audio_url% -----
@@ -320,9 +362,43 @@ def test_the_email_settings_parse_and_name_the_bad_key() -> None:
         ({"domains": {" a.example": {}}}, r"^email\.domains: ' a\.example' is not a domain$"),
         ({"domains": {7: {}}}, r"^email\.domains: expected text, got 7$"),
         ({"extra_variables": ["audio_url"]}, r"^email\.extra_variables: audio_url is the link"),
+        (
+            {"domains": {"a.example": {}, "A.example": {}}},
+            r"^email\.domains: 'a\.example' and 'A\.example' are the same domain$",
+        ),
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_config({"email": data})
+
+
+@pytest.mark.parametrize(
+    ("email_config", "key", "fmt"),
+    [
+        ({"attachment": "mp3"}, "email.attachment", "mp3"),
+        (
+            {"domains": {"a.example": {"attachment": "opus"}}},
+            "email.domains.a.example.attachment",
+            "opus",
+        ),
+    ],
+)
+def test_a_format_this_libsndfile_cannot_write_is_a_start_up_error(
+    monkeypatch: pytest.MonkeyPatch, email_config: dict[str, Any], key: str, fmt: str
+) -> None:
+    # As with a system libsndfile older than 1.1: no MP3, no Opus.
+    monkeypatch.setattr(soundfile, "available_formats", lambda: {"WAV": "WAV (Microsoft)"})
+    monkeypatch.setattr(soundfile, "available_subtypes", lambda fmt=None: {"VORBIS": "Vorbis"})
+    assert transcode.unwritable(["wav", "mp3", "opus"]) == ["mp3", "opus"]
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{re.escape(key)}: {fmt} cannot be written here: soundfile uses libsndfile {re.escape(transcode.library_version())}, which lacks it",
+    ):
+        parse_config({"email": email_config})
+    assert parse_config({"email": {"attachment": "wav"}}).email.attachment == "wav"
+
+
+def test_this_machines_libsndfile_writes_every_format() -> None:
+    assert transcode.unwritable(["wav", "mp3", "opus"]) == []
 
 
 def test_the_lab_mails_mp3() -> None:
