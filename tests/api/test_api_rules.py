@@ -25,6 +25,7 @@ from media_worker.api.auth import (
 from media_worker.api.config import LockoutConfig, TokenConfig
 from media_worker.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from media_worker.api.routes_messages import message_json
+from media_worker.api.state import EncodedCache
 from media_worker.config import ConfigError, parse_config
 from media_worker.provisioning.provision import ha1
 from storage import MessageInfo
@@ -263,3 +264,18 @@ def test_a_listed_message_is_the_json_of_its_fields(
     assert parsed["received_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(received_at))
     assert parsed["audio_url"].startswith("/api/v1/mailboxes/d/u/messages/")
     assert "/" not in parsed["audio_url"].removeprefix("/api/v1/mailboxes/d/u/messages/")[:-6]
+
+
+def test_the_cache_of_encodings_is_bounded_by_count_and_bytes() -> None:
+    cache = EncodedCache(max_items=2, max_bytes=10)
+    cache.put(("a",), b"1234")
+    cache.put(("b",), b"1234")
+    assert cache.get(("a",)) == b"1234"  # now the most recent
+    cache.put(("c",), b"12")
+    assert (cache.get(("b",)), len(cache)) == (None, 2)
+    cache.put(("d",), b"123456789")
+    assert (len(cache), cache.size) == (1, 9)
+    cache.put(("e",), b"x" * 11)  # larger than the whole cache: not kept
+    assert (cache.get(("e",)), cache.get(("d",))) == (None, b"123456789")
+    cache.put(("d",), b"12")
+    assert cache.size == 2
