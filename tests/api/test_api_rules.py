@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -279,3 +280,41 @@ def test_the_cache_of_encodings_is_bounded_by_count_and_bytes() -> None:
     assert (cache.get(("e",)), cache.get(("d",))) == (None, b"123456789")
     cache.put(("d",), b"12")
     assert cache.size == 2
+
+
+async def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another() -> None:
+    release = asyncio.Event()
+    asked = 0
+
+    async def slow_lookup(user: str, domain: str) -> str | None:
+        nonlocal asked
+        asked += 1
+        await release.wait()  # the database answers only once every guess is in
+        return ha1(user, domain, "right")
+
+    auth = Authenticator((), LockoutConfig(user_failures=3, source_failures=100), slow_lookup)
+    guesses = [
+        asyncio.ensure_future(auth.authenticate(basic(f"bob@d:guess{n}"), "9.9.9.9", 0))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*guesses, return_exceptions=True)
+    statuses = sorted(r.status for r in results if isinstance(r, AuthError))
+    assert asked == 3  # the others were refused before the database was asked
+    assert statuses == [401] * 3 + [429] * 17
+    with pytest.raises(AuthError) as locked:
+        await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 1)
+    assert locked.value.status == 429
+
+
+async def test_a_pending_attempt_that_fails_to_get_an_answer_is_no_failure() -> None:
+    async def broken(user: str, domain: str) -> str | None:
+        raise ConnectionError("database down")
+
+    auth = Authenticator((), LockoutConfig(user_failures=1, source_failures=1), broken)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 0)
+    assert auth.users.retry_after("bob@d", 0) == 0
+    assert auth.sources.retry_after("9.9.9.9", 0) == 0
