@@ -11,6 +11,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -202,6 +204,14 @@ class Authenticator:
         self.sources = FailureTable(
             lockout.source_failures, lockout.window, lockout.lock_for, lockout.max_entries
         )
+        # Credentials that passed recently, as keyed hashes (the key never leaves this
+        # process): their requests are still checked against the database every time,
+        # but are not held as pending guesses, so a page's parallel requests and many
+        # clients behind one address are not taken for a burst of guesses.
+        self._key = secrets.token_bytes(32)
+        self._good: OrderedDict[bytes, float] = OrderedDict()
+        self._good_for = lockout.window
+        self._max_good = lockout.max_entries
 
     async def authenticate(self, header: str | None, source: str, now: float) -> Principal:
         """The principal, or AuthError: 401 for missing or wrong credentials, 429 with
@@ -225,22 +235,35 @@ class Authenticator:
         self._refuse_locked(self.users, login, now)
         if self.lookup is None:
             raise AuthError(401, "user logins are not configured (api.kamailio_db)")
-        # Counted as pending while the database is asked, so that guesses sent all at
-        # once are held to the same limits as guesses sent one after another.
-        self.users.begin(login)
-        self.sources.begin(source)
+        mark = hmac.new(self._key, f"{login}\0{parsed.password}".encode(), "sha256").digest()
+        known = now - self._good.get(mark, -math.inf) < self._good_for
+        # Unknown credentials are pending guesses while the database is asked, so that
+        # guesses sent all at once are held to the limits of guesses sent one by one.
+        if not known:
+            self.users.begin(login)
+            self.sources.begin(source)
         try:
             stored = await self.lookup(parsed.user, parsed.domain)
             ok = check_password(parsed, stored)
         except BaseException:
-            self.users.end(login, now, failed=False)  # no answer is no failed login
-            self.sources.end(source, now, failed=False)
+            if not known:  # no answer is no failed login
+                self.users.end(login, now, failed=False)
+                self.sources.end(source, now, failed=False)
             raise
-        self.users.end(login, now, failed=not ok)
-        self.sources.end(source, now, failed=not ok)
+        if known:
+            if not ok:
+                self._good.pop(mark, None)
+                self._fail(login, source, now)
+        else:
+            self.users.end(login, now, failed=not ok)
+            self.sources.end(source, now, failed=not ok)
         if not ok:
             raise AuthError(401, "wrong user or password")
         self.users.succeeded(login)
+        self._good[mark] = now
+        self._good.move_to_end(mark)
+        while len(self._good) > self._max_good:
+            self._good.popitem(last=False)
         return User(parsed.user, parsed.domain)
 
     def _fail(self, login: str | None, source: str, now: float) -> None:

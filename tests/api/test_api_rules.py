@@ -318,3 +318,26 @@ async def test_a_pending_attempt_that_fails_to_get_an_answer_is_no_failure() -> 
             await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 0)
     assert auth.users.retry_after("bob@d", 0) == 0
     assert auth.sources.retry_after("9.9.9.9", 0) == 0
+
+
+async def test_parallel_requests_with_credentials_that_passed_are_no_burst() -> None:
+    async def lookup(user: str, domain: str) -> str | None:
+        await asyncio.sleep(0.01)
+        return ha1(user, domain, "right")
+
+    auth = Authenticator((), LockoutConfig(user_failures=2, source_failures=2), lookup)
+    assert await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 0) == User("bob", "d")
+    parallel = [auth.authenticate(basic("bob@d:right"), "9.9.9.9", 1) for _ in range(10)]
+    assert await asyncio.gather(*parallel) == [User("bob", "d")] * 10
+
+    # Still checked every time: once the password changes, the old one fails and counts.
+    async def changed(user: str, domain: str) -> str | None:
+        return ha1(user, domain, "new")
+
+    auth.lookup = changed
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 2)
+    with pytest.raises(AuthError) as locked:
+        await auth.authenticate(basic("bob@d:new"), "9.9.9.9", 3)
+    assert locked.value.status == 429
