@@ -46,8 +46,8 @@ def rfc3339(unix: int) -> str:
 
 def message_json(info: MessageInfo, audio_base: str) -> str:
     """One message of a listing as JSON text; ``audio_base`` is the URL of the mailbox's
-    messages. Written directly rather than through dicts and json.dumps: a listing of
-    10,000 messages costs a third as much this way (bench/api.py)."""
+    messages. Written directly rather than through dicts and json.dumps, which took
+    most of a 10,000-message listing's time (bench/README.md)."""
     duration = info.duration if info.duration is not None else estimated_duration(info.size)
     url = json_text(f"{audio_base}/{path_segment(info.name)}/audio")
     return (
