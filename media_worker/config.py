@@ -20,9 +20,12 @@ import yaml
 
 from kemi.app_param import AppName, Mode
 from kemi.signing import check_secret
+from media_worker.api.config import ApiConfig
+from media_worker.config_errors import ConfigError as ConfigError
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import Peer, SipUri
+from media_worker.webhooks.events import check_filter
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
 # The sample's sip.secret, refused at start: a copied sample must not run with a secret
@@ -33,10 +36,6 @@ T = TypeVar("T")
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
 DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
 DEFAULT_SIGNATURE_MAX_AGE = 30
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message starts with its key."""
 
 
 @dataclass(frozen=True)
@@ -140,13 +139,73 @@ class AppsConfig:
             raise ConfigError(f"{key}.retry_max_delay: must be at least retry_delay")
 
 
+# How the recording goes with its email: as it is stored (SEMS), compressed, or not at all.
+Attachment = Literal["wav", "mp3", "opus", "none"]
+
+
+@dataclass(frozen=True)
+class EmailDomainConfig:
+    """``email.domains.<domain>``: what differs for one domain's mailboxes."""
+
+    attachment: Attachment | None = None  # None: email.attachment
+
+
 @dataclass(frozen=True)
 class EmailConfig:
     templates: str | None = None  # directory of *.template files; None: the shipped default
     extra_variables: tuple[str, ...] = ()
+    attachment: Attachment = "wav"
+    domains: dict[str, EmailDomainConfig] = field(default_factory=dict)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)  # what the outbox sends with
 
+    def attachment_for(self, *domains: str | None) -> Attachment:
+        """The attachment of the first of ``domains`` that has its own, else the default.
+        Domains match whatever their case, as DNS names do."""
+        by_name = {name.lower(): settings for name, settings in self.domains.items()}
+        for domain in domains:
+            override = by_name.get(domain.lower()) if domain else None
+            if override is not None and override.attachment is not None:
+                return override.attachment
+        return self.attachment
+
+    def _check_conversions(self, key: str) -> None:
+        """A format this machine's libsndfile cannot write is found at start-up, not by
+        a warning with every email."""
+        wanted = {f"{key}.attachment": self.attachment} | {
+            f"{key}.domains.{name}.attachment": settings.attachment
+            for name, settings in self.domains.items()
+        }
+        converted = {where: fmt for where, fmt in wanted.items() if fmt in ("mp3", "opus")}
+        if not converted:
+            return  # numpy and libsndfile stay unloaded
+        from media_worker import transcode
+
+        missing = transcode.unwritable(sorted(set(converted.values())))
+        for where, fmt in converted.items():
+            if fmt in missing:
+                raise ConfigError(
+                    f"{where}: {fmt} cannot be written here: soundfile uses libsndfile "
+                    f"{transcode.library_version()}, which lacks it (its wheels bundle "
+                    "libsndfile 1.2 with MP3 and Opus; a system libsndfile needs 1.1 or "
+                    "later); use wav"
+                )
+
     def check(self, key: str) -> None:
+        if "audio_url" in self.extra_variables:
+            raise ConfigError(
+                f"{key}.extra_variables: audio_url is the link to the message's audio, "
+                "not a P-App-Param key"
+            )
+        seen: dict[str, str] = {}
+        for domain in self.domains:
+            if not domain.strip() or domain != domain.strip():
+                raise ConfigError(f"{key}.domains: {domain!r} is not a domain")
+            if domain.lower() in seen:
+                raise ConfigError(
+                    f"{key}.domains: {seen[domain.lower()]!r} and {domain!r} are the same domain"
+                )
+            seen[domain.lower()] = domain
+        self._check_conversions(key)
         smtp, where = self.smtp, f"{key}.smtp"
         _port(smtp.port, f"{where}.port")
         if smtp.starttls and smtp.tls:
@@ -196,6 +255,81 @@ class MwiConfig:
         return Peer.from_uri(SipUri.parse(self.proxy))
 
 
+WEBHOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MIN_WEBHOOK_SECRET = 16
+SAMPLE_WEBHOOK_SECRET = "REPLACE-WITH-A-SECRET"  # noqa: S105 - the sample's, refused
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One entry of ``webhooks.endpoints``."""
+
+    name: str = ""  # names the endpoint in logs and in queued jobs: keep it when the URL moves
+    url: str = ""  # http:// or https://
+    secret: str = ""  # the HMAC-SHA256 key of X-Voicemail-Signature
+    events: tuple[str, ...] = ("*",)  # message.created, ..., message.*, greeting.*, *
+
+    def check(self, key: str) -> None:
+        if not WEBHOOK_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"{key}.name: required: letters, digits, '.', '_', '-' (up to 64), "
+                f"got {self.name!r}"
+            )
+        if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", self.url):
+            raise ConfigError(f"{key}.url: expected an http:// or https:// URL, got {self.url!r}")
+        if self.secret == SAMPLE_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{key}.secret: still the sample's placeholder: set the secret the "
+                "endpoint checks signatures with (e.g. from 'openssl rand -hex 32')"
+            )
+        if len(self.secret) < MIN_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{key}.secret: at least {MIN_WEBHOOK_SECRET} characters "
+                "(e.g. from 'openssl rand -hex 32')"
+            )
+        if not self.events:
+            raise ConfigError(f'{key}.events: empty: list the events, or ["*"] for all')
+        for index, pattern in enumerate(self.events):
+            try:
+                check_filter(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.events[{index}]: {exc}") from None
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """``webhooks:``, as the outbox (media_worker/webhooks/outbox.py) takes it."""
+
+    endpoints: tuple[WebhookEndpoint, ...] = ()
+    timeout: float = 10.0  # seconds one POST may take in all (connect to last byte)
+    retry_delay: float = 10.0  # first wait after a failed POST ...
+    retry_max_delay: float = 3600.0  # ... doubling up to this
+    give_up_after: float = 259200.0  # seconds (3 days): then the job is set aside
+    max_in_flight: int = 8  # POSTs at once, over all endpoints (2 at most per endpoint)
+    max_backlog: int = 10000  # deliveries waiting per endpoint; beyond, set aside at once
+    ca_file: str | None = None  # PEM CA certificates to trust for https; None: the system's
+
+    def check(self, key: str) -> None:
+        names = [endpoint.name for endpoint in self.endpoints]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ConfigError(f"{key}.endpoints[{index}].name: {name!r} is used twice")
+        if not 0 < self.timeout <= 300:
+            raise ConfigError(f"{key}.timeout: {self.timeout:g} is outside (0, 300]")
+        if self.retry_delay <= 0:
+            raise ConfigError(f"{key}.retry_delay: must be above 0")
+        if self.retry_max_delay < self.retry_delay:
+            raise ConfigError(f"{key}.retry_max_delay: must be at least retry_delay")
+        if self.give_up_after < self.retry_max_delay:
+            raise ConfigError(f"{key}.give_up_after: must be at least retry_max_delay")
+        if not 1 <= self.max_in_flight <= 256:
+            raise ConfigError(f"{key}.max_in_flight: {self.max_in_flight} is outside 1..256")
+        if not 1 <= self.max_backlog <= 1_000_000:
+            raise ConfigError(f"{key}.max_backlog: {self.max_backlog} is outside 1..1000000")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ConfigError(f"{key}.ca_file: no such file: {self.ca_file}")
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox, mwi/
@@ -207,6 +341,8 @@ class WorkerConfig:
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     mwi: MwiConfig | None = None  # None: no message-waiting indication
+    api: ApiConfig | None = None  # None: `voicemail api` refuses to start
+    webhooks: WebhooksConfig | None = None  # None: no webhooks
 
     def check(self, key: str) -> None:
         if self.apps.max_call_time <= self.voicemail.max_record_time:
@@ -269,12 +405,26 @@ def _convert(hint: Any, value: object, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, key)
+        members = [a for a in args if a is not type(None)]
+        # Several alternatives (text or a list, say): the first that takes the value.
+        for inner in members[:-1]:
+            try:
+                return _convert(inner, value, key)
+            except ConfigError:
+                pass
+        return _convert(members[-1], value, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        key_hint, value_hint = args
+        return {
+            _convert(key_hint, name, key): _convert(value_hint, inner, f"{key}.{name}")
+            for name, inner in value.items()
+        }
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

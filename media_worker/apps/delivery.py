@@ -5,16 +5,69 @@ Used when a voicemail call ends and for the journals redelivery tries again.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from media_worker.apps.context import AppContext
 from media_worker.apps.params import AppRequest
 from media_worker.audio import is_silent, trim_trailing_silence, write_wav
-from media_worker.mail.message import build_email
+from media_worker.config import Attachment
+from media_worker.mail.message import AudioAttachment, build_email
 from media_worker.mail.template import select_template
 
+log = logging.getLogger("voicemail.mail")
+
 Remember = Callable[[dict[str, str]], Awaitable[None]]
+LINK_FORMAT = "mp3"  # what %audio_url% asks for when no audio is attached: plays everywhere
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@=%-]")
+MAX_STEM = 100
+
+
+def audio_link(base: str | None, domain: str, user: str, name: str | None, fmt: str) -> str:
+    """The message's audio in the HTTP API, or "" without an API or a stored message."""
+    if not base or name is None:
+        return ""
+    path = "/".join(quote(part, safe="") for part in (domain, user, "messages", name))
+    return f"{base.rstrip('/')}/api/v1/mailboxes/{path}/audio?format={fmt}"
+
+
+def file_stem(name: str) -> str:
+    """A message name as the attachment's file name: what Windows, macOS and phones all
+    save under (a stored name may hold the sender's ':', '/' or '?')."""
+    return _UNSAFE.sub("_", name)[:MAX_STEM] or "message"
+
+
+async def attachment(
+    wav: bytes, fmt: Attachment, name: str, *, call_id: str, mailbox: str
+) -> AudioAttachment | None:
+    """The recording as configured; WAV, with a warning, if it cannot be converted: the
+    email must not be lost over its attachment."""
+    stem = file_stem(name)
+    if fmt == "none":
+        return None
+    if fmt != "wav":
+        try:
+            data, content_type, extension = await asyncio.to_thread(_encode, wav, fmt)
+        except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+            log.warning(
+                "[%s] recording for %s not converted to %s (%s): attached as WAV",
+                call_id, mailbox, fmt, exc,
+            )  # fmt: skip
+        else:
+            return AudioAttachment(data, content_type, f"{stem}.{extension}")
+    return AudioAttachment(wav, "audio/wav", f"{stem}.wav")
+
+
+def _encode(wav: bytes, fmt: str) -> tuple[bytes, str, str]:
+    # Imported here, in the converting thread: numpy and libsndfile would cost a worker
+    # that attaches WAV 14 MB, and loading them in the event loop would stall its calls.
+    from media_worker import transcode
+
+    return transcode.encode(wav, fmt), transcode.CONTENT_TYPES[fmt], transcode.EXTENSIONS[fmt]
 
 
 async def deliver(
@@ -61,6 +114,15 @@ async def deliver(
     if request.mode in ("voicemail", "both") and request.email and "emailed" in done:
         said.append(f"email queued as {done['emailed']}")
     elif request.mode in ("voicemail", "both") and request.email:
+        fmt = settings.email.attachment_for(request.domain, request.dom)
+        mailbox = f"{request.user}@{request.domain}"
+        link = audio_link(
+            settings.audio_link_base,
+            request.domain,
+            request.user,
+            name,
+            LINK_FORMAT if fmt == "none" else fmt,
+        )
         variables = {
             "user": request.usr or request.user,
             "domain": request.dom or request.domain,
@@ -72,18 +134,16 @@ async def deliver(
             "ts": str(answered_at),
             "vmsg_length": f"{seconds:.2f}",
             **{k: request.extras.get(k, "") for k in settings.email.extra_variables},
+            "audio_url": link,
         }
         template = select_template(context.templates, request.did, request.language)
         message = build_email(
             template.render(variables),
-            wav,
-            f"{name or answered_at}.wav",
+            await attachment(wav, fmt, name or str(answered_at), call_id=call_id, mailbox=mailbox),
             sent_at=time.time(),
             id_domain=request.domain,
         )
-        job = await context.outbox.submit(
-            message, mailbox=f"{request.user}@{request.domain}", call_id=call_id
-        )
+        job = await context.outbox.submit(message, mailbox=mailbox, call_id=call_id)
         done["emailed"] = job
         if remember is not None:
             await remember(done)

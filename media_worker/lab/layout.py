@@ -15,6 +15,7 @@ from pathlib import Path
 
 import media_worker
 from kemi.signing import check_secret
+from media_worker.config import Attachment
 from media_worker.files import write_atomic
 
 
@@ -141,17 +142,20 @@ def worker_yaml(
     mwi_proxy: str | None,
     header: str = "",
     secret: str | None = None,
+    attachment: Attachment = "mp3",
 ) -> str:
     """A media worker's configuration: its SIP and RTP ports, the spool, the SMTP server,
-    the built prompts, with ``mwi_proxy`` where it PUBLISHes message summaries, and with
-    ``secret`` the proxy's VM_SECRET (``sip.secret``)."""
+    the built prompts, with ``mwi_proxy`` where it PUBLISHes message summaries, with
+    ``secret`` the proxy's VM_SECRET (``sip.secret``), and the email attachment (the lab
+    sends the recommended MP3)."""
     sip_secret = f", secret: '{check_secret(secret)}'" if secret else ""
     return (
         (f"{header}\n" if header else "") + f"data_dir: {data_dir}\n"
         f"sip: {{listen: {host}, port: {port}{sip_secret}}}\n"
         f"rtp: {{ports: [{rtp_ports[0]}, {rtp_ports[1]}]}}\n"
         f"storage: {{url: 'fs://{spool}'}}\n"
-        f"email: {{smtp: {{host: {host}, port: {smtp_port}, timeout: {smtp_timeout:g}}}}}\n"
+        f"email: {{attachment: {attachment}, "
+        f"smtp: {{host: {host}, port: {smtp_port}, timeout: {smtp_timeout:g}}}}}\n"
         "apps: {default_mode: box}\n"
         + (f"prompts: {{built: {prompts}}}\n" if prompts else "")
         + (f'mwi: {{proxy: "{mwi_proxy}"}}\n' if mwi_proxy else "")

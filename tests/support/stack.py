@@ -133,6 +133,9 @@ class MediaWorker(LoggedProcess):
                 prompts=prompts,
                 mwi_proxy=mwi_proxy,
                 secret=secret,
+                # The end-to-end tests compare the emailed recording with the stored one
+                # sample by sample: the lab's MP3 has the encoder's delay and padding.
+                attachment="wav",
             )
         )
 
