@@ -42,6 +42,7 @@ async def serve(config: WorkerConfig, *, index: int = 0, spool: Path | None = No
             apps=config.apps,
             voicemail=config.voicemail,
             email=config.email,
+            audio_link_base=config.api.public_url if config.api is not None else None,
         ),
         store,
         outbox,

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pytest
@@ -263,6 +263,18 @@ async def test_the_link_points_at_the_messages_audio_in_the_api(
     assert (segments[6], segments[8]) == ("messages", "audio")
     assert unquote(segments[7]) == info.name  # one segment, whatever the sender was
     assert len(segments) == 9
+
+
+async def test_a_uid_did_mailboxs_link_names_the_sip_identity_the_api_serves(
+    tmp_path: Path, store: Storage
+) -> None:
+    # Stored under uid/did, but the API's URLs (and its logins) are usr@dom.
+    request = ask(user="u-42", domain="d-7", uid="u-42", did="d-7", usr="bob", dom="lab.example")
+    message = await queued_email(tmp_path, store, EmailConfig(), request, "http://127.0.0.1:8080")
+    [info] = await store.list_mailbox("d-7", "u-42")
+    [line] = [line for line in body_of(message).splitlines() if line.startswith(LINK_LINE)]
+    segments = urlsplit(line.removeprefix(LINK_LINE).strip()).path.split("/")
+    assert segments[4:8] == ["lab.example", "bob", "messages", quote(info.name, safe="")]
 
 
 @pytest.mark.parametrize(("fmt", "asked"), [("opus", "opus"), ("wav", "wav"), ("none", "mp3")])

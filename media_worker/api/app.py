@@ -41,6 +41,9 @@ from storage.errors import (
 from storage.registry import open_storage
 
 log = logging.getLogger("voicemail.api")
+# Seconds a stopping server keeps trying to spool its last changes (a broken disk must
+# not hold the shutdown).
+SHUTDOWN_NOTICE_WAIT = 5.0
 
 PACKAGE = Path(str(resources.files(__package__)))
 STATIC = PACKAGE / "static"
@@ -113,7 +116,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
             yield
         finally:
             forwarder, state.forwarder = state.forwarder, None
-            await forwarder.stop()
+            await forwarder.stop(give_up_after=SHUTDOWN_NOTICE_WAIT)
             if accounts is not None:
                 await accounts.close()
             if store is None:

@@ -116,10 +116,11 @@ async def deliver(
     elif request.mode in ("voicemail", "both") and request.email:
         fmt = settings.email.attachment_for(request.domain, request.dom)
         mailbox = f"{request.user}@{request.domain}"
+        # The API's URLs name the SIP identity, which the proxy sends as usr/dom.
         link = audio_link(
             settings.audio_link_base,
-            request.domain,
-            request.user,
+            request.dom or request.domain,
+            request.usr or request.user,
             name,
             LINK_FORMAT if fmt == "none" else fmt,
         )
