@@ -213,6 +213,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         codec = params.codec
         self._pt = codec.payload_type
         self._sends = params.direction.sends
+        self._receives = params.direction.receives  # looked at for every packet
         self._silence = g711.SILENCE[codec.name.upper()]
         if hasattr(self, "player"):
             self.player.set_codec(codec.name.upper())
@@ -263,6 +264,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if params.codec != self.params.codec or params.dtmf != self.params.dtmf:
             self._configure(params)
         self._sends = params.direction.sends
+        self._receives = params.direction.receives
         old = (self._sdp_source(self.params), self.params.remote_port)
         new = (self._sdp_source(params), params.remote_port)
         self.params = params
@@ -312,14 +314,21 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if addr != self._source and not self._accept_source(addr):
             return
+        if not self._receives:
+            return
+        pcm = self.receiver.feed_next(data)  # the common case: no objects made
+        if pcm is not None:
+            self.on_audio(pcm)
+            if self.inband is not None:
+                for digit in self.inband.feed(pcm):
+                    self.on_digit(digit)
+            return
         if is_rtcp(data):
             return
         try:
             packet = parse_rtp(data)
         except ValueError as exc:
             log.debug("ignored a bad RTP packet from %s: %s", addr, exc)
-            return
-        if not self.params.direction.receives:
             return
         received = self.receiver.feed(packet)
         if received.pcm:
