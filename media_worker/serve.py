@@ -7,6 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
+from media_worker import runtime
 from media_worker.apps.context import ServiceSettings
 from media_worker.apps.service import VoicemailService
 from media_worker.config import WorkerConfig
@@ -89,5 +90,5 @@ def run_worker(config: WorkerConfig, log_level: str) -> int:
     )
     raise_open_file_limit()
     tune_for_media()
-    asyncio.run(serve(config))
+    runtime.run(serve(config))  # uvloop when installed (the `fast` extra)
     return 0
