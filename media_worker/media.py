@@ -34,6 +34,7 @@ log = logging.getLogger("voicemail.media")
 
 FRAME_SAMPLES = g711.FRAME_SAMPLES  # 20 ms; also the bytes of one G.711 frame
 MAX_CATCH_UP = 10  # frames sent back to back after a stall; beyond that they are skipped
+MAX_DRAIN = 250  # packets read from the socket at the end of a call (5 s of audio), at most
 HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})  # noqa: S104 - RFC 2543 hold, not a bind
 
 
@@ -245,6 +246,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def stop(self) -> None:
         self.pacer.remove(self)
+        if self._transport is not None and not self._transport.is_closing():
+            self._drain_socket()
         if self._first_foreign is not None:  # once per call, however often stop() runs
             log.info(
                 "[%s] dropped %d RTP packet(s) from foreign sources (first from %s:%s)",
@@ -258,6 +261,17 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._transport.close()
         if self._rtcp_transport is not None:
             self._rtcp_transport.close()
+
+    def _drain_socket(self) -> None:
+        """Take in what the kernel still holds for this call. A busy worker may handle the
+        BYE before the RTP that came just ahead of it: the caller's last words would be
+        cut from the recording. Bounded, so that a flood cannot hold the loop."""
+        for _ in range(MAX_DRAIN):
+            try:
+                data, addr = self._rtp_sock.recvfrom(2048)
+            except OSError:  # BlockingIOError: nothing left
+                return
+            self.datagram_received(data, addr)
 
     def update(self, params: MediaParams) -> None:
         """New negotiated parameters (re-INVITE): direction, address, codec."""
