@@ -86,10 +86,12 @@ unit: setup
 	$(BIN)/pytest -m "$(UNIT_MARKS)" -q
 
 # Benchmark figures (docs/benchmarks.md): 500 calls against one worker, real voicemail
-# calls from outside at 100 and 200 at once (bench/README.md), then storage.
+# calls from outside at 100 and 200 at once and 600 over two worker processes
+# (bench/README.md), then storage.
 bench: setup
 	$(BIN)/python -m bench.media --calls 500 --seconds 15
 	$(BIN)/python -m bench.load --calls 100,200 --seconds 20
+	$(BIN)/python -m bench.load --calls 600 --seconds 20 --processes 2
 	$(BIN)/python -m bench.storage
 
 # Generated data and caches; .venv/ stays.
