@@ -204,6 +204,9 @@ class JournalFlusher:
         """One pass: everything pending in every journal, in one thread hand-off."""
         taken: list[tuple[Journal, bytes]] = []
         for journal in list(self._journals):
+            if journal._fd is None and not journal._lock.locked():
+                del self._journals[journal]  # closed without discard(): nothing to write
+                continue
             if not journal._pending or journal._fd is None or journal._lock.locked():
                 continue
             await journal._lock.acquire()  # free (checked above): returns at once

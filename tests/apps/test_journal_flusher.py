@@ -155,3 +155,19 @@ async def test_the_task_writes_each_interval_and_ends_with_the_last_journal(
     assert new_task.done()
     assert flusher._task is None
     await journal.remove()
+
+
+async def test_a_journal_closed_without_discard_is_dropped(tmp_path: Path) -> None:
+    kept, closed = await open_journals(tmp_path, 2)
+    flusher = JournalFlusher()
+    flusher.add(kept)
+    flusher.add(closed)
+    await closed.close()  # its call ended on a path that did not discard it
+    kept.append(frame(0))
+    await flusher.flush_all()
+    assert len(flusher) == 1
+    assert kept.pcm_path.read_bytes() == frame(0)
+    flusher.discard(kept)
+    await flusher.stop()
+    for journal in (kept, closed):
+        await journal.remove()
