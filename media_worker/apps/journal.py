@@ -20,16 +20,33 @@ import contextlib
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from media_worker.files import write_atomic
 
 log = logging.getLogger("voicemail.journal")
+
+T = TypeVar("T")
+
+# Journal file work (creating a journal with its fsyncs, the flusher's writes, closing,
+# reading, removing) has threads of its own. When hundreds of calls reach their beep
+# together, their journals' fsyncs would otherwise queue on the loop's default pool ahead
+# of other calls' prompt and mailbox reads, and hold up their greetings and beeps (a
+# caller would hear a pause before the beep, and speak into it).
+JOURNAL_THREADS = 4
+_files = ThreadPoolExecutor(JOURNAL_THREADS, thread_name_prefix="voicemail-journal")
+
+
+async def in_journal_thread(func: Callable[..., T], /, *args: Any) -> T:
+    """``func(*args)`` on the journals' own threads."""
+    return await asyncio.get_running_loop().run_in_executor(_files, func, *args)
+
 
 META_VERSION = 1
 FLUSH_BYTES = 16000  # one second of 8 kHz 16-bit audio
@@ -70,7 +87,7 @@ class Journal:
     async def create(cls, directory: Path, meta: Mapping[str, Any]) -> Journal:
         journal = cls(directory, f"{secrets.token_hex(8)}")
         journal.meta = {"v": META_VERSION, **meta}
-        await asyncio.to_thread(journal._open, bytes(msgpack.packb(journal.meta)))
+        await in_journal_thread(journal._open, bytes(msgpack.packb(journal.meta)))
         return journal
 
     def _open(self, record: bytes) -> None:
@@ -88,7 +105,7 @@ class Journal:
     async def remember(self, done: dict[str, str]) -> None:
         """Record completed delivery steps, so a retry does not repeat them."""
         self.meta = {**self.meta, "done": dict(done)}
-        await asyncio.to_thread(note, self.directory, self.id, self.meta)
+        await in_journal_thread(note, self.directory, self.id, self.meta)
 
     def append(self, pcm: bytes) -> None:
         """Take audio (called on the event loop); it reaches the file within a second."""
@@ -106,7 +123,7 @@ class Journal:
                 return
             data, self._pending = bytes(self._pending), bytearray()
             try:
-                await asyncio.to_thread(_write_all, self._fd, data)
+                await in_journal_thread(_write_all, self._fd, data)
             except BaseException:
                 self._pending[:0] = data  # kept for the next try, in order
                 raise
@@ -118,15 +135,15 @@ class Journal:
         async with self._lock:
             if self._fd is not None:
                 fd, self._fd = self._fd, None
-                await asyncio.to_thread(os.close, fd)
+                await in_journal_thread(os.close, fd)
 
     async def read(self) -> bytes:
-        return await asyncio.to_thread(self.pcm_path.read_bytes)
+        return await in_journal_thread(self.pcm_path.read_bytes)
 
     async def remove(self) -> None:
         """The recording has been dealt with: forget it."""
         await self.close()
-        await asyncio.to_thread(_remove, self.directory, self.id)
+        await in_journal_thread(_remove, self.directory, self.id)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -216,7 +233,7 @@ class JournalFlusher:
             return
         # The fds stay open: close() waits for the locks held here.
         write = asyncio.ensure_future(
-            asyncio.to_thread(_write_batch, [(journal._fd, data) for journal, data in taken])
+            in_journal_thread(_write_batch, [(journal._fd, data) for journal, data in taken])
         )
         cancelled = False
         while True:

@@ -32,13 +32,13 @@ async def test_one_thread_hand_off_writes_every_journal(
     for journal in journals:
         flusher.add(journal)
     hand_offs = []
-    to_thread = asyncio.to_thread
+    in_thread = journal_module.in_journal_thread
 
-    async def counting(func, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+    async def counting(func, /, *args):  # type: ignore[no-untyped-def]
         hand_offs.append(func)
-        return await to_thread(func, *args, **kwargs)
+        return await in_thread(func, *args)
 
-    monkeypatch.setattr(asyncio, "to_thread", counting)
+    monkeypatch.setattr(journal_module, "in_journal_thread", counting)
     for n in range(50):
         for journal in journals:
             journal.append(frame(n))
@@ -171,3 +171,28 @@ async def test_a_journal_closed_without_discard_is_dropped(tmp_path: Path) -> No
     await flusher.stop()
     for journal in (kept, closed):
         await journal.remove()
+
+
+async def test_journal_files_are_written_on_threads_of_their_own(tmp_path: Path) -> None:
+    # Not on the loop's default pool, where prompt and mailbox reads of other calls wait.
+    names: list[str] = []
+    [journal] = await open_journals(tmp_path, 1)
+    flusher = JournalFlusher()
+    flusher.add(journal)
+    write_all = journal_module._write_all
+
+    def noting(fd: int, data: bytes) -> None:
+        names.append(threading.current_thread().name)
+        write_all(fd, data)
+
+    journal_module._write_all = noting
+    try:
+        journal.append(frame(0))
+        await flusher.flush_all()
+    finally:
+        journal_module._write_all = write_all
+    assert len(names) == 1
+    assert names[0].startswith("voicemail-journal")
+    flusher.discard(journal)
+    await flusher.stop()
+    await journal.remove()
