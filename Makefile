@@ -86,11 +86,13 @@ unit: setup
 	$(BIN)/pytest -m "$(UNIT_MARKS)" -q
 
 # Benchmark figures (docs/benchmarks.md): 500 calls against one worker, real voicemail
-# calls from outside at 100 and 200 at once (bench/README.md), then storage, audio and
-# the HTTP API (a 10,000-message mailbox listed by 50 clients, audio, MP3 conversion).
+# calls from outside at 100 and 200 at once and 600 over two worker processes
+# (bench/README.md), then storage, audio and the HTTP API (a 10,000-message mailbox
+# listed by 50 clients, audio, MP3 conversion).
 bench: setup
 	$(BIN)/python -m bench.media --calls 500 --seconds 15
 	$(BIN)/python -m bench.load --calls 100,200 --seconds 20
+	$(BIN)/python -m bench.load --calls 600 --seconds 20 --processes 2
 	$(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.audio
 	$(BIN)/python -m bench.api

@@ -2,11 +2,15 @@
 outside, over real sockets.
 
     .venv/bin/python -m bench.load [--calls 100,200] [--seconds 20] [--app voicemail]
-    .venv/bin/python -m bench.load --target HOST:PORT [--secret S] [--pid PID] [--spool DIR]
+                                   [--processes N]
+    .venv/bin/python -m bench.load --target HOST:PORT[,HOST:PORT] [--secret S] [--pid PID]
+                                   [--spool DIR]
 
 Without --target it starts a real ``voicemail worker`` (a temporary directory with its
-config and fs store, loopback, free ports, a signing secret) and stops it by its PID at
-the end. Each call sends an INVITE with P-App-Name and P-App-Param (the proxy's contract,
+config and fs store, loopback, free ports, a signing secret; ``--processes N``: N worker
+processes on consecutive SIP ports, the calls dealt over them in turn as a dispatcher
+would) and stops it by its PID at the end. Several --target addresses take the calls in
+turn likewise. Each call sends an INVITE with P-App-Name and P-App-Param (the proxy's contract,
 signed as the proxy signs it), offers PCMU and telephone-event, ACKs, then streams a
 speech-like PCMU sample (tone bursts with pauses, 50 packets/s, every call paced by one
 shared tick) and hangs up. Voicemail calls stream --seconds after the greeting and beep;
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import random
@@ -332,22 +337,43 @@ def rss_kib(pids: Sequence[int]) -> int:
 # ----- the worker we start ourselves -----
 
 
-class OwnWorker:
-    """``voicemail worker`` in a temporary directory: fs store, loopback, free ports; one
-    process, so every call of the run lands on the one port the generator calls."""
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free UDP/TCP ports (the processes' SIP ports)."""
+    for _ in range(100):
+        first = free_udp_tcp_port()
+        if first + count > 65536:
+            continue
+        try:
+            for port in range(first + 1, first + count):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as probe:
+                        probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports")
 
-    def __init__(self, max_calls: int) -> None:
+
+class OwnWorker:
+    """``voicemail worker`` in a temporary directory: fs store, loopback, free ports.
+    ``processes`` worker processes (``--processes``), each on its own SIP port (the first
+    and the next ones) and RTP slice, each with ``max_calls``."""
+
+    def __init__(self, max_calls: int, processes: int = 1) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="vm-load-"))
         self.spool = self.dir / "spool"
         self.secret = "load-" + os.urandom(16).hex()
-        self.port = free_udp_tcp_port()
-        rtp = random.randrange(20000, 50000 - 2 * max_calls - 100, 2)
+        self.processes = processes
+        self.port = free_ports(processes)
+        self.ports = [self.port + i for i in range(processes)]
+        span = (2 * max_calls + 100) * processes
+        rtp = random.randrange(20000, 60000 - span, 2)
         self.config = self.dir / "worker.yaml"
         self.config.write_text(
             f"data_dir: {self.dir / 'data'}\n"
             f"sip: {{listen: 127.0.0.1, port: {self.port}, secret: '{self.secret}',"
             f" max_calls: {max_calls}}}\n"
-            f"rtp: {{ports: [{rtp}, {rtp + 2 * max_calls + 99}]}}\n"
+            f"rtp: {{ports: [{rtp}, {rtp + span - 1}]}}\n"
             f"storage: {{url: 'fs://{self.spool}'}}\n"
             f"email: {{smtp: {{host: 127.0.0.1, port: {free_udp_tcp_port()}, timeout: 5}}}}\n"
             "apps: {default_mode: box}\n"
@@ -359,11 +385,12 @@ class OwnWorker:
         voicemail = str(Path(sys.executable).parent / "voicemail")
         out: IO[bytes] = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
         self.proc = start_process(
-            [voicemail, "worker", "--config", str(self.config), "--processes", "1"], out
+            [voicemail, "worker", "--config", str(self.config), "--processes", str(self.processes)],
+            out,
         )
         out.close()
         deadline = time.monotonic() + 30
-        while "worker listening on" not in self.log.read_text(errors="replace"):
+        while self.log.read_text(errors="replace").count("worker listening on") < self.processes:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.05)
@@ -482,9 +509,12 @@ async def run_level(
     args: argparse.Namespace, n: int, level: int, pids: list[int], spool: Path | None
 ) -> Row:
     loop = asyncio.get_running_loop()
-    _, uac = await loop.create_datagram_endpoint(
-        lambda: Uac(args.target_addr, args.secret), local_addr=(args.local, 0)
-    )
+    uacs: list[Uac] = []
+    for target in args.target_addrs:  # one SIP socket each; call i goes to target i mod N
+        _, one = await loop.create_datagram_endpoint(
+            functools.partial(Uac, target, args.secret), local_addr=(args.local, 0)
+        )
+        uacs.append(one)
     apps = args.app.split(",")
     run_id = f"{os.getpid():x}{level}{random.getrandbits(16):x}"
     calls = []
@@ -500,7 +530,9 @@ async def run_level(
     started = time.perf_counter()
     for start in range(0, n, args.burst):
         batch = calls[start : start + args.burst]
-        results = await asyncio.gather(*(set_up(uac, c) for c in batch), return_exceptions=True)
+        results = await asyncio.gather(
+            *(set_up(uacs[c.index % len(uacs)], c) for c in batch), return_exceptions=True
+        )
         for call, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 call.failed = f"set-up: {result}"
@@ -509,7 +541,9 @@ async def run_level(
                 pacer.add(call)
     setup_s = time.perf_counter() - started
     live = [c for c in calls if c.failed is None]
-    tasks = [asyncio.create_task(drive_call(uac, c, args.seconds)) for c in live]
+    tasks = [
+        asyncio.create_task(drive_call(uacs[c.index % len(uacs)], c, args.seconds)) for c in live
+    ]
     # The measured window: every call speaks (voicemail: after its greeting and beep).
     await until(lambda: all(c.speaking or c.failed or c.ended_by_worker for c in live), 60)
     await asyncio.sleep(min(1.0, args.seconds / 4))
@@ -532,8 +566,9 @@ async def run_level(
     for call in calls:
         loop.remove_reader(call.rtp.fileno())
         call.rtp.close()
-    assert uac.transport is not None
-    uac.transport.close()
+    for one in uacs:
+        assert one.transport is not None
+        one.transport.close()
     complete, checked = None, 0
     if spool is not None:
         await asyncio.sleep(1.0)  # the last recordings reach the store
@@ -624,19 +659,21 @@ async def run(args: argparse.Namespace) -> int:
     rows = []
     for level, n in enumerate(levels):
         if args.target:
-            host, _, port = args.target.rpartition(":")
-            args.target_addr = (socket.gethostbyname(host), int(port))
-            args.local = local_address(args.target_addr)
+            args.target_addrs = [
+                (socket.gethostbyname(host), int(port))
+                for host, _, port in (t.rpartition(":") for t in args.target.split(","))
+            ]
+            args.local = local_address(args.target_addrs[0])
             pids = [int(p) for p in args.pid.split(",")] if args.pid else []
             rows.append(await run_level(args, n, level, pids, args.spool and Path(args.spool)))
             await asyncio.sleep(2.0)  # the server settles between levels
             continue
         # Our own worker, a fresh one for each level: its memory is the level's alone.
-        worker = OwnWorker(n + 10)
+        worker = OwnWorker(math.ceil(n / args.processes) + 10, args.processes)
         try:
             worker.start()
             assert worker.proc is not None
-            args.target_addr = ("127.0.0.1", worker.port)
+            args.target_addrs = [("127.0.0.1", port) for port in worker.ports]
             args.local = "127.0.0.1"
             args.secret = worker.secret
             rows.append(await run_level(args, n, level, [worker.proc.pid], worker.spool))
@@ -655,7 +692,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--app", default="voicemail", help="voicemail, voicebox, annrecorder, or a mix: a,b"
     )
-    parser.add_argument("--target", metavar="HOST:PORT", help="a running server (else our own)")
+    parser.add_argument(
+        "--target",
+        metavar="HOST:PORT[,HOST:PORT]",
+        help="a running server (else our own); several: the calls go to each in turn",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="our own worker's processes (voicemail worker --processes N); not with --target",
+    )
     parser.add_argument("--secret", help="sign the INVITEs as the proxy does (with --target)")
     parser.add_argument("--pid", help="the server's process(es) whose CPU and memory to read")
     parser.add_argument("--spool", help="the server's fs store, to check the recordings")
@@ -663,8 +710,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep our worker's directory")
     parser.add_argument("--verbose", action="store_true", help="name each short or failed call")
     args = parser.parse_args(argv)
-    if args.target and not is_number(args.target.rpartition(":")[2]):
+    if args.target and not all(is_number(t.rpartition(":")[2]) for t in args.target.split(",")):
         parser.error("--target: HOST:PORT")  # ASCII digits: int() would take '٥٠٦٠'
+    if args.processes < 1 or (args.target and args.processes != 1):
+        parser.error("--processes: a count of 1 or more, for our own worker (not --target)")
     for app in args.app.split(","):
         if app not in APPS:
             parser.error(f"--app: unknown app {app!r}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from media_worker import g711
 from media_worker.dtmf import EventReceiver
-from media_worker.rtp import RtpPacket
+from media_worker.rtp import HEADER_SIZE, RtpPacket, header_fields
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
@@ -63,6 +63,30 @@ class ReceiveStream:
         self._started = False  # released anything of this SSRC yet
         self._buffer: dict[int, RtpPacket] = {}
         self._next_ts: int | None = None  # RTP timestamp where the next audio belongs
+
+    def feed_next(self, data: bytes) -> bytes | None:
+        """The decoded audio of ``data`` if it is the plain next audio packet of the stream
+        with nothing held (most packets), without building a packet or a result; None
+        when it is anything else, which ``feed`` (with the parsed packet) then takes."""
+        if len(data) <= HEADER_SIZE:
+            return None
+        first, second, sequence, timestamp, ssrc = header_fields(data)
+        if (
+            first != 0x80  # version 2, no padding, extension or CSRCs
+            or second != self.audio_pt  # no marker bit (a talk-spurt start goes to feed)
+            or sequence != self._next & 0xFFFF
+            or timestamp != self._next_ts
+            or ssrc != self._ssrc
+            or self._buffer
+        ):
+            return None
+        self.stats.packets += 1
+        self._next += 1
+        if self._next > self._max_ext:
+            self._max_ext = self._next - 1
+        pcm = self._decode(data[HEADER_SIZE:])
+        self._next_ts = (timestamp + len(pcm) // 2) % TS_MOD
+        return pcm
 
     def feed(self, packet: RtpPacket) -> Received:
         self.stats.packets += 1

@@ -34,6 +34,7 @@ log = logging.getLogger("voicemail.media")
 
 FRAME_SAMPLES = g711.FRAME_SAMPLES  # 20 ms; also the bytes of one G.711 frame
 MAX_CATCH_UP = 10  # frames sent back to back after a stall; beyond that they are skipped
+MAX_DRAIN = 250  # packets read from the socket at the end of a call (5 s of audio), at most
 HOLD_ADDRESSES = frozenset({"0.0.0.0", "::"})  # noqa: S104 - RFC 2543 hold, not a bind
 
 
@@ -213,6 +214,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         codec = params.codec
         self._pt = codec.payload_type
         self._sends = params.direction.sends
+        self._receives = params.direction.receives  # looked at for every packet
         self._silence = g711.SILENCE[codec.name.upper()]
         if hasattr(self, "player"):
             self.player.set_codec(codec.name.upper())
@@ -244,6 +246,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def stop(self) -> None:
         self.pacer.remove(self)
+        if self._transport is not None and not self._transport.is_closing():
+            self._drain_socket()
         if self._first_foreign is not None:  # once per call, however often stop() runs
             log.info(
                 "[%s] dropped %d RTP packet(s) from foreign sources (first from %s:%s)",
@@ -258,11 +262,23 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if self._rtcp_transport is not None:
             self._rtcp_transport.close()
 
+    def _drain_socket(self) -> None:
+        """Take in what the kernel still holds for this call. A busy worker may handle the
+        BYE before the RTP that came just ahead of it: the caller's last words would be
+        cut from the recording. Bounded, so that a flood cannot hold the loop."""
+        for _ in range(MAX_DRAIN):
+            try:
+                data, addr = self._rtp_sock.recvfrom(2048)
+            except OSError:  # BlockingIOError: nothing left
+                return
+            self.datagram_received(data, addr)
+
     def update(self, params: MediaParams) -> None:
         """New negotiated parameters (re-INVITE): direction, address, codec."""
         if params.codec != self.params.codec or params.dtmf != self.params.dtmf:
             self._configure(params)
         self._sends = params.direction.sends
+        self._receives = params.direction.receives
         old = (self._sdp_source(self.params), self.params.remote_port)
         new = (self._sdp_source(params), params.remote_port)
         self.params = params
@@ -312,14 +328,21 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         if addr != self._source and not self._accept_source(addr):
             return
+        if not self._receives:
+            return
+        pcm = self.receiver.feed_next(data)  # the common case: no objects made
+        if pcm is not None:
+            self.on_audio(pcm)
+            if self.inband is not None:
+                for digit in self.inband.feed(pcm):
+                    self.on_digit(digit)
+            return
         if is_rtcp(data):
             return
         try:
             packet = parse_rtp(data)
         except ValueError as exc:
             log.debug("ignored a bad RTP packet from %s: %s", addr, exc)
-            return
-        if not self.params.direction.receives:
             return
         received = self.receiver.feed(packet)
         if received.pcm:

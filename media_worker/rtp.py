@@ -8,6 +8,8 @@ from typing import NamedTuple
 RTP_VERSION = 2
 _HEADER = struct.Struct("!BBHII")
 HEADER_SIZE = _HEADER.size
+# (first byte, second byte, sequence, timestamp, SSRC) of a packet of >= 12 bytes.
+header_fields = _HEADER.unpack_from
 
 
 class RtpPacket(NamedTuple):

@@ -7,6 +7,7 @@ import logging
 import signal
 from pathlib import Path
 
+from media_worker import runtime
 from media_worker.apps.context import ServiceSettings
 from media_worker.apps.service import VoicemailService
 from media_worker.change_hub import ChangeHub
@@ -87,5 +88,5 @@ def run_worker(
     )
     raise_open_file_limit()
     tune_for_media()
-    asyncio.run(serve(config, index=index, spool=spool))
+    runtime.run(serve(config, index=index, spool=spool))  # uvloop when installed (`fast`)
     return 0

@@ -35,6 +35,16 @@ RATE_BYTES = 16000  # bytes of 8 kHz 16-bit PCM per second
 Sink = Callable[[bytes], None]
 
 
+class _Buffered:
+    """A sink that keeps the audio in memory (``MediaSession.record_early``)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def __call__(self, pcm: bytes) -> None:
+        self.data += pcm
+
+
 class MediaSession:
     """What an app holds for one call."""
 
@@ -92,6 +102,24 @@ class MediaSession:
         self._sink = sink
         self._recorded = 0
         self._max_bytes = int(max_seconds * RATE_BYTES) // 2 * 2
+
+    def record_early(self, max_seconds: float) -> Callable[[Sink], None]:
+        """Record from now on, for a sink that takes a while to open (a journal's files are
+        created and synced in a thread, which under load takes long enough to lose the
+        caller's first words). The audio is kept in memory until ``hand_over(sink)``
+        writes it to the sink, which then takes the rest. Audio that came before a stop
+        or a hang-up meanwhile is handed over all the same."""
+        early = _Buffered()
+        self.record(early, max_seconds)
+
+        def hand_over(sink: Sink) -> None:
+            if early.data:
+                sink(bytes(early.data))
+                early.data.clear()
+            if self._sink is early:
+                self._sink = sink
+
+        return hand_over
 
     def stop_recording(self) -> None:
         if self._sink is not None:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from media_worker import g711
 from media_worker.jitter import ReceiveStream
-from media_worker.rtp import RtpPacket, parse_rtp
+from media_worker.rtp import RtpPacket, is_rtcp, parse_rtp
 from tests.support.captures import load_capture
 
 FRAME = 160
@@ -136,3 +136,95 @@ def test_property_any_local_shuffle_with_duplicates_keeps_the_audio(data: st.Dat
     arrivals = order + [items[i] for i in dups]
     stream = ReceiveStream("PCMU", 0)
     assert run(stream, arrivals) == expected(count)
+
+
+def run_wire(stream: ReceiveStream, datagrams: list[bytes]) -> tuple[bytes, list[str], int]:
+    """As the endpoint receives: the allocation-free path first, ``feed`` for the rest."""
+    pcm, digits, slow = b"", [], 0
+    for data in datagrams:
+        fast = stream.feed_next(data)
+        if fast is not None:
+            pcm += fast
+            continue
+        slow += 1
+        got = stream.feed(parse_rtp(data))
+        pcm += got.pcm
+        digits += got.digits
+    return pcm + stream.flush().pcm, digits, slow
+
+
+def test_the_next_packet_path_takes_the_plain_in_order_ones() -> None:
+    datagrams = [p.serialize() for p in packets(50)]
+    pcm, _, slow = run_wire(ReceiveStream("PCMU", 0), datagrams)
+    assert pcm == expected(50)
+    assert slow < 50  # the first packets start the stream in feed; the rest go straight
+
+
+def test_the_next_packet_path_agrees_with_feed_on_the_capture() -> None:
+    datagrams = load_capture("baresip-pcmu-dtmf-5-hash.hex")
+    reference = ReceiveStream("PCMU", 0, 101)
+    got = [reference.feed(parse_rtp(d)) for d in datagrams]
+    pcm = b"".join(g.pcm for g in got) + reference.flush().pcm
+    stream = ReceiveStream("PCMU", 0, 101)
+    assert run_wire(stream, datagrams)[:2] == (pcm, [d for g in got for d in g.digits])
+    assert stream.stats == reference.stats
+
+
+@given(st.data())
+def test_property_the_next_packet_path_changes_nothing(data: st.DataObject) -> None:
+    count = data.draw(st.integers(1, 60))
+    items = packets(
+        count, seq0=data.draw(st.integers(0, 65535)), ts0=data.draw(st.integers(0, 2**32 - 1))
+    )
+    # Reordered, duplicated, some with the marker bit, an SSRC change, a timestamp jump,
+    # odd headers (padding, CSRCs), RTCP and runts among them.
+    arrivals: list[bytes] = []
+    for packet in items:
+        variant = data.draw(
+            st.sampled_from(["plain"] * 6 + ["marker", "csrc", "pad", "ssrc", "jump"])
+        )
+        if variant == "marker":
+            packet = packet._replace(marker=True)
+        elif variant == "csrc":
+            packet = packet._replace(csrcs=(7,))
+        elif variant == "ssrc":
+            packet = packet._replace(ssrc=2)
+        elif variant == "jump":
+            packet = packet._replace(timestamp=(packet.timestamp + 800) % 2**32)
+        wire = packet.serialize()
+        if variant == "pad":
+            wire = bytes([wire[0] | 0x20]) + wire[1:] + b"\0\0\x03"
+        arrivals.append(wire)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(arrivals)))
+        arrivals.insert(
+            at, data.draw(st.sampled_from([b"\x80\xc8" + bytes(26), b"\x80", arrivals[0]]))
+        )
+    swaps = data.draw(st.lists(st.integers(0, max(0, len(arrivals) - 2)), max_size=6))
+    for i in swaps if len(arrivals) > 1 else []:
+        arrivals[i], arrivals[i + 1] = arrivals[i + 1], arrivals[i]
+    reference = ReceiveStream("PCMU", 0)
+    pcm = b""
+    for wire in arrivals:
+        if is_rtcp(wire):
+            continue
+        try:
+            pcm += reference.feed(parse_rtp(wire)).pcm
+        except ValueError:
+            continue
+    pcm += reference.flush().pcm
+    stream = ReceiveStream("PCMU", 0)
+    mine = b""
+    for wire in arrivals:
+        fast = stream.feed_next(wire)
+        if fast is not None:
+            mine += fast
+            continue
+        if is_rtcp(wire):
+            continue
+        try:
+            mine += stream.feed(parse_rtp(wire)).pcm
+        except ValueError:
+            continue
+    assert mine + stream.flush().pcm == pcm
+    assert stream.stats == reference.stats

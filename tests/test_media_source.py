@@ -246,3 +246,21 @@ def test_source_hosts_cover_the_spellings_a_socket_reports() -> None:
     assert source_hosts("::ffff:192.0.2.1") == {"::ffff:192.0.2.1", "::ffff:c000:201", "192.0.2.1"}
     assert source_hosts("rtp.example") == {"rtp.example"}
     assert source_hosts(None) == frozenset()
+
+
+async def test_audio_still_queued_at_the_hang_up_reaches_the_recording(
+    make_endpoint: MakeEndpoint, sockets: list[socket.socket]
+) -> None:
+    caller = peer(sockets, CALLER, 1)
+    endpoint: Endpoint = await make_endpoint(*caller.address)
+    caller.start(endpoint.address)
+    await settle()
+    heard = len(b"".join(endpoint.audio))
+    # A busy worker handles the BYE before the last packets it has not read yet: sent
+    # now, with no chance for the loop to read them before stop().
+    for _ in range(30):
+        caller.audio(endpoint.address)
+    endpoint.rtp.stop()
+    assert len(b"".join(endpoint.audio)) == heard + 30 * 320
+    endpoint.rtp.stop()  # stopped twice, as on some paths: nothing more, no error
+    assert len(b"".join(endpoint.audio)) == heard + 30 * 320

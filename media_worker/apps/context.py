@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from media_worker.apps.journal import JournalFlusher
 from media_worker.apps.redelivery import Redelivery
 from media_worker.config import AppsConfig, EmailConfig, VoicemailConfig
 from media_worker.mail.outbox import Outbox
@@ -53,3 +54,4 @@ class AppContext:
     templates: Mapping[str, EmailTemplate]
     redelivery: Redelivery
     journals: set[str]  # ids of the journals calls in progress write (redelivery skips them)
+    flusher: JournalFlusher = field(default_factory=JournalFlusher)  # writes them each second

@@ -160,8 +160,10 @@ class Driver:
             elif isinstance(action, ev.StopPlayback):
                 media.stop_playback()
             elif isinstance(action, ev.Record):
-                media.record(await part.record(action.max_seconds), action.max_seconds)
+                # From the beep on: the caller's first words come while the sink opens.
+                hand_over = media.record_early(action.max_seconds)
                 self.timers.recording(self.loop.time(), action.max_seconds)
+                hand_over(await part.record(action.max_seconds))
             elif isinstance(action, ev.StopRecording):
                 media.stop_recording()
             elif isinstance(action, ev.StartTimer):

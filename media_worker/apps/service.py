@@ -71,6 +71,7 @@ class VoicemailService:
         await self.redelivery.start()
 
     async def stop(self) -> None:
+        await self.context.flusher.stop()
         await self.redelivery.stop()
 
     async def recover(self) -> int:

@@ -1,10 +1,9 @@
 """Carries out the voicemail app's own actions for one call: the recording goes into a
-journal (flushed every second, so a crash loses at most the last one) and is delivered
-when the app says so or the caller hangs up."""
+journal (written every second by the worker's one ``JournalFlusher``, so a crash loses at
+most the last second) and is delivered when the app says so or the caller hangs up."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -34,7 +33,6 @@ class VoicemailCall(AppCall):
         self.answered_at = int(time.time())
         self.journal: Journal | None = None
         self.limit_reached = False  # the call time limit ended the call
-        self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> Voicemail:
         return self.app
@@ -64,30 +62,17 @@ class VoicemailCall(AppCall):
         }
         self.journal = journal = await Journal.create(self.context.settings.journal_dir, meta)
         self.context.journals.add(journal.id)
-        self._flusher = asyncio.create_task(self._flush_every_second(journal))
+        self.context.flusher.add(journal)
         return journal.append
 
     async def close(self) -> None:
         await self._finish_journal(deliver=self.journal is not None)
 
-    @staticmethod
-    async def _flush_every_second(journal: Journal) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            await journal.flush()
-
     async def _finish_journal(self, *, deliver: bool) -> None:
         journal, self.journal = self.journal, None
         if journal is None:
             return
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
-            except Exception as exc:  # noqa: BLE001 - a full disk: close() says it again
-                self.call.log.warning("journal not written: %s", exc)
+        self.context.flusher.discard(journal)  # close() writes the rest
         context, request = self.context, self.request
         try:
             await journal.close()
