@@ -334,8 +334,11 @@ async def test_the_call_time_limit_ends_a_recording_call_and_keeps_the_message(
         outcome = await asyncio.wait_for(running, 3)
     finally:
         caller.cancel()
-    assert 1.5 <= asyncio.get_running_loop().time() - started < 2.0
-    assert re.match(r"call time limit, 1\.[45] s message stored as ", outcome), outcome
+    # The limit never fires early; how much audio a loaded machine fed in by then varies.
+    assert asyncio.get_running_loop().time() - started >= 1.5
+    found = re.match(r"call time limit, (\d+\.\d) s message stored as ", outcome)
+    assert found, outcome
+    assert 0.5 <= float(found.group(1)) <= 1.5
     assert (await store.count("lab.example", "bob")).new == 1
     assert list((tmp_path / "journal").glob("*.meta")) == []
 
