@@ -34,7 +34,7 @@ SAMPLE_SECRET = "REPLACE-WITH-VM_SECRET"  # noqa: S105
 T = TypeVar("T")
 
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
-DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
+DEFAULT_MAX_CALLS = 300  # sip.max_calls: beyond, 503 and the proxy tries the next worker
 DEFAULT_SIGNATURE_MAX_AGE = 30
 
 

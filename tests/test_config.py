@@ -73,7 +73,7 @@ def test_values_and_nested_sections() -> None:
 def test_the_signing_secret_and_the_call_limit() -> None:
     assert WorkerConfig().sip.secret is None
     assert WorkerConfig().sip.signature_max_age == 30
-    assert WorkerConfig().sip.max_calls == 250
+    assert WorkerConfig().sip.max_calls == 300
     sip = parse_config(
         {"sip": {"secret": "0123456789abcdef-lab", "signature_max_age": 10, "max_calls": 2}}
     ).sip
