@@ -8,6 +8,7 @@ their own, larger limit (the route enforces ``api.greetings.max_bytes`` itself t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,6 +19,10 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_LIMIT = 64 * 1024  # a PATCH or PUT of JSON is a few dozen bytes
+# The one route that streams its body (after authentication): PUT of a greeting. Matched
+# by method and by the exact segment layout, so that a domain, user or name that reads
+# "greetings" does not lift the limit on a JSON body read before authentication.
+GREETING_UPLOAD = re.compile(r"/api/v1/mailboxes/[^/]+/[^/]+/greetings/[^/]+")
 
 
 class BodyLimit:
@@ -34,7 +39,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        streamed = "/greetings/" in scope.get("path", "")
+        streamed = scope.get("method") == "PUT" and bool(
+            GREETING_UPLOAD.fullmatch(scope.get("path", ""))
+        )
         limit = self.greeting_limit if streamed else self.default_limit
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:

@@ -1,0 +1,49 @@
+"""Hostile requests against the real server: what an anonymous client or a user with
+their own password must not get past."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.api.conftest import DOMAIN, Api
+
+pytestmark = pytest.mark.integration
+
+
+def chunked(size: int) -> Iterator[bytes]:
+    """A JSON-looking body of ``size`` bytes without a Content-Length (sent chunked)."""
+    yield b'{"mode": "'
+    for _ in range(size // 4096):
+        yield b"x" * 4096
+    yield b'"}'
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # Path values that read like the greeting upload's URL must not lift the limit
+        # on JSON bodies, which FastAPI reads before it asks who is calling.
+        "/mailboxes/greetings/bob/settings",
+        f"/mailboxes/{DOMAIN}/greetings/settings",
+        f"/mailboxes/{DOMAIN}/bob/messages/greetings",
+    ],
+)
+def test_an_anonymous_json_body_over_the_limit_is_413_whatever_the_path(
+    fs_api: Api, path: str
+) -> None:
+    with httpx.Client(base_url=fs_api.url) as client:
+        reply = client.patch(
+            path, content=chunked(150_000), headers={"Content-Type": "application/json"}
+        )
+        assert reply.status_code == 413, reply.text
+
+
+def test_a_greeting_upload_is_still_refused_before_its_body_without_credentials(
+    fs_api: Api,
+) -> None:
+    with httpx.Client(base_url=fs_api.url) as client:
+        reply = client.put(f"/mailboxes/{DOMAIN}/bob/greetings/vm", content=chunked(150_000))
+        assert reply.status_code == 401
