@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import DOMAIN, Api
+from tests.api.conftest import DOMAIN, Api, as_bob
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +47,20 @@ def test_a_greeting_upload_is_still_refused_before_its_body_without_credentials(
     with httpx.Client(base_url=fs_api.url) as client:
         reply = client.put(f"/mailboxes/{DOMAIN}/bob/greetings/vm", content=chunked(150_000))
         assert reply.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        # The proxy puts these in P-App-Param; a value it cannot quote makes every call
+        # to the mailbox fail with "500 Voicemail profile unusable".
+        ("email", "a\"b'c@example.com"),
+        ("greeting_type", "a\"b'"),
+    ],
+)
+def test_settings_the_proxy_could_not_send_are_refused(fs_api: Api, field: str, value: str) -> None:
+    with httpx.Client(base_url=fs_api.url, auth=as_bob()) as client:
+        reply = client.patch(f"/mailboxes/{DOMAIN}/bob/settings", json={field: value})
+        assert reply.status_code == 422, reply.text
+        assert "quote" in reply.json()["detail"]
+        assert client.get(f"/mailboxes/{DOMAIN}/bob").json()["settings"][field] != value
