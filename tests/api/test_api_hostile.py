@@ -64,3 +64,17 @@ def test_settings_the_proxy_could_not_send_are_refused(fs_api: Api, field: str, 
         assert reply.status_code == 422, reply.text
         assert "quote" in reply.json()["detail"]
         assert client.get(f"/mailboxes/{DOMAIN}/bob").json()["settings"][field] != value
+
+
+def test_a_polling_page_neither_resets_the_guess_count_nor_is_locked_out(fs_api: Api) -> None:
+    # alice's page polls with her password between an attacker's guesses (limit: 3).
+    url = f"/mailboxes/{DOMAIN}/alice"
+    alice = (f"alice@{DOMAIN}", "alice-pw")
+    with httpx.Client(base_url=fs_api.url) as client:
+        assert client.get(url, auth=alice).status_code == 200
+        guesses = []
+        for n in range(3):
+            for m in range(2):
+                guesses.append(client.get(url, auth=(alice[0], f"guess{n}{m}")).status_code)
+            assert client.get(url, auth=alice).status_code == 200
+        assert guesses == [401, 401, 401, 429, 429, 429]
