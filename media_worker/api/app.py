@@ -13,13 +13,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match
 
 from media_worker import __version__
 from media_worker.api import routes_mailbox, routes_messages
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
 from media_worker.api.limits import BodyLimit
+from media_worker.api.methods import HeadAsGet
 from media_worker.api.state import API_PREFIX, ApiState
 from media_worker.changes import attach
 from media_worker.config import WorkerConfig
@@ -151,6 +154,16 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
             return JSONResponse(
                 {"detail": "identity values and names must not contain '/' or '\\'"}, 400
             )
+        # A resource that exists with other methods: 405 naming them, not 404.
+        allowed: set[str] = set()
+        inner = {**request.scope, "path": "/" + rest, "root_path": ""}
+        for route in (*routes_mailbox.router.routes, *routes_messages.router.routes):
+            if isinstance(route, APIRoute) and route.matches(inner)[0] is Match.PARTIAL:
+                allowed |= route.methods or set()
+        if allowed:
+            allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
+            detail = f"{request.method} is not allowed here: {allow}"
+            return JSONResponse({"detail": detail}, 405, headers={"Allow": allow})
         return JSONResponse({"detail": f"no resource {request.url.path}"}, 404)
 
     describe = app.openapi
@@ -185,6 +198,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
     app.mount("/api/docs/", StaticFiles(directory=APIDOCS), name="apidocs")
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
     app.add_middleware(BodyLimit, greeting_limit=api.greetings.max_bytes)
+    app.add_middleware(HeadAsGet)
 
     @app.middleware("http")
     async def security_headers(

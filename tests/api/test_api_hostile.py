@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import DOMAIN, Api, as_bob
+from media_worker.api.state import path_segment
+from storage import open_storage
+from tests.api.conftest import DOMAIN, Api, as_bob, wav
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +80,28 @@ def test_a_polling_page_neither_resets_the_guess_count_nor_is_locked_out(fs_api:
                 guesses.append(client.get(url, auth=(alice[0], f"guess{n}{m}")).status_code)
             assert client.get(url, auth=alice).status_code == 200
         assert guesses == [401, 401, 401, 429, 429, 429]
+
+
+async def test_head_is_get_without_a_body_and_other_methods_are_405(fs_api: Api) -> None:
+    async with open_storage(fs_api.storage_url) as store:
+        name = await store.put_message(
+            DOMAIN, "bob", wav(1.0), sender="sip:alice@api.example", received_at=1_700_000_000
+        )
+    audio = f"/mailboxes/{DOMAIN}/bob/messages/{path_segment(name)}/audio"
+    async with httpx.AsyncClient(base_url=fs_api.url, auth=as_bob()) as client:
+        head = await client.head(audio)
+        assert head.status_code == 200
+        assert head.headers["content-length"] == str(len(wav(1.0)))
+        assert head.headers["content-type"] == "audio/wav"
+        assert head.content == b""
+        assert (await client.head(f"/mailboxes/{DOMAIN}/bob")).status_code == 200
+        # Still authenticated like GET.
+        assert (await client.head(audio, auth=("bob@api.example", "x"))).status_code == 401
+        refused = await client.post(f"/mailboxes/{DOMAIN}/bob/messages")
+        assert refused.status_code == 405
+        assert "GET" in refused.headers["allow"]
+        unknown = await client.head("/no-such-thing")
+        assert (unknown.status_code, unknown.headers["content-type"]) == (
+            404,
+            "application/json",
+        )
