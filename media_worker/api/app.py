@@ -3,7 +3,6 @@ configuration (its ``api:`` section and the store the workers use)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from media_worker import __version__
 from media_worker.api import routes_mailbox, routes_messages
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
+from media_worker.api.conversions import Busy, Conversions
 from media_worker.api.limits import BodyLimit
 from media_worker.api.methods import HeadAsGet
 from media_worker.api.state import API_PREFIX, ApiState
@@ -81,6 +81,11 @@ def _error_response(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _busy_response(request: Request, exc: Exception) -> Response:
+    log.warning("api: %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+
 def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI:
     """The API for ``config`` (which must have an ``api:`` section). ``store``: use this
     one instead of opening ``storage.url`` (tests, benchmarks)."""
@@ -94,7 +99,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
         store=the_store,
         accounts=accounts,
         authenticator=Authenticator(api.tokens, api.lockout, accounts.ha1 if accounts else None),
-        conversions=asyncio.Semaphore(api.max_conversions),
+        conversions=Conversions(api.max_conversions),
     )
 
     @asynccontextmanager
@@ -139,6 +144,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
     app.state.api = state
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _error_response)
+    app.add_exception_handler(Busy, _busy_response)
     app.include_router(routes_mailbox.router, prefix=API_PREFIX)
     app.include_router(routes_messages.router, prefix=API_PREFIX)
 

@@ -141,8 +141,9 @@ async def put_greeting(request: Request, box: MailboxAccess, type: str) -> Respo
     if not data:
         raise HTTPException(422, "the request body is empty: send the audio file")
     try:
-        async with state.conversions:
-            wav = await asyncio.to_thread(transcode.normalise, data, max_seconds=limits.max_seconds)
+        wav = await state.conversions.run(
+            None, lambda: transcode.normalise(data, max_seconds=limits.max_seconds)
+        )
     except transcode.AudioTooLong as exc:
         raise HTTPException(413, str(exc)) from None
     except transcode.AudioFormatError as exc:
