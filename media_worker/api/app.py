@@ -218,6 +218,10 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
         if request.url.path.startswith("/api/v1/"):
             # Private mailboxes: never kept by a shared cache or the browser's disk cache.
             headers.setdefault("Cache-Control", "no-store")
+            # Cached Basic credentials ride along with another site's <audio src> or
+            # <img src>: such a page must not get the answer (an audio element would
+            # tell it the message's duration).
+            headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         return response
 
     return app

@@ -105,3 +105,15 @@ async def test_head_is_get_without_a_body_and_other_methods_are_405(fs_api: Api)
             404,
             "application/json",
         )
+
+
+def test_another_site_cannot_embed_what_the_api_answers(fs_api: Api) -> None:
+    # A browser that cached bob's Basic credentials (he once opened an API URL) sends
+    # them with another site's <audio src=...>; the answer must not reach that page,
+    # which could read a message's duration from it.
+    with httpx.Client(base_url=fs_api.url, auth=as_bob()) as client:
+        for path in (f"/mailboxes/{DOMAIN}/bob", f"/mailboxes/{DOMAIN}/bob/messages"):
+            reply = client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+            assert reply.headers["cross-origin-resource-policy"] == "same-origin"
+        refused = client.get(f"/mailboxes/{DOMAIN}/alice")
+        assert refused.headers["cross-origin-resource-policy"] == "same-origin"
