@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from media_worker.api.config import LockoutConfig, TokenConfig
 from media_worker.provisioning.provision import ha1
+from storage.errors import BadIdentity
+from storage.identity import check_identity
 
 REALM = "voicemail"
 # Bytes of an Authorization header we look at; anything longer is refused unread.
@@ -91,6 +93,13 @@ def parse_authorization(header: str) -> BasicCredentials | str:
     user, at, domain = login.rpartition("@")
     if not sep or not at or not user or not domain or not password:
         raise AuthError(401, "log in as user@domain with the SIP password")
+    try:
+        # What no account can be named (NUL, control characters, '/'): refused here,
+        # as a failed login, before a database that would choke on it is asked.
+        check_identity("user", user)
+        check_identity("domain", domain)
+    except BadIdentity:
+        raise AuthError(401, "log in as user@domain with the SIP password") from None
     return BasicCredentials(user, domain, password)
 
 

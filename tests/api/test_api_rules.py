@@ -96,6 +96,10 @@ def test_authorization_headers() -> None:
         ("Digest x", "Basic"),
         ("Bearer", "empty"),
         ("Basic " + "A" * 2000, "too long"),
+        (basic("bob\0@lab.example:pw"), "user@domain"),
+        (basic("bob@lab\r\n.example:pw"), "user@domain"),
+        (basic("../bob@lab.example:pw"), "user@domain"),
+        (basic("bob@..:pw"), "user@domain"),
     ]:
         with pytest.raises(AuthError, match=reason) as caught:
             parse_authorization(bad)
