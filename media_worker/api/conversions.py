@@ -5,7 +5,8 @@ requests that ask for the same audio at the same time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -38,16 +39,13 @@ class Conversions:
         if shared is not None:
             result: T = await asyncio.shield(shared)
             return result
-        if self._queued >= self.running + self.waiting:
-            raise Busy(f"{self._queued} audio conversions are queued; try again shortly")
-        self._queued += 1
         if key is None:
-            try:
-                return await self._convert(work)
-            finally:
-                self._queued -= 1
+            async with self.place():
+                return await self.convert(work)
+        self._refuse_when_full()
+        self._queued += 1
         # A task of its own: a client that goes away does not cancel the others' result.
-        task = asyncio.get_running_loop().create_task(self._convert(work))
+        task = asyncio.get_running_loop().create_task(self.convert(work))
         self._shared[key] = task
 
         def done(finished: asyncio.Task[Any]) -> None:
@@ -59,6 +57,23 @@ class Conversions:
         task.add_done_callback(done)
         return await asyncio.shield(task)
 
-    async def _convert(self, work: Callable[[], T]) -> T:
+    @contextlib.asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
+        """A place in the queue, held while the caller gathers its input (an upload's
+        body) and ``convert``s it: uploads wait in the same bounded queue as encodings
+        instead of each holding a body in memory first."""
+        self._refuse_when_full()
+        self._queued += 1
+        try:
+            yield
+        finally:
+            self._queued -= 1
+
+    def _refuse_when_full(self) -> None:
+        if self._queued >= self.running + self.waiting:
+            raise Busy(f"{self._queued} audio conversions are queued; try again shortly")
+
+    async def convert(self, work: Callable[[], T]) -> T:
+        """``work()`` in a thread once a slot is free (a place is the caller's)."""
         async with self._slots:
             return await asyncio.to_thread(work)

@@ -61,3 +61,24 @@ async def test_a_failed_conversion_fails_every_asker_and_frees_its_place() -> No
     results = await asyncio.gather(*asks, return_exceptions=True)
     assert all(isinstance(r, ValueError) for r in results)
     assert conversions.queued == 0
+
+
+async def test_uploads_hold_a_place_in_the_queue_while_their_body_arrives() -> None:
+    conversions = Conversions(running=1, waiting=1)
+    arriving = asyncio.Event()
+
+    async def upload() -> bytes:
+        async with conversions.place():
+            await arriving.wait()  # the body still on its way
+            return await conversions.convert(lambda: b"wav")
+
+    uploads = [asyncio.ensure_future(upload()) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Busy):
+        async with conversions.place():
+            pass  # a third upload is refused before it reads a byte
+    with pytest.raises(Busy):
+        await conversions.run(("m", 1), lambda: b"mp3")
+    arriving.set()
+    assert await asyncio.gather(*uploads) == [b"wav"] * 2
+    assert conversions.queued == 0
