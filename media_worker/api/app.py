@@ -3,6 +3,7 @@ configuration (its ``api:`` section and the store the workers use)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
@@ -81,6 +83,19 @@ def _error_response(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _invalid_request(request: Request, exc: Exception) -> Response:
+    """422 naming each bad field and why, without its value: a value JSON cannot carry
+    (NaN, a lone surrogate) would break the answer, and a PIN is not echoed back."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"type": str(error.get("type")), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+        for error in exc.errors()
+    ]
+    # ensure_ascii: a field name may be a lone surrogate too.
+    body = json.dumps({"detail": errors}, ensure_ascii=True, default=str)
+    return Response(body, status_code=422, media_type="application/json")
+
+
 def _busy_response(request: Request, exc: Exception) -> Response:
     log.warning("api: %s %s: %s", request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
@@ -145,6 +160,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _error_response)
     app.add_exception_handler(Busy, _busy_response)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(routes_mailbox.router, prefix=API_PREFIX)
     app.include_router(routes_messages.router, prefix=API_PREFIX)
 

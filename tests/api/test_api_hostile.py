@@ -117,3 +117,28 @@ def test_another_site_cannot_embed_what_the_api_answers(fs_api: Api) -> None:
             assert reply.headers["cross-origin-resource-policy"] == "same-origin"
         refused = client.get(f"/mailboxes/{DOMAIN}/alice")
         assert refused.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"mode": NaN}',
+        b'{"mode": 1e999}',
+        b'{"mode": "\\ud800"}',
+        b'{"\\ud800": "x"}',
+    ],
+)
+def test_json_python_reads_but_no_field_takes_is_a_422(fs_api: Api, body: bytes) -> None:
+    # The error says what was wrong, without echoing the value back (a value JSON
+    # cannot carry, such as NaN or a lone surrogate, made the answer itself fail: 500).
+    with httpx.Client(base_url=fs_api.url, auth=as_bob()) as client:
+        reply = client.patch(
+            f"/mailboxes/{DOMAIN}/bob/settings",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert reply.status_code == 422, reply.text
+        assert all("input" not in error for error in reply.json()["detail"])
+        secret = client.put(f"/mailboxes/{DOMAIN}/bob/pin", json={"pin": 12345})
+        assert secret.status_code == 422
+        assert "12345" not in secret.text
