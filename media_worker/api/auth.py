@@ -8,7 +8,6 @@ are tested without a server. Every secret comparison is constant-time.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import math
@@ -87,7 +86,7 @@ def parse_authorization(header: str) -> BasicCredentials | str:
         raise AuthError(401, "use HTTP Basic (user@domain) or a bearer token")
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
         raise AuthError(401, "Basic credentials are not base64 of UTF-8 text") from None
     login, sep, password = decoded.partition(":")
     user, at, domain = login.rpartition("@")

@@ -142,3 +142,12 @@ def test_json_python_reads_but_no_field_takes_is_a_422(fs_api: Api, body: bytes)
         secret = client.put(f"/mailboxes/{DOMAIN}/bob/pin", json={"pin": 12345})
         assert secret.status_code == 422
         assert "12345" not in secret.text
+
+
+def test_a_basic_header_of_non_ascii_bytes_is_a_401(fs_api: Api) -> None:
+    with httpx.Client(base_url=fs_api.url) as client:
+        reply = client.get(
+            f"/mailboxes/{DOMAIN}/bob", headers={b"Authorization": b"Basic \xff\xfe"}
+        )
+        assert reply.status_code == 401  # was a 500 with a traceback in the log
+    assert "Traceback" not in fs_api.server.log()
