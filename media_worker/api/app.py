@@ -219,7 +219,9 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
 
     app.mount("/api/docs/", StaticFiles(directory=APIDOCS), name="apidocs")
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
-    app.add_middleware(BodyLimit, greeting_limit=api.greetings.max_bytes)
+    app.add_middleware(
+        BodyLimit, greeting_limit=api.greetings.max_bytes, body_timeout=api.request_timeout
+    )
     app.add_middleware(HeadAsGet)
 
     @app.middleware("http")
