@@ -3,7 +3,7 @@ configuration (its ``api:`` section and the store the workers use)."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,14 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match
 
 from media_worker import __version__
 from media_worker.api import routes_mailbox, routes_messages
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
+from media_worker.api.conversions import Busy, Conversions
 from media_worker.api.limits import BodyLimit
+from media_worker.api.methods import HeadAsGet
 from media_worker.api.state import API_PREFIX, ApiState
 from media_worker.changes import attach
 from media_worker.config import WorkerConfig
@@ -78,6 +83,24 @@ def _error_response(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def _invalid_request(request: Request, exc: Exception) -> Response:
+    """422 naming each bad field and why, without its value: a value JSON cannot carry
+    (NaN, a lone surrogate) would break the answer, and a PIN is not echoed back."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"type": str(error.get("type")), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+        for error in exc.errors()
+    ]
+    # ensure_ascii: a field name may be a lone surrogate too.
+    body = json.dumps({"detail": errors}, ensure_ascii=True, default=str)
+    return Response(body, status_code=422, media_type="application/json")
+
+
+def _busy_response(request: Request, exc: Exception) -> Response:
+    log.warning("api: %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+
 def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI:
     """The API for ``config`` (which must have an ``api:`` section). ``store``: use this
     one instead of opening ``storage.url`` (tests, benchmarks)."""
@@ -91,7 +114,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
         store=the_store,
         accounts=accounts,
         authenticator=Authenticator(api.tokens, api.lockout, accounts.ha1 if accounts else None),
-        conversions=asyncio.Semaphore(api.max_conversions),
+        conversions=Conversions(api.max_conversions),
     )
 
     @asynccontextmanager
@@ -136,6 +159,8 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
     app.state.api = state
     for kind, _ in ERROR_STATUS:
         app.add_exception_handler(kind, _error_response)
+    app.add_exception_handler(Busy, _busy_response)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(routes_mailbox.router, prefix=API_PREFIX)
     app.include_router(routes_messages.router, prefix=API_PREFIX)
 
@@ -151,6 +176,16 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
             return JSONResponse(
                 {"detail": "identity values and names must not contain '/' or '\\'"}, 400
             )
+        # A resource that exists with other methods: 405 naming them, not 404.
+        allowed: set[str] = set()
+        inner = {**request.scope, "path": "/" + rest, "root_path": ""}
+        for route in (*routes_mailbox.router.routes, *routes_messages.router.routes):
+            if isinstance(route, APIRoute) and route.matches(inner)[0] is Match.PARTIAL:
+                allowed |= route.methods or set()
+        if allowed:
+            allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
+            detail = f"{request.method} is not allowed here: {allow}"
+            return JSONResponse({"detail": detail}, 405, headers={"Allow": allow})
         return JSONResponse({"detail": f"no resource {request.url.path}"}, 404)
 
     describe = app.openapi
@@ -184,7 +219,10 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
 
     app.mount("/api/docs/", StaticFiles(directory=APIDOCS), name="apidocs")
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
-    app.add_middleware(BodyLimit, greeting_limit=api.greetings.max_bytes)
+    app.add_middleware(
+        BodyLimit, greeting_limit=api.greetings.max_bytes, body_timeout=api.request_timeout
+    )
+    app.add_middleware(HeadAsGet)
 
     @app.middleware("http")
     async def security_headers(
@@ -198,6 +236,10 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
         if request.url.path.startswith("/api/v1/"):
             # Private mailboxes: never kept by a shared cache or the browser's disk cache.
             headers.setdefault("Cache-Control", "no-store")
+            # Cached Basic credentials ride along with another site's <audio src> or
+            # <img src>: such a page must not get the answer (an audio element would
+            # tell it the message's duration).
+            headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         return response
 
     return app

@@ -8,7 +8,6 @@ are tested without a server. Every secret comparison is constant-time.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import math
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 
 from media_worker.api.config import LockoutConfig, TokenConfig
 from media_worker.provisioning.provision import ha1
+from storage.errors import BadIdentity
+from storage.identity import check_identity
 
 REALM = "voicemail"
 # Bytes of an Authorization header we look at; anything longer is refused unread.
@@ -85,12 +86,19 @@ def parse_authorization(header: str) -> BasicCredentials | str:
         raise AuthError(401, "use HTTP Basic (user@domain) or a bearer token")
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
         raise AuthError(401, "Basic credentials are not base64 of UTF-8 text") from None
     login, sep, password = decoded.partition(":")
     user, at, domain = login.rpartition("@")
     if not sep or not at or not user or not domain or not password:
         raise AuthError(401, "log in as user@domain with the SIP password")
+    try:
+        # What no account can be named (NUL, control characters, '/'): refused here,
+        # as a failed login, before a database that would choke on it is asked.
+        check_identity("user", user)
+        check_identity("domain", domain)
+    except BadIdentity:
+        raise AuthError(401, "log in as user@domain with the SIP password") from None
     return BasicCredentials(user, domain, password)
 
 
@@ -160,6 +168,8 @@ class FailureTable:
             entry.pending = max(entry.pending - 1, 0)
         if failed:
             self.failed(key, now)
+        elif entry is not None and not (entry.pending or entry.failures or entry.locked_until):
+            del self._entries[key]  # nothing left to remember
 
     def failed(self, key: str, now: float) -> bool:
         """Record a failure; returns whether ``key`` is now locked."""
@@ -175,16 +185,6 @@ class FailureTable:
     def _trim(self) -> None:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
-
-    def succeeded(self, key: str) -> None:
-        """The right credentials: forget the failures (attempts still pending stay)."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return
-        if entry.pending:
-            entry.failures, entry.locked_until = [], 0.0
-        else:
-            del self._entries[key]
 
 
 HA1Lookup = Callable[[str, str], Awaitable[str | None]]
@@ -216,27 +216,36 @@ class Authenticator:
     async def authenticate(self, header: str | None, source: str, now: float) -> Principal:
         """The principal, or AuthError: 401 for missing or wrong credentials, 429 with
         Retry-After while the source or the user is locked out (even with the right
-        password: a guesser must not learn when it found it)."""
-        self._refuse_locked(self.sources, source, now)
-        if header is None:
-            raise AuthError(401, "credentials required")
+        password: a guesser must not learn when it found it). Credentials that passed
+        within the window, before the lockout, still get in: they are no guess, and an
+        attacker's failures must not lock the owner's open page out."""
         try:
-            parsed = parse_authorization(header)
+            parsed = None if header is None else parse_authorization(header)
         except AuthError:
+            self._refuse_locked(self.sources, source, now)
             self._fail(None, source, now)
             raise
+        mark = None
+        if isinstance(parsed, BasicCredentials):
+            login = f"{parsed.user}@{parsed.domain}"
+            secret = f"{login}\0{parsed.password}".encode("utf-8", "surrogatepass")
+            mark = hmac.new(self._key, secret, "sha256").digest()
+        known = mark is not None and now - self._good.get(mark, -math.inf) < self._good_for
+        if not known:
+            self._refuse_locked(self.sources, source, now)
+        if parsed is None:
+            raise AuthError(401, "credentials required")
         if isinstance(parsed, str):
             token = match_token(parsed, self.tokens)
             if token is None:
                 self._fail(None, source, now)
                 raise AuthError(401, "unknown bearer token")
             return Operator(token)
-        login = f"{parsed.user}@{parsed.domain}"
-        self._refuse_locked(self.users, login, now)
+        assert mark is not None
+        if not known:
+            self._refuse_locked(self.users, login, now)
         if self.lookup is None:
             raise AuthError(401, "user logins are not configured (api.kamailio_db)")
-        mark = hmac.new(self._key, f"{login}\0{parsed.password}".encode(), "sha256").digest()
-        known = now - self._good.get(mark, -math.inf) < self._good_for
         # Unknown credentials are pending guesses while the database is asked, so that
         # guesses sent all at once are held to the limits of guesses sent one by one.
         if not known:
@@ -259,7 +268,8 @@ class Authenticator:
             self.sources.end(source, now, failed=not ok)
         if not ok:
             raise AuthError(401, "wrong user or password")
-        self.users.succeeded(login)
+        # A success does not forget the failures counted against this user: a page that
+        # polls would otherwise wipe an attacker's count between guesses.
         self._good[mark] = now
         self._good.move_to_end(mark)
         while len(self._good) > self._max_good:

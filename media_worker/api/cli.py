@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import uvicorn
 
+    from media_worker.api.protocol import with_header_timeout
+
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -94,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             server_header=False,
             timeout_graceful_shutdown=10,
             limit_concurrency=api.max_connections,
+            http=with_header_timeout(api.request_timeout),
         )
     )
     try:

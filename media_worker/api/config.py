@@ -104,6 +104,9 @@ class ApiConfig:
     greetings: GreetingLimits = field(default_factory=GreetingLimits)
     max_conversions: int = 2  # MP3/Opus encodings at once (CPU bound)
     max_connections: int = 1000  # connections and requests at once; beyond, 503
+    # Seconds a client has to send a request's headers (from its first byte, or from
+    # connecting), and a JSON body: a slower one is closed (slowloris).
+    request_timeout: float = 10.0
 
     def check(self, key: str) -> None:
         try:
@@ -150,6 +153,8 @@ class ApiConfig:
             raise _error(f"{key}.max_conversions: must be 1..64")
         if self.max_connections < 1:
             raise _error(f"{key}.max_connections: must be at least 1")
+        if not 0 < self.request_timeout <= 300:
+            raise _error(f"{key}.request_timeout: must be above 0 and at most 300 seconds")
 
     @property
     def scheme(self) -> str:

@@ -137,16 +137,19 @@ async def put_greeting(request: Request, box: MailboxAccess, type: str) -> Respo
     typ = _greeting_type(type)
     state = api_state(request)
     limits = state.config.greetings
-    data = await _body(request, limits.max_bytes)
-    if not data:
-        raise HTTPException(422, "the request body is empty: send the audio file")
-    try:
-        async with state.conversions:
-            wav = await asyncio.to_thread(transcode.normalise, data, max_seconds=limits.max_seconds)
-    except transcode.AudioTooLong as exc:
-        raise HTTPException(413, str(exc)) from None
-    except transcode.AudioFormatError as exc:
-        raise HTTPException(422, str(exc)) from None
+    # The place in the conversion queue first: a body is held only by uploads that fit.
+    async with state.conversions.place():
+        data = await _body(request, limits.max_bytes)
+        if not data:
+            raise HTTPException(422, "the request body is empty: send the audio file")
+        try:
+            wav = await state.conversions.convert(
+                lambda: transcode.normalise(data, max_seconds=limits.max_seconds)
+            )
+        except transcode.AudioTooLong as exc:
+            raise HTTPException(413, str(exc)) from None
+        except transcode.AudioFormatError as exc:
+            raise HTTPException(422, str(exc)) from None
     await state.store.put_greeting(box.store_domain, box.store_user, typ, wav)
     await state.changed(f"{box} greeting {typ}")
     log.info("api: %s greeting %s stored (%d bytes) by %s", box, typ, len(wav), box.principal)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -111,8 +110,9 @@ async def converted(
     cache_key = (*key, digest, fmt) if key is not None else None
     if cache_key is not None and (hit := state.encoded.get(cache_key)) is not None:
         return hit
-    async with state.conversions:  # CPU bound: a few at once, the rest wait their turn
-        data = await asyncio.to_thread(transcode.encode, wav, fmt)
+    # CPU bound: a few at once, a bounded queue, one encoding for a seeking player's
+    # parallel Range requests.
+    data = await state.conversions.run(cache_key, lambda: transcode.encode(wav, fmt))
     if cache_key is not None:
         state.encoded.put(cache_key, data)
     return data

@@ -18,6 +18,7 @@ from fastapi import Request
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
 from media_worker.api.config import ApiConfig
+from media_worker.api.conversions import Conversions
 from media_worker.changes import ChangeForwarder
 from storage.base import Storage
 
@@ -77,7 +78,7 @@ class ApiState:
     store: Storage
     accounts: Accounts | None
     authenticator: Authenticator
-    conversions: asyncio.Semaphore
+    conversions: Conversions
     clock: Callable[[], float] = time.time
     forwarder: ChangeForwarder | None = None  # set while the app runs
     encoded: EncodedCache = field(default_factory=EncodedCache)

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from kemi.app_param import MODES
+from kemi.app_param import MODES, PREFERENCE_KEYS, ParamError, quote_value
 from media_worker.apps.params import LANGUAGE_TAG
 from storage.errors import BadIdentity
 from storage.identity import PROMPTS_SUFFIX, check_greeting_type, check_identity
@@ -250,6 +250,13 @@ def check_preferences(prefs: Preferences) -> Preferences:
             check_greeting_type(prefs.vm_greeting_type)
         except BadIdentity as exc:
             raise Refused(str(exc)) from None
+    # The proxy sends each value in P-App-Param: one it cannot quote there would make
+    # every call to the mailbox fail ("500 Voicemail profile unusable").
+    for attribute, value in preference_changes(prefs).items():
+        try:
+            quote_value(PREFERENCE_KEYS[attribute], value)
+        except ParamError as exc:
+            raise Refused(f"bad {attribute} {value!r}: the proxy cannot send it ({exc})") from None
     return prefs
 
 

@@ -96,13 +96,18 @@ def test_authorization_headers() -> None:
         ("Digest x", "Basic"),
         ("Bearer", "empty"),
         ("Basic " + "A" * 2000, "too long"),
+        ("Basic \xff\xfe", "base64"),  # header bytes come in as Latin-1 text
+        (basic("bob\0@lab.example:pw"), "user@domain"),
+        (basic("bob@lab\r\n.example:pw"), "user@domain"),
+        (basic("../bob@lab.example:pw"), "user@domain"),
+        (basic("bob@..:pw"), "user@domain"),
     ]:
         with pytest.raises(AuthError, match=reason) as caught:
             parse_authorization(bad)
         assert caught.value.status == 401
 
 
-@given(st.text(max_size=200))
+@given(st.one_of(st.text(max_size=200), st.text(max_size=200).map("Basic ".__add__)))
 def test_any_authorization_header_parses_or_is_a_401(header: str) -> None:
     try:
         parse_authorization(header)
@@ -145,8 +150,9 @@ def test_the_failure_table_locks_forgets_and_stays_bounded() -> None:
     table.failed("b", 100)
     assert len(table) == 2  # "k", the least recently failed, was forgotten
     assert table.retry_after("k", 30) == 0
-    table.succeeded("a")
-    assert len(table) == 1
+    table.begin("c")
+    table.end("c", 101, failed=False)
+    assert len(table) == 1  # "a" made room for "c", which passed and left nothing behind
 
 
 async def test_the_authenticator_order_of_checks() -> None:
@@ -154,11 +160,11 @@ async def test_the_authenticator_order_of_checks() -> None:
 
     async def lookup(user: str, domain: str) -> str | None:
         looked_up.append((user, domain))
-        return ha1(user, domain, "right") if user == "bob" else None
+        return ha1(user, domain, "right") if user in ("bob", "carol") else None
 
     token = TokenConfig("ops", hashlib.sha256(b"secret-token").hexdigest(), "*")
     auth = Authenticator((token,), LockoutConfig(user_failures=2, source_failures=5), lookup)
-    assert await auth.authenticate(basic("bob@d:right"), "1.1.1.1", 0) == User("bob", "d")
+    assert await auth.authenticate(basic("carol@d:right"), "1.1.1.1", 0) == User("carol", "d")
     assert await auth.authenticate("Bearer secret-token", "1.1.1.1", 0) == Operator(token)
     with pytest.raises(AuthError) as missing:
         await auth.authenticate(None, "1.1.1.1", 0)
@@ -340,4 +346,34 @@ async def test_parallel_requests_with_credentials_that_passed_are_no_burst() -> 
             await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 2)
     with pytest.raises(AuthError) as locked:
         await auth.authenticate(basic("bob@d:new"), "9.9.9.9", 3)
+    assert locked.value.status == 429
+
+
+async def test_an_attackers_lockout_leaves_the_owners_open_session_working() -> None:
+    async def lookup(user: str, domain: str) -> str | None:
+        return ha1(user, domain, "right")
+
+    auth = Authenticator((), LockoutConfig(user_failures=2, source_failures=2), lookup)
+    assert await auth.authenticate(basic("bob@d:right"), "1.1.1.1", 0) == User("bob", "d")
+    for n in range(2):  # the attacker's address ends up locked too
+        with pytest.raises(AuthError):
+            await auth.authenticate(basic(f"bob@d:guess{n}"), "6.6.6.6", 1)
+    assert auth.users.retry_after("bob@d", 2) > 0
+    assert auth.sources.retry_after("6.6.6.6", 2) > 0
+    # bob's page, already logged in, keeps working, even from the locked address (a
+    # shared NAT); its success does not lift the lockout for anyone else.
+    assert await auth.authenticate(basic("bob@d:right"), "1.1.1.1", 3) == User("bob", "d")
+    assert await auth.authenticate(basic("bob@d:right"), "6.6.6.6", 3) == User("bob", "d")
+    for guess in ("bob@d:guess9", "alice@d:right"):
+        with pytest.raises(AuthError) as locked:
+            await auth.authenticate(basic(guess), "6.6.6.6", 4)
+        assert locked.value.status == 429
+    # A fresh login with the right password (another browser, or after the window)
+    # waits out the lockout like any guess: nothing tells a guesser it found it.
+    fresh = Authenticator((), LockoutConfig(user_failures=2, source_failures=2), lookup)
+    for n in range(2):
+        with pytest.raises(AuthError):
+            await fresh.authenticate(basic(f"bob@d:guess{n}"), "6.6.6.6", 1)
+    with pytest.raises(AuthError) as locked:
+        await fresh.authenticate(basic("bob@d:right"), "1.1.1.1", 2)
     assert locked.value.status == 429

@@ -258,3 +258,21 @@ def test_provisioned_attributes_are_the_ones_the_proxy_reads() -> None:
     from kemi.app_param import PREFERENCE_KEYS
 
     assert [field.name for field in fields(Preferences)] == list(PREFERENCE_KEYS)
+
+
+@pytest.mark.parametrize(
+    "prefs",
+    [
+        Preferences(email="a\"b'c@lab.example"),
+        Preferences(vm_greeting_type="a\"b'"),
+        Preferences(uid="u\"'1"),
+        Preferences(did="d\"'.example"),
+    ],
+)
+def test_preferences_the_proxy_cannot_quote_in_p_app_param_are_refused(
+    prefs: Preferences,
+) -> None:
+    with pytest.raises(Refused, match="the proxy cannot send it"):
+        check_preferences(prefs)
+    # One quote character is fine: the proxy wraps the value in the other one.
+    check_preferences(Preferences(email='a"b@lab.example', vm_greeting_type="it's"))
