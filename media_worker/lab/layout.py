@@ -43,12 +43,23 @@ USERS: dict[str, tuple[str, str]] = {
 DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_ANTIFLOOD")
 LAB_BAN_TIME = 60  # seconds: a demo or test that trips a ban recovers within a minute
 SECRET_FILE = "secret"  # noqa: S105 - the name of the lab directory's secret file
+WEBHOOK_SECRET_FILE = "webhook-secret"  # noqa: S105 - the catcher checks signatures with it
+# The events every lab webhook endpoint gets (all of them: the catcher shows each kind).
+WEBHOOK_EVENTS = (
+    "message.created",
+    "message.read",
+    "message.unread",
+    "message.deleted",
+    "greeting.updated",
+    "greeting.deleted",
+)
 
 
-def lab_secret(directory: Path) -> str:
-    """The secret of a lab directory: made at random on first use, then read back, so
-    the proxy and the workers of every run agree. Only the owner may read it."""
-    path = directory / SECRET_FILE
+def lab_secret(directory: Path, name: str = SECRET_FILE) -> str:
+    """A secret of a lab directory (``name``: its file): made at random on first use,
+    then read back, so the proxy and the workers (or the worker and the webhook catcher)
+    of every run agree. Only the owner may read it."""
+    path = directory / name
     if path.exists():
         return check_secret(path.read_text().strip())
     secret = secrets.token_urlsafe(24)
@@ -128,6 +139,42 @@ def dispatcher_list(host: str, ports: Iterable[int]) -> str:
     return "".join(f"1 sip:{host}:{port};transport=udp\n" for port in ports)
 
 
+@dataclass(frozen=True)
+class ApiSite:
+    """What the ``api:`` section of a lab's configuration needs: where ``voicemail api``
+    listens and the Kamailio database it checks passwords against."""
+
+    host: str
+    port: int
+    kamailio_db: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def yaml(self) -> str:
+        return (
+            f"api: {{listen: {self.host}, port: {self.port}, public_url: '{self.url}', "
+            f"kamailio_db: '{self.kamailio_db}'}}\n"
+        )
+
+
+@dataclass(frozen=True)
+class WebhookSite:
+    """One webhook endpoint (the lab's catcher) with its signing secret."""
+
+    url: str
+    secret: str
+
+    def yaml(self) -> str:
+        events = ", ".join(WEBHOOK_EVENTS)
+        return (
+            "webhooks:\n"
+            "  endpoints:\n"
+            f"    - {{url: '{self.url}', secret: '{self.secret}', events: [{events}]}}\n"
+        )
+
+
 def worker_yaml(
     *,
     data_dir: Path,
@@ -141,10 +188,14 @@ def worker_yaml(
     mwi_proxy: str | None,
     header: str = "",
     secret: str | None = None,
+    api: ApiSite | None = None,
+    webhooks: WebhookSite | None = None,
 ) -> str:
     """A media worker's configuration: its SIP and RTP ports, the spool, the SMTP server,
     the built prompts, with ``mwi_proxy`` where it PUBLISHes message summaries, and with
-    ``secret`` the proxy's VM_SECRET (``sip.secret``)."""
+    ``secret`` the proxy's VM_SECRET (``sip.secret``). With ``api``, the same file
+    configures ``voicemail api`` (it shares the worker's store and change spool); with
+    ``webhooks``, the worker delivers every mailbox change there."""
     sip_secret = f", secret: '{check_secret(secret)}'" if secret else ""
     return (
         (f"{header}\n" if header else "") + f"data_dir: {data_dir}\n"
@@ -155,6 +206,8 @@ def worker_yaml(
         "apps: {default_mode: box}\n"
         + (f"prompts: {{built: {prompts}}}\n" if prompts else "")
         + (f'mwi: {{proxy: "{mwi_proxy}"}}\n' if mwi_proxy else "")
+        + (api.yaml() if api else "")
+        + (webhooks.yaml() if webhooks else "")
     )
 
 
@@ -198,6 +251,8 @@ class Ports:
     worker: int = 5080  # the media worker, UDP and TCP
     rtpengine_ng: int = 2223  # rtpengine's control socket
     smtp: int = 2525  # the SMTP catcher
+    api: int = 8080  # `voicemail api`: the HTTP API and the web page
+    webhooks: int = 8090  # the webhook catcher
     rtpengine_media: tuple[int, int] = (30000, 30999)
     worker_media: tuple[int, int] = (20000, 20999)
 
@@ -228,6 +283,10 @@ class Lab:
     @property
     def mail(self) -> Path:
         return self.root / "mail"
+
+    @property
+    def webhooks_dir(self) -> Path:
+        return self.root / "webhooks"
 
     @property
     def log_dir(self) -> Path:
@@ -289,6 +348,21 @@ class Lab:
     def dispatcher_list(self) -> str:
         return dispatcher_list(self.host, self.worker_ports())
 
+    @property
+    def webhook_secret(self) -> str:
+        return lab_secret(self.root, WEBHOOK_SECRET_FILE)
+
+    def api(self) -> ApiSite:
+        return ApiSite(host=self.host, port=self.ports.api, kamailio_db=self.db_url)
+
+    @property
+    def api_url(self) -> str:
+        return self.api().url
+
+    def webhooks(self) -> WebhookSite:
+        url = f"http://{self.host}:{self.ports.webhooks}/"
+        return WebhookSite(url=url, secret=self.webhook_secret)
+
     def worker_yaml(self) -> str:
         return worker_yaml(
             header="# Generated by voicemail lab.",
@@ -301,12 +375,16 @@ class Lab:
             prompts=self.prompts,
             mwi_proxy=self.proxy_uri() if self.mwi else None,
             secret=self.secret,
+            api=self.api(),
+            webhooks=self.webhooks(),
         )
 
     def write_configs(self, part: str | None = None) -> None:
         """Write the generated files ``part`` needs (every part's when None). The shipped
         cfg files are copied beside the generated kamailio-local.cfg."""
-        for directory in (self.root, self.kamailio_dir, self.run_dir, self.log_dir, self.mail):
+        for directory in (
+            self.root, self.kamailio_dir, self.run_dir, self.log_dir, self.mail, self.webhooks_dir
+        ):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
         if part in (None, "kamailio"):
             install_cfg(self.kamailio_dir)
@@ -316,7 +394,9 @@ class Lab:
                 self.kamailio_dir / "dispatcher.list": self.dispatcher_list(),
             }
         }
-        files["worker1"] = {self.worker_config(): self.worker_yaml()}
+        # The API reads the worker's file (one store, one change spool in one data_dir);
+        # both parts write the same bytes atomically, so either may come up first.
+        files["worker1"] = files["api"] = {self.worker_config(): self.worker_yaml()}
         for name, contents in files.items():
             if part is None or part == name:
                 for path, text in contents.items():
@@ -325,11 +405,18 @@ class Lab:
     # ----- the parts' commands (foreground; the same in containers) -----
 
     def commands(self) -> dict[str, list[str]]:
+        """Each part's command, without the secrets a part reads from the lab directory
+        as it starts (``command``): listing them creates nothing."""
         voicemail = str(Path(sys.executable).parent / "voicemail")
         commands = {
             "smtp": [
                 sys.executable, "-m", "media_worker.lab.smtp",
                 "--host", self.host, "--port", str(self.ports.smtp), "--dir", str(self.mail),
+            ],
+            "webhooks": [
+                sys.executable, "-m", "media_worker.lab.webhooks",
+                "--listen", self.host, "--port", str(self.ports.webhooks),
+                "--dir", str(self.webhooks_dir),
             ],
             "rtpengine": rtpengine_command(
                 self.host, self.ports.rtpengine_ng, self.ports.rtpengine_media
@@ -340,7 +427,14 @@ class Lab:
             "--processes", str(self.worker_processes),
         ]  # fmt: skip
         commands["kamailio"] = kamailio_command(self.kamailio_dir / "kamailio.cfg", self.run_dir)
+        commands["api"] = [voicemail, "api", "--config", str(self.worker_config())]
         return commands
+
+    def command(self, part: str) -> list[str]:
+        """The command that starts ``part``: the catcher checks every delivery's signature
+        with the secret the worker signs with."""
+        command = self.commands()[part]
+        return [*command, "--secret", self.webhook_secret] if part == "webhooks" else command
 
     def account(self, user: str, *, register: bool = True, codecs: str = "PCMU,PCMA") -> str:
         """A baresip account line for a lab user (digest auth, outbound to Kamailio)."""
