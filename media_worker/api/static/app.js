@@ -81,6 +81,7 @@ async function signIn(event) {
 async function enter(active) {
   session = active;
   $("who-name").textContent = session.address;
+  $("pin-user").value = session.address;
   $("who").hidden = false;
   $("login").hidden = true;
   $("app").hidden = false;
@@ -147,11 +148,13 @@ function draw(messages) {
 }
 
 function caller(sender) {
-  // "Alice" <sip:alice@example.com> -> Alice, sip:alice@example.com
-  const match = /^\s*"?([^"<]*?)"?\s*<([^>]*)>/.exec(sender || "");
-  if (match && match[1]) return { name: match[1], uri: match[2] };
-  if (match) return { name: match[2], uri: "" };
-  return { name: sender || "Unknown caller", uri: "" };
+  // "Alice" <sip:alice@example.com> -> Alice; a quoted name may hold < and escaped quotes.
+  const text = sender || "";
+  const quoted = /^\s*"((?:[^"\\]|\\.)*)"\s*<([^>]*)>/.exec(text);
+  if (quoted) return { name: quoted[1].replace(/\\(.)/g, "$1") || quoted[2], uri: quoted[2] };
+  const plain = /^\s*([^<]*?)\s*<([^>]*)>/.exec(text);
+  if (plain) return { name: plain[1] || plain[2], uri: plain[2] };
+  return { name: text || "Unknown caller", uri: "" };
 }
 
 const when = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
@@ -178,6 +181,7 @@ function row(message) {
   const item = document.createElement("li");
   item.className = message.new ? "message new" : "message";
   item.dataset.name = message.name;
+  item.dataset.new = String(Boolean(message.new));
 
   const head = document.createElement("div");
   head.className = "message-head";
