@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import cast
 
 from media_worker import __version__
+from media_worker.api import cli as api_cli
 from media_worker.lab import cli as lab_cli
 from media_worker.provisioning import cli as provisioning_cli
 from storage import cli as storage_cli
@@ -21,6 +22,7 @@ message stores. Each command has its own --help."""
 EPILOG = """\
 commands:
   worker    run a media worker from a configuration file
+  api       serve the HTTP API and the web page (visual voicemail)
   prompts   build prompts with espeak-ng, list missing ones
   pin       set, clear or unlock a mailbox's voicebox PIN
   mailbox   list, play, export, delete and mark messages in one mailbox
@@ -263,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_worker_parser(subparsers)
+    api_cli.add_parser(subparsers)
     _add_prompts_parser(subparsers)
     _add_pin_parser(subparsers)
     storage_cli.add_parsers(subparsers)

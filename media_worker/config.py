@@ -20,6 +20,7 @@ import yaml
 
 from kemi.app_param import AppName, Mode
 from kemi.signing import check_secret
+from media_worker.api.config import ApiConfig
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import Peer, SipUri
@@ -207,6 +208,7 @@ class WorkerConfig:
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     mwi: MwiConfig | None = None  # None: no message-waiting indication
+    api: ApiConfig | None = None  # None: `voicemail api` refuses to start
 
     def check(self, key: str) -> None:
         if self.apps.max_call_time <= self.voicemail.max_record_time:
@@ -269,8 +271,14 @@ def _convert(hint: Any, value: object, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(inner, value, key)
+        members = [a for a in args if a is not type(None)]
+        # Several alternatives (text or a list, say): the first that takes the value.
+        for inner in members[:-1]:
+            try:
+                return _convert(inner, value, key)
+            except ConfigError:
+                pass
+        return _convert(members[-1], value, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")

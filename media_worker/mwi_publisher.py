@@ -40,7 +40,7 @@ from media_worker.sip.actions import Rejection
 from media_worker.sip.address import Peer
 from media_worker.sip.message import Request, Response
 from storage import Storage
-from storage.model import ChangeEvent, ChangeKind
+from storage.model import ChangeEvent
 
 log = logging.getLogger("voicemail.mwi")
 
@@ -177,7 +177,7 @@ class MwiPublisher:
             self._save(mailbox)
 
     def _on_change(self, event: ChangeEvent) -> None:
-        if event.kind is not ChangeKind.GREETING:
+        if event.kind.moves_lamp:
             self.changed(event.domain, event.user)
 
     def changed(self, domain: str, user: str) -> None:

@@ -15,11 +15,23 @@ from typing import ClassVar, Self
 
 from storage.errors import InvalidMessage
 from storage.identity import check_greeting_type, check_mailbox, check_message_name
-from storage.model import ChangeEvent, ChangeKind, Counts, Message, MessageInfo, PinRecord
+from storage.model import (
+    ChangeEvent,
+    ChangeKind,
+    Counts,
+    Message,
+    MessageInfo,
+    PinRecord,
+    wav_duration,
+)
 
 log = logging.getLogger("voicemail.storage")
 
 Listener = Callable[[ChangeEvent], None]
+
+
+def _known(changed: MessageInfo | bool) -> MessageInfo | None:
+    return changed if isinstance(changed, MessageInfo) else None
 
 
 class Storage(abc.ABC):
@@ -95,8 +107,10 @@ class Storage(abc.ABC):
 
         return unsubscribe
 
-    def _emit(self, kind: ChangeKind, domain: str, user: str, name: str) -> None:
-        event = ChangeEvent(kind, domain, user, name)
+    def _emit(
+        self, kind: ChangeKind, domain: str, user: str, name: str, info: MessageInfo | None = None
+    ) -> None:
+        event = ChangeEvent(kind, domain, user, name, info)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -121,8 +135,10 @@ class Storage(abc.ABC):
         # No SIP header carries NUL, and PostgreSQL text cannot hold it.
         sender = sender.replace("\0", "")
         await self._ready()
-        name = await self._put_message(domain, user, bytes(audio), sender, received_at)
-        self._emit(ChangeKind.NEW, domain, user, name)
+        audio = bytes(audio)
+        name = await self._put_message(domain, user, audio, sender, received_at)
+        info = MessageInfo(name, True, len(audio), received_at, sender, wav_duration(audio))
+        self._emit(ChangeKind.NEW, domain, user, name, info)
         return name
 
     async def get_message(self, domain: str, user: str, name: str) -> Message:
@@ -137,15 +153,25 @@ class Storage(abc.ABC):
         domain, user = check_mailbox(domain, user)
         name = check_message_name(name)
         await self._ready()
-        if await self._mark_read(domain, user, name):
-            self._emit(ChangeKind.READ, domain, user, name)
+        changed = await self._mark_read(domain, user, name)
+        if changed:
+            self._emit(ChangeKind.READ, domain, user, name, _known(changed))
+
+    async def mark_unread(self, domain: str, user: str, name: str) -> None:
+        """Flag a read message as new again; marking a new message is harmless."""
+        domain, user = check_mailbox(domain, user)
+        name = check_message_name(name)
+        await self._ready()
+        changed = await self._mark_unread(domain, user, name)
+        if changed:
+            self._emit(ChangeKind.UNREAD, domain, user, name, _known(changed))
 
     async def delete_message(self, domain: str, user: str, name: str) -> None:
         domain, user = check_mailbox(domain, user)
         name = check_message_name(name)
         await self._ready()
-        await self._delete_message(domain, user, name)
-        self._emit(ChangeKind.DELETED, domain, user, name)
+        info = await self._delete_message(domain, user, name)
+        self._emit(ChangeKind.DELETED, domain, user, name, info)
 
     async def list_mailbox(self, domain: str, user: str) -> list[MessageInfo]:
         """Messages oldest first; an absent mailbox is empty. Empty messages are left out."""
@@ -185,7 +211,7 @@ class Storage(abc.ABC):
         await self._ready()
         deleted = await self._delete_greeting(domain, user, typ)
         if deleted:
-            self._emit(ChangeKind.GREETING, domain, user, typ)
+            self._emit(ChangeKind.GREETING_DELETED, domain, user, typ)
         return deleted
 
     # ----- mailbox PIN -----
@@ -225,11 +251,17 @@ class Storage(abc.ABC):
     async def _get_message(self, domain: str, user: str, name: str) -> Message: ...
 
     @abc.abstractmethod
-    async def _mark_read(self, domain: str, user: str, name: str) -> bool:
-        """Returns whether the flag changed (new -> read)."""
+    async def _mark_read(self, domain: str, user: str, name: str) -> MessageInfo | bool:
+        """Whether the flag changed (new -> read): the message's info after the change, or
+        True when the backend does not know it cheaply; False when it was already read."""
 
     @abc.abstractmethod
-    async def _delete_message(self, domain: str, user: str, name: str) -> None: ...
+    async def _mark_unread(self, domain: str, user: str, name: str) -> MessageInfo | bool:
+        """As :meth:`_mark_read`, read -> new."""
+
+    @abc.abstractmethod
+    async def _delete_message(self, domain: str, user: str, name: str) -> MessageInfo | None:
+        """Returns the info of the message deleted when known without extra work."""
 
     @abc.abstractmethod
     async def _list_mailbox(self, domain: str, user: str) -> list[MessageInfo]: ...

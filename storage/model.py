@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import io
+import time
 import wave
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -63,20 +64,35 @@ class PinRecord:
 
 
 class ChangeKind(enum.Enum):
-    NEW = "new"
-    READ = "read"
-    DELETED = "deleted"
-    GREETING = "greeting"
+    NEW = "new"  # a message was stored
+    READ = "read"  # a new message was marked read (saved)
+    UNREAD = "unread"  # a read message was marked new again
+    DELETED = "deleted"  # a message was deleted
+    GREETING = "greeting"  # a greeting was stored or replaced
+    GREETING_DELETED = "greeting_deleted"
+
+    @property
+    def moves_lamp(self) -> bool:
+        """Whether the change can alter the mailbox's new/saved counts (MWI)."""
+        return self not in (ChangeKind.GREETING, ChangeKind.GREETING_DELETED)
 
 
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
-    """A change to a mailbox; ``name`` is the message name or, for GREETING, the type."""
+    """A change to a mailbox; ``name`` is the message name or, for greetings, the type.
+
+    ``info`` is the message as it is after the change (as it was, for DELETED) when the
+    backend knew it without extra work; None for greetings and when unknown.
+    ``occurred_at`` is the unix time the change was made. Neither takes part in equality:
+    two events are the same change when kind, mailbox and name agree.
+    """
 
     kind: ChangeKind
     domain: str
     user: str
     name: str
+    info: MessageInfo | None = field(default=None, compare=False)
+    occurred_at: float = field(default_factory=time.time, compare=False)
 
 
 def wav_duration(audio: bytes) -> float | None:

@@ -243,35 +243,46 @@ class PostgresStorage(Storage):
                 raise await self._not_found(con, domain, user, name)
         return Message(_info(row), bytes(row["audio"]))
 
-    async def _mark_read(self, domain: str, user: str, name: str) -> bool:
-        async with self._transaction(f"marking {name} of {user}@{domain} read") as con:
-            changed = await con.fetchval(
-                "UPDATE vm_message m SET is_read = true FROM vm_mailbox b"
+    async def _mark_read(self, domain: str, user: str, name: str) -> MessageInfo | bool:
+        return await self._set_read(domain, user, name, True)
+
+    async def _mark_unread(self, domain: str, user: str, name: str) -> MessageInfo | bool:
+        return await self._set_read(domain, user, name, False)
+
+    async def _set_read(
+        self, domain: str, user: str, name: str, is_read: bool
+    ) -> MessageInfo | bool:
+        what = f"marking {name} of {user}@{domain} {'read' if is_read else 'new'}"
+        async with self._transaction(what) as con:
+            row = await con.fetchrow(
+                "UPDATE vm_message m SET is_read = $4 FROM vm_mailbox b"
                 " WHERE b.id = m.mailbox_id AND b.domain = $1 AND b.username = $2"
-                " AND m.name = $3 AND NOT m.is_read RETURNING m.name",
+                f" AND m.name = $3 AND m.is_read <> $4 RETURNING {_INFO_COLUMNS}",
                 domain,
                 user,
                 name,
+                is_read,
             )
-            if changed is not None:
-                return True
+            if row is not None:
+                return _info(row)
             exists = await con.fetchval(f"SELECT 1 {_FROM_BOX} AND m.name = $3", domain, user, name)
             if exists is None:
                 raise await self._not_found(con, domain, user, name)
             return False
 
-    async def _delete_message(self, domain: str, user: str, name: str) -> None:
+    async def _delete_message(self, domain: str, user: str, name: str) -> MessageInfo | None:
         async with self._transaction(f"deleting {name} of {user}@{domain}") as con:
-            deleted = await con.fetchval(
+            row = await con.fetchrow(
                 "DELETE FROM vm_message m USING vm_mailbox b"
                 " WHERE b.id = m.mailbox_id AND b.domain = $1 AND b.username = $2"
-                " AND m.name = $3 RETURNING m.name",
+                f" AND m.name = $3 RETURNING {_INFO_COLUMNS}",
                 domain,
                 user,
                 name,
             )
-            if deleted is None:
+            if row is None:
                 raise await self._not_found(con, domain, user, name)
+        return _info(row)
 
     async def _list_mailbox(self, domain: str, user: str) -> list[MessageInfo]:
         async with self._statement(f"listing {user}@{domain}") as con:

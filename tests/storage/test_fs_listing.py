@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from storage import MessageInfo, open_storage
-from storage.fs import _INFOS, INFO_CACHE_SIZE, _remember_info
+from storage.fs_listing import _INFOS, INFO_CACHE_SIZE, _remember_info
 from storage.model import estimated_duration
 from storage.testing import DOMAIN, TS, USER, make_wav
 

@@ -1,0 +1,155 @@
+"""The ASGI application: ``create_app(config)`` builds it from the worker's
+configuration (its ``api:`` section and the store the workers use)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from media_worker import __version__
+from media_worker.api import routes_mailbox, routes_messages
+from media_worker.api.accounts import Accounts
+from media_worker.api.auth import Authenticator
+from media_worker.api.state import API_PREFIX, ApiState
+from media_worker.config import WorkerConfig
+from media_worker.provisioning.provision import (
+    DatabaseUnavailable,
+    ProvisionError,
+    Refused,
+    UserNotFound,
+)
+from storage.base import Storage
+from storage.errors import (
+    BackendUnavailable,
+    BadIdentity,
+    InvalidMessage,
+    MessageNotFound,
+    StorageError,
+    StorageFull,
+)
+from storage.registry import open_storage
+
+log = logging.getLogger("voicemail.api")
+
+PACKAGE = Path(str(resources.files(__package__)))
+STATIC = PACKAGE / "static"
+APIDOCS = PACKAGE / "apidocs"
+# What the page and the API may load: only our own origin (the page works offline), plus
+# blob: URLs the page makes of fetched audio.
+CSP = (
+    "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; "
+    "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+# Exception -> HTTP status, most specific first.
+ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (BadIdentity, 400),
+    (MessageNotFound, 404),
+    (InvalidMessage, 422),
+    (StorageFull, 507),
+    (BackendUnavailable, 503),
+    (StorageError, 500),
+    (UserNotFound, 404),
+    (Refused, 422),
+    (DatabaseUnavailable, 503),
+    (ProvisionError, 500),
+)
+
+
+def _error_response(request: Request, exc: Exception) -> Response:
+    status = next(code for kind, code in ERROR_STATUS if isinstance(exc, kind))
+    if status >= 500:
+        log.error("api: %s %s: %s", request.method, request.url.path, exc)
+    detail = str(exc) if status < 500 else f"{type(exc).__name__}: the server cannot do it now"
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI:
+    """The API for ``config`` (which must have an ``api:`` section). ``store``: use this
+    one instead of opening ``storage.url`` (tests, benchmarks)."""
+    api = config.api
+    if api is None:
+        raise ValueError("the configuration has no api: section")
+    the_store = store if store is not None else open_storage(config.storage.url)
+    accounts = Accounts(api.kamailio_db) if api.kamailio_db else None
+    state = ApiState(
+        config=api,
+        store=the_store,
+        accounts=accounts,
+        authenticator=Authenticator(api.tokens, api.lockout, accounts.ha1 if accounts else None),
+        conversions=asyncio.Semaphore(api.max_conversions),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await the_store.open()
+        log.info("api: serving %s with %s", the_store.describe(), api.kamailio_db or "tokens only")
+        try:
+            yield
+        finally:
+            if accounts is not None:
+                await accounts.close()
+            if store is None:
+                await the_store.close()
+
+    app = FastAPI(
+        title="Kamailio voicemail API",
+        version=__version__,
+        description="Mailboxes, messages, greetings, PIN and settings of the voicemail "
+        "system. Users log in with HTTP Basic as user@domain and their SIP password; "
+        "operators with a bearer token.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    for kind, _ in ERROR_STATUS:
+        app.add_exception_handler(kind, _error_response)
+    app.include_router(routes_mailbox.router, prefix=API_PREFIX)
+    app.include_router(routes_messages.router, prefix=API_PREFIX)
+
+    @app.api_route(
+        API_PREFIX + "/{rest:path}",
+        methods=["GET", "PUT", "PATCH", "DELETE", "POST"],
+        include_in_schema=False,
+    )
+    async def no_such_resource(request: Request, rest: str) -> Response:
+        # A name holding an encoded '/' reaches no route: say why instead of a bare 404.
+        raw = request.scope.get("raw_path", b"").lower()
+        if b"%2f" in raw or b"%5c" in raw:
+            return JSONResponse(
+                {"detail": "identity values and names must not contain '/' or '\\'"}, 400
+            )
+        return JSONResponse({"detail": f"no resource {request.url.path}"}, 404)
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        return FileResponse(APIDOCS / "index.html", media_type="text/html")
+
+    app.mount("/api/docs/", StaticFiles(directory=APIDOCS), name="apidocs")
+    app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Content-Security-Policy", CSP)
+        if request.url.path.startswith("/api/v1/"):
+            # Private mailboxes: never kept by a shared cache or the browser's disk cache.
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

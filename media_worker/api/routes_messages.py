@@ -1,0 +1,155 @@
+"""``/mailboxes/{domain}/{user}/messages``: list, fetch audio, mark, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from media_worker.api import audio
+from media_worker.api.access import Mailbox, MailboxAccess
+from media_worker.api.models import MessageList, MessagePatch, Problem
+from media_worker.api.ranges import RangeNotSatisfiable, parse_range
+from media_worker.api.state import ApiState, api_state
+from storage.model import MessageInfo, estimated_duration
+
+log = logging.getLogger("voicemail.api")
+router = APIRouter(tags=["messages"])
+
+REFUSALS: dict[int | str, dict[str, object]] = {
+    400: {"model": Problem, "description": "a bad identity value or message name"},
+    401: {"model": Problem, "description": "no or wrong credentials"},
+    403: {"model": Problem, "description": "not this principal's mailbox"},
+    429: {"model": Problem, "description": "locked out after failed logins (Retry-After)"},
+    503: {"model": Problem, "description": "the store or the database is unreachable"},
+}
+NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": Problem, "description": "no such message"}
+}
+BASE = "/mailboxes/{domain}/{user}/messages"
+
+
+def rfc3339(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def message_json(state: ApiState, box: Mailbox, info: MessageInfo) -> dict[str, object]:
+    duration = info.duration if info.duration is not None else estimated_duration(info.size)
+    return {
+        "name": info.name,
+        "new": info.new,
+        "received_at": rfc3339(info.received_at),
+        "received_at_unix": info.received_at,
+        "sender": info.sender,
+        "duration_s": round(duration, 3),
+        "size": info.size,
+        "audio_url": state.url("mailboxes", box.domain, box.user, "messages", info.name, "audio"),
+    }
+
+
+@router.get(BASE, response_model=MessageList, responses=REFUSALS)
+async def list_messages(
+    request: Request,
+    box: MailboxAccess,
+    folder: Annotated[
+        Literal["new", "saved"] | None, Query(description="only new or only saved ones")
+    ] = None,
+) -> Response:
+    """The mailbox's messages, newest first."""
+    state = api_state(request)
+    listing = await state.store.list_mailbox(box.store_domain, box.store_user)
+    if folder is not None:
+        wanted = folder == "new"
+        listing = [info for info in listing if info.new is wanted]
+    listing.sort(key=lambda info: (info.received_at, info.name), reverse=True)
+    # Built as plain dicts: validating 10,000 models per request would dominate its cost.
+    body = {"messages": [message_json(state, box, info) for info in listing]}
+    return JSONResponse(body)
+
+
+def download_name(box: Mailbox, info: MessageInfo, ext: str) -> str:
+    stamp = datetime.fromtimestamp(info.received_at, UTC).strftime("%Y%m%d-%H%M%S")
+    user = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in box.user)
+    return f"voicemail-{user}-{stamp}.{ext}"
+
+
+async def converted(state: ApiState, wav: bytes, fmt: str) -> bytes:
+    if fmt == "wav":
+        return wav
+    async with state.conversions:  # CPU bound: a few at once, the rest wait their turn
+        return await asyncio.to_thread(audio.encode, wav, fmt)
+
+
+def ranged(request: Request, data: bytes, headers: dict[str, str], media_type: str) -> Response:
+    """``data`` whole (200) or the byte range the request asks for (206, or 416)."""
+    headers = {**headers, "Accept-Ranges": "bytes"}
+    try:
+        wanted = parse_range(request.headers.get("range"), len(data))
+    except RangeNotSatisfiable as exc:
+        headers["Content-Range"] = f"bytes */{len(data)}"
+        raise HTTPException(416, str(exc), headers=headers) from None
+    if wanted is None:
+        return Response(data, media_type=media_type, headers=headers)
+    headers["Content-Range"] = wanted.content_range(len(data))
+    body = data[wanted.start : wanted.end + 1]
+    return Response(body, status_code=206, media_type=media_type, headers=headers)
+
+
+@router.get(
+    BASE + "/{name}/audio",
+    responses={
+        **REFUSALS,
+        **NOT_FOUND,
+        200: {"content": {t: {} for t in ("audio/wav", "audio/mpeg", "audio/ogg")}},
+        206: {"description": "the byte range asked for"},
+        416: {"model": Problem, "description": "the range is outside the audio"},
+        422: {"model": Problem, "description": "a format this server cannot produce"},
+    },
+    response_class=Response,
+)
+async def message_audio(
+    request: Request,
+    box: MailboxAccess,
+    name: str,
+    format: Annotated[str, Query(description="wav, mp3 or opus")] = "wav",
+) -> Response:
+    """The message's audio. Fetching it does not mark the message read."""
+    if format not in audio.CONTENT_TYPES:
+        raise HTTPException(422, f"format {format!r}: expected one of {', '.join(audio.FORMATS)}")
+    state = api_state(request)
+    message = await state.store.get_message(box.store_domain, box.store_user, name)
+    try:
+        data = await converted(state, message.audio, format)
+    except audio.AudioFormatError as exc:
+        log.warning("api: %s message %s: cannot convert to %s: %s", box, name, format, exc)
+        raise HTTPException(422, f"cannot convert this message to {format}: {exc}") from None
+    filename = download_name(box, message.info, audio.EXTENSIONS[format])
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return ranged(request, data, headers, audio.CONTENT_TYPES[format])
+
+
+@router.patch(BASE + "/{name}", status_code=204, responses={**REFUSALS, **NOT_FOUND})
+async def patch_message(
+    request: Request, box: MailboxAccess, name: str, change: MessagePatch
+) -> Response:
+    """Mark the message read (``{"new": false}``) or new again (``{"new": true}``)."""
+    store = api_state(request).store
+    if change.new:
+        await store.mark_unread(box.store_domain, box.store_user, name)
+    else:
+        await store.mark_read(box.store_domain, box.store_user, name)
+    flag = "new" if change.new else "read"
+    log.info("api: %s marked %s %s by %s", box, name, flag, box.principal)
+    return Response(status_code=204)
+
+
+@router.delete(BASE + "/{name}", status_code=204, responses={**REFUSALS, **NOT_FOUND})
+async def delete_message(request: Request, box: MailboxAccess, name: str) -> Response:
+    """Delete the message."""
+    await api_state(request).store.delete_message(box.store_domain, box.store_user, name)
+    log.info("api: %s deleted %s by %s", box, name, box.principal)
+    return Response(status_code=204)
