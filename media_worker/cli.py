@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
-from media_worker import __version__
+from media_worker import __version__, changes_cli
 from media_worker.api import cli as api_cli
 from media_worker.lab import cli as lab_cli
 from media_worker.provisioning import cli as provisioning_cli
@@ -32,7 +32,9 @@ commands:
   lab       run the whole product on this machine (Kamailio, rtpengine, worker), demo
 
 environment:
-  VOICEMAIL_STORAGE   default message store URL for the mailbox commands
+  VOICEMAIL_STORAGE   default message store URL for the mailbox and pin commands
+  VOICEMAIL_CONFIG    the worker's configuration file, for the mailbox and pin
+                      commands: its storage URL and the change spool in its data_dir
 
 exit status:
   0 success, 1 failure, 2 usage error, 3 backend unavailable
@@ -50,6 +52,10 @@ any that dies: process i listens on sip.port + i and takes the i-th of N equal s
 rtp.ports; list every port in Kamailio's dispatcher set. Process 0 keeps its journal,
 outbox and MWI state in data_dir, process i in data_dir/process<i>. With --processes 1
 the worker runs in this process, without a supervisor.
+
+Process 0 alone publishes MWI and sends webhooks. The other processes, `voicemail api`
+and the `voicemail mailbox` commands (given --config) write each change they make to
+the change spool, data_dir/changes/, which process 0 reads every 0.2 s.
 
 examples:
   voicemail worker --config /etc/voicemail/voicemail.yaml
@@ -113,9 +119,11 @@ def _run_worker(args: argparse.Namespace) -> int:
         from media_worker.supervisor import run_supervisor
 
         return run_supervisor(Path(args.config), count, args.log_level)
+    from media_worker.changes import spool_dir
     from media_worker.serve import run_worker
 
-    return run_worker(mine, args.log_level)
+    # Every process writes its changes to process 0's spool; process 0 reads it.
+    return run_worker(mine, args.log_level, index=index, spool=spool_dir(Path(config.data_dir)))
 
 
 PROMPTS_EPILOG = """\
@@ -176,10 +184,14 @@ PIN_EPILOG = """\
 The PIN a caller enters at the voicebox when the proxy does not pass one in
 P-App-Param. It is stored hashed (scrypt); nobody can read it back. Ten wrong entries
 within an hour lock PIN entry for fifteen minutes; "unlock" ends that early.
+The store is --storage URL, else $VOICEMAIL_STORAGE, else the storage.url of the
+worker's configuration file (--config FILE or $VOICEMAIL_CONFIG). A PIN change moves no
+lamp and sends no webhook: the worker need not hear of it.
 
 examples:
   echo 4711 | voicemail pin set --storage fs:///var/spool/voicebox example.com bob
   voicemail pin set example.com bob          (asks, with $VOICEMAIL_STORAGE set)
+  voicemail pin set --config /etc/voicemail/voicemail.yaml example.com bob
   voicemail pin unlock example.com bob
   voicemail pin clear example.com bob
 
@@ -205,6 +217,11 @@ def _add_pin_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         sub.add_argument(
             "--storage", metavar="URL", help="message store URL (default $VOICEMAIL_STORAGE)"
         )
+        sub.add_argument(
+            "--config",
+            metavar="FILE",
+            help="the worker's configuration file, for its storage.url (default $VOICEMAIL_CONFIG)",
+        )
         sub.add_argument("domain", metavar="DOMAIN")
         sub.add_argument("user", metavar="USER")
     pin.set_defaults(handler=_run_pin)
@@ -219,9 +236,19 @@ def _run_pin(args: argparse.Namespace) -> int:
     from storage import BackendUnavailable, PinRecord, StorageError, open_storage
 
     url = args.storage or os.environ.get("VOICEMAIL_STORAGE")
+    config_path = args.config or os.environ.get("VOICEMAIL_CONFIG")
+    if not url and config_path:
+        from media_worker.config import ConfigError, load_config
+
+        try:
+            url = load_config(Path(config_path)).storage.url
+        except ConfigError as exc:
+            print(f"voicemail: configuration {config_path}: {exc}", file=sys.stderr)
+            return 2
     if not url:
         print(
-            "voicemail: no message store given: use --storage URL or set VOICEMAIL_STORAGE",
+            "voicemail: no message store given: use --storage URL or --config FILE, "
+            "or set VOICEMAIL_STORAGE",
             file=sys.stderr,
         )
         return 2
@@ -268,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     api_cli.add_parser(subparsers)
     _add_prompts_parser(subparsers)
     _add_pin_parser(subparsers)
-    storage_cli.add_parsers(subparsers)
+    storage_cli.add_parsers(subparsers, changes_cli.read_config)
     provisioning_cli.add_parsers(subparsers)
     lab_cli.add_parsers(subparsers)
     return parser

@@ -24,6 +24,7 @@ from media_worker.api.config import ApiConfig
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import Peer, SipUri
+from media_worker.webhooks.events import check_filter
 
 SAMPLE = Path(__file__).parent / "etc" / "voicemail.yaml"
 # The sample's sip.secret, refused at start: a copied sample must not run with a secret
@@ -197,6 +198,69 @@ class MwiConfig:
         return Peer.from_uri(SipUri.parse(self.proxy))
 
 
+WEBHOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MIN_WEBHOOK_SECRET = 16
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One entry of ``webhooks.endpoints``."""
+
+    name: str = ""  # names the endpoint in logs and in queued jobs: keep it when the URL moves
+    url: str = ""  # http:// or https://
+    secret: str = ""  # the HMAC-SHA256 key of X-Voicemail-Signature
+    events: tuple[str, ...] = ("*",)  # message.created, ..., message.*, greeting.*, *
+
+    def check(self, key: str) -> None:
+        if not WEBHOOK_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"{key}.name: required: letters, digits, '.', '_', '-' (up to 64), "
+                f"got {self.name!r}"
+            )
+        if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", self.url):
+            raise ConfigError(f"{key}.url: expected an http:// or https:// URL, got {self.url!r}")
+        if len(self.secret) < MIN_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{key}.secret: at least {MIN_WEBHOOK_SECRET} characters "
+                "(e.g. from 'openssl rand -hex 32')"
+            )
+        if not self.events:
+            raise ConfigError(f'{key}.events: empty: list the events, or ["*"] for all')
+        for index, pattern in enumerate(self.events):
+            try:
+                check_filter(pattern)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.events[{index}]: {exc}") from None
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """``webhooks:``, as the outbox (media_worker/webhooks/outbox.py) takes it."""
+
+    endpoints: tuple[WebhookEndpoint, ...] = ()
+    timeout: float = 10.0  # seconds one POST may take in all (connect to last byte)
+    retry_delay: float = 10.0  # first wait after a failed POST ...
+    retry_max_delay: float = 3600.0  # ... doubling up to this
+    give_up_after: float = 259200.0  # seconds (3 days): then the job is set aside
+    max_in_flight: int = 8  # POSTs at once, over all endpoints (2 at most per endpoint)
+
+    def check(self, key: str) -> None:
+        names = [endpoint.name for endpoint in self.endpoints]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ConfigError(f"{key}.endpoints[{index}].name: {name!r} is used twice")
+        if not 0 < self.timeout <= 300:
+            raise ConfigError(f"{key}.timeout: {self.timeout:g} is outside (0, 300]")
+        if self.retry_delay <= 0:
+            raise ConfigError(f"{key}.retry_delay: must be above 0")
+        if self.retry_max_delay < self.retry_delay:
+            raise ConfigError(f"{key}.retry_max_delay: must be at least retry_delay")
+        if self.give_up_after < self.retry_max_delay:
+            raise ConfigError(f"{key}.give_up_after: must be at least retry_max_delay")
+        if not 1 <= self.max_in_flight <= 256:
+            raise ConfigError(f"{key}.max_in_flight: {self.max_in_flight} is outside 1..256")
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     data_dir: str = "/var/lib/voicemail"  # recording journals, the email outbox, mwi/
@@ -209,6 +273,7 @@ class WorkerConfig:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     mwi: MwiConfig | None = None  # None: no message-waiting indication
     api: ApiConfig | None = None  # None: `voicemail api` refuses to start
+    webhooks: WebhooksConfig | None = None  # None: no webhooks
 
     def check(self, key: str) -> None:
         if self.apps.max_call_time <= self.voicemail.max_record_time:

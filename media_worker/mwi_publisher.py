@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 from media_worker.application import ActiveCall, Application
@@ -168,12 +169,16 @@ class MwiPublisher:
 
     def learn(self, request: AppRequest) -> None:
         """Note the SIP address of the mailbox a call is about (uid/did mailboxes)."""
-        user, domain = request.usr or request.user, request.dom or request.domain
-        mailbox = (request.domain, request.user)
-        if (user, domain) == (request.user, request.domain):
-            return
-        if self._accounts.get(mailbox) != (user, domain):
-            self._accounts[mailbox] = (user, domain)
+        learnt = _address(request)
+        if learnt is not None:
+            self.note_address(request.domain, request.user, learnt)
+
+    def note_address(self, domain: str, user: str, address: tuple[str, str]) -> None:
+        """Publish mailbox (domain, user) under SIP address ``address`` = (user, domain),
+        as learnt from a call here or in another worker process."""
+        mailbox = (domain, user)
+        if self._accounts.get(mailbox) != address:
+            self._accounts[mailbox] = address
             self._save(mailbox)
 
     def _on_change(self, event: ChangeEvent) -> None:
@@ -313,11 +318,39 @@ class MwiPublisher:
         ).serialize()
 
 
-class LearningApplication:
-    """Wraps the worker's application so that the publisher learns the SIP address of
-    each mailbox a call reaches (usr/dom besides uid/did in P-App-Param)."""
+def _address(request: AppRequest) -> tuple[str, str] | None:
+    """The (user, domain) SIP address of a uid/did mailbox; None when it is its own key."""
+    user, domain = request.usr or request.user, request.dom or request.domain
+    if (user, domain) == (request.user, request.domain):
+        return None
+    return (user, domain)
 
-    def __init__(self, app: Application[AppRequest], publisher: MwiPublisher) -> None:
+
+class Learner(Protocol):
+    def learn(self, request: AppRequest) -> None: ...
+
+
+class AddressBook:
+    """The SIP addresses of uid/did mailboxes learnt by a worker process that does not
+    publish (all but process 0): its change notices carry them to the publisher."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[Mailbox, tuple[str, str]] = {}
+
+    def learn(self, request: AppRequest) -> None:
+        learnt = _address(request)
+        if learnt is not None:
+            self._accounts[(request.domain, request.user)] = learnt
+
+    def address(self, domain: str, user: str) -> tuple[str, str] | None:
+        return self._accounts.get((domain, user))
+
+
+class LearningApplication:
+    """Wraps the worker's application so that the publisher (or the address book) learns
+    the SIP address of each mailbox a call reaches (usr/dom besides uid/did)."""
+
+    def __init__(self, app: Application[AppRequest], publisher: Learner) -> None:
         self.app = app
         self.publisher = publisher
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from media_worker.apps.context import ServiceSettings
 from media_worker.apps.service import VoicemailService
+from media_worker.change_hub import ChangeHub
+from media_worker.changes import spool_dir
 from media_worker.config import WorkerConfig
 from media_worker.mail.outbox import Outbox
 from media_worker.mail.template import load_templates
-from media_worker.mwi_publisher import LearningApplication, MwiPublisher
 from media_worker.prompts import PromptLibrary
 from media_worker.runtime import raise_open_file_limit, tune_for_media
 from media_worker.worker import Worker, WorkerSettings
@@ -22,9 +23,12 @@ log = logging.getLogger("voicemail")
 SHIPPED_TEMPLATES = Path(__file__).parent / "templates"
 
 
-async def serve(config: WorkerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then stop cleanly (calls get their BYE)."""
+async def serve(config: WorkerConfig, *, index: int = 0, spool: Path | None = None) -> None:
+    """Run process ``index`` until SIGTERM or SIGINT, then stop cleanly (calls get their
+    BYE). ``spool`` is the change spool, in process 0's data_dir (default: this data_dir).
+    """
     data_dir = Path(config.data_dir)
+    spool = spool_dir(data_dir) if spool is None else spool
     store = await open_storage(config.storage.url)
     templates = await asyncio.to_thread(
         load_templates,
@@ -44,28 +48,18 @@ async def serve(config: WorkerConfig) -> None:
         templates,
         PromptLibrary.configured(config.prompts),
     )
-    publisher: MwiPublisher | None = None
     worker = Worker(
         WorkerSettings(config.sip, config.rtp),
         service,
     )
-    if config.mwi is not None:
-        publisher = MwiPublisher(
-            config.mwi,
-            store,
-            worker.request,
-            state_dir=data_dir / "mwi",
-            secret=config.sip.secret,
-        )
-        worker.app = LearningApplication(service, publisher)
+    changes = ChangeHub(config, store, worker, data_dir, spool, index)
     recovered = await service.recover()
     if recovered:
         log.info("delivered %d recording(s) left by an earlier run", recovered)
     await outbox.start()
     await service.start()  # retries deliveries that fail, while the worker runs
     await worker.start()
-    if publisher is not None:
-        await publisher.start()  # after the worker: it sends from the worker's socket
+    await changes.start()  # after the worker: MWI sends from the worker's socket
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -74,20 +68,22 @@ async def serve(config: WorkerConfig) -> None:
         await stop.wait()
         log.info("stopping")
     finally:
-        if publisher is not None:
-            await publisher.stop()
+        await changes.stop_publishing()
         await worker.stop()
         await service.stop()
+        await changes.stop()  # after the service: its last changes are spooled
         await outbox.stop()
         await store.close()
 
 
-def run_worker(config: WorkerConfig, log_level: str) -> int:
+def run_worker(
+    config: WorkerConfig, log_level: str, *, index: int = 0, spool: Path | None = None
+) -> int:
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     raise_open_file_limit()
     tune_for_media()
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, index=index, spool=spool))
     return 0

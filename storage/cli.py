@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,22 +24,37 @@ from storage.model import Counts, MessageInfo, wav_duration
 from storage.registry import open_storage
 
 STORAGE_ENV = "VOICEMAIL_STORAGE"
+CONFIG_ENV = "VOICEMAIL_CONFIG"
+# The actions that change a mailbox, of which the worker must hear (lamps, webhooks).
+CHANGING = frozenset({"delete", "mark-read", "mark-new", "import"})
 EXIT_OK, EXIT_FAILED, EXIT_UNAVAILABLE = 0, 1, 3
 
 STORAGE_HELP = f"""\
 URL of the message store: fs:///var/spool/voicebox (SEMS-compatible spool; a bare
 absolute path works too) or postgresql://user:password@host:port/database.
-Default: ${STORAGE_ENV}."""
+Default: ${STORAGE_ENV}, else the --config file's storage.url."""
+CONFIG_HELP = f"""\
+the worker's configuration file (default: ${CONFIG_ENV}): its storage.url, and its
+data_dir, where the change is spooled for the worker to move the message-waiting lamp
+and send webhooks. Without it, a change is made but the worker does not hear of it."""
 
 MAILBOX_EPILOG = f"""\
 mailbox identity:
   DOMAIN and USER are the mailbox keys the worker uses: the P-App-Param did/dom and
   uid/usr values. NAME is a message name as `list` prints it.
 
+lamps and webhooks:
+  With --config (or ${CONFIG_ENV}) naming the worker's configuration file, each change
+  (delete, mark-read, mark-new, import) is written to the change spool in its data_dir;
+  the worker's process 0 reads it within 0.2 s, moves the phone's message-waiting lamp
+  and sends the webhooks. Without it the command says so on stderr: the lamp shows the
+  change only with the mailbox's next change.
+
 examples:
   voicemail mailbox list --storage fs:///var/spool/voicebox example.com bob
   voicemail mailbox export --storage $URL example.com bob 1700000000+alice -o msg.wav
   voicemail mailbox mark-read example.com bob 1700000000+alice     (with ${STORAGE_ENV} set)
+  voicemail mailbox delete --config /etc/voicemail/voicemail.yaml example.com bob NAME
   voicemail mailbox import --sender sip:alice@example.com example.com bob hello.wav
 
 exit status:
@@ -53,8 +70,25 @@ class CliError(Exception):
         self.status = status
 
 
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the ``mailbox`` and ``storage`` commands on the top-level parser."""
+@dataclass(frozen=True)
+class ChangeSink:
+    """What a worker configuration file gives the mailbox commands: the store's URL, and
+    ``forward(store)``, a context in which the store's changes reach the worker."""
+
+    storage_url: str
+    forward: Callable[[Storage], AbstractAsyncContextManager[None]]
+
+
+#: Reads a configuration file; raises ValueError naming the problem.
+ConfigReader = Callable[[str], ChangeSink]
+
+
+def add_parsers(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_reader: ConfigReader | None = None,
+) -> None:
+    """Register the ``mailbox`` and ``storage`` commands on the top-level parser; with
+    ``config_reader``, the mailbox commands take ``--config FILE``."""
     fmt = argparse.RawDescriptionHelpFormatter
     mailbox = subparsers.add_parser(
         "mailbox",
@@ -70,6 +104,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         ("export", "write a message's audio (WAV) to a file or stdout", True),
         ("delete", "delete a message", True),
         ("mark-read", "mark a message as read (saved), as listening to it would", True),
+        ("mark-new", "mark a read message as new (unheard) again", True),
         ("import", "store a WAV file as a new message (migrations, tests)", False),
     ]
     for action, help_text, takes_name in specs:
@@ -81,6 +116,8 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
             formatter_class=fmt,
         )
         sub.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
+        if config_reader is not None:
+            sub.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
         sub.add_argument("--json", action="store_true", help="print JSON instead of text")
         sub.add_argument("domain", metavar="DOMAIN", help="mailbox domain (did or dom)")
         sub.add_argument("user", metavar="USER", help="mailbox user (uid or usr)")
@@ -109,7 +146,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
                 help="command that plays a WAV file given as its last argument "
                 "(default: `play -q` from sox, else `aplay -q`)",
             )
-        sub.set_defaults(handler=_run_mailbox)
+        sub.set_defaults(handler=_run_mailbox, config_reader=config_reader)
 
     store_cmd = subparsers.add_parser(
         "storage",
@@ -130,11 +167,29 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     init.set_defaults(handler=_run_storage_init)
 
 
-def _storage_url(args: argparse.Namespace) -> str:
+def _storage_url(args: argparse.Namespace, sink: ChangeSink | None = None) -> str:
     url: str | None = args.storage or os.environ.get(STORAGE_ENV)
+    if not url and sink is not None:
+        url = sink.storage_url
     if not url:
-        raise CliError(f"no message store given: use --storage URL or set {STORAGE_ENV}", 2)
+        raise CliError(
+            f"no message store given: use --storage URL or --config FILE, or set {STORAGE_ENV}",
+            2,
+        )
     return url
+
+
+def _change_sink(args: argparse.Namespace) -> ChangeSink | None:
+    reader: ConfigReader | None = getattr(args, "config_reader", None)
+    if reader is None:
+        return None
+    path = getattr(args, "config", None) or os.environ.get(CONFIG_ENV)
+    if not path:
+        return None
+    try:
+        return reader(path)
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from exc
 
 
 def _run(coro_fn: Callable[[], Awaitable[int]]) -> int:
@@ -168,7 +223,17 @@ def _run_storage_init(args: argparse.Namespace) -> int:
 
 def _run_mailbox(args: argparse.Namespace) -> int:
     async def run() -> int:
-        async with open_storage(_storage_url(args)) as store:
+        sink = _change_sink(args)
+        async with open_storage(_storage_url(args, sink)) as store:
+            if sink is not None:
+                async with sink.forward(store):
+                    return await _mailbox_action(store, args)
+            if args.action in CHANGING:
+                print(
+                    f"voicemail: no --config FILE or ${CONFIG_ENV}: the worker is not told "
+                    "of this change (the message-waiting lamp and webhooks won't follow)",
+                    file=sys.stderr,
+                )
             return await _mailbox_action(store, args)
 
     return _run(run)
@@ -201,6 +266,9 @@ async def _mailbox_action(store: Storage, args: argparse.Namespace) -> int:
     elif args.action == "mark-read":
         await store.mark_read(domain, user, name)
         _report(out, args.json, {"read": name}, f"marked {name} read")
+    elif args.action == "mark-new":
+        await store.mark_unread(domain, user, name)
+        _report(out, args.json, {"new": name}, f"marked {name} new")
     elif args.action == "export":
         message = await store.get_message(domain, user, name)
         target = args.output or f"{name}.wav"

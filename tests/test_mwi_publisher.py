@@ -421,7 +421,7 @@ async def test_the_learning_application_learns_from_the_request_admitted(store: 
     other = MwiPublisher(MWI, store, PresenceServer().send)
     refusing = LearningApplication(_Admits(Rejection(404, "no")), other)
     assert refusing.admit(bare) == Rejection(404, "no")
-    assert refusing.publisher._accounts == {}
+    assert other._accounts == {}
 
 
 class _NoCalls:
