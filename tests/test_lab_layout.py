@@ -11,6 +11,7 @@ import yaml
 
 from kemi.signing import check_secret
 from media_worker.cli import main
+from media_worker.config import load_config
 from media_worker.lab.layout import (
     KAMAILIO_CFG,
     KAMAILIO_CFG_DIR,
@@ -137,8 +138,22 @@ def test_the_worker_signs_webhooks_with_the_secret_the_catcher_checks(tmp_path: 
     assert command[command.index("--port") + 1] == "18090"
     [endpoint] = yaml.safe_load(lab.worker_yaml())["webhooks"]["endpoints"]
     assert endpoint == {
+        "name": "lab-catcher",
         "url": "http://127.0.0.1:18090/",
         "secret": secret,
         "events": list(WEBHOOK_EVENTS),
     }
     assert lab.command("worker1") == lab.commands()["worker1"]
+
+
+def test_the_labs_file_is_a_valid_worker_and_api_configuration(tmp_path: Path) -> None:
+    lab = Lab(root=tmp_path)
+    lab.write_configs("worker1")
+    config = load_config(lab.worker_config())
+    assert config.api is not None
+    assert (config.api.listen, config.api.port) == ("127.0.0.1", 8080)
+    assert config.api.kamailio_db == lab.db_url
+    assert config.webhooks is not None
+    [endpoint] = config.webhooks.endpoints
+    assert (endpoint.url, endpoint.secret) == ("http://127.0.0.1:8090/", lab.webhook_secret)
+    assert Path(config.data_dir) == tmp_path / "worker1"  # the API spools its changes there

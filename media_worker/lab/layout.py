@@ -43,6 +43,7 @@ USERS: dict[str, tuple[str, str]] = {
 DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_ANTIFLOOD")
 LAB_BAN_TIME = 60  # seconds: a demo or test that trips a ban recovers within a minute
 SECRET_FILE = "secret"  # noqa: S105 - the name of the lab directory's secret file
+WEBHOOK_NAME = "lab-catcher"  # the endpoint's name in the worker's logs and queued jobs
 WEBHOOK_SECRET_FILE = "webhook-secret"  # noqa: S105 - the catcher checks signatures with it
 # The events every lab webhook endpoint gets (all of them: the catcher shows each kind).
 WEBHOOK_EVENTS = (
@@ -171,7 +172,8 @@ class WebhookSite:
         return (
             "webhooks:\n"
             "  endpoints:\n"
-            f"    - {{url: '{self.url}', secret: '{self.secret}', events: [{events}]}}\n"
+            f"    - {{name: {WEBHOOK_NAME}, url: '{self.url}', secret: '{self.secret}',\n"
+            f"       events: [{events}]}}\n"
         )
 
 
