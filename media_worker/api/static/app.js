@@ -95,6 +95,13 @@ async function enter(active) {
 function signOut(message = "Signed out.") {
   Session.forget();
   session = null;
+  if (recorder) {
+    recorder.stop(); // releases the microphone; the recording is dropped
+    recorder = null;
+    $("record").textContent = "Record";
+    $("record").setAttribute("aria-pressed", "false");
+  }
+  discardGreeting();
   clearTimeout(timer);
   for (const url of urls.values()) URL.revokeObjectURL(url);
   urls.clear();
@@ -117,14 +124,28 @@ function schedule() {
   }, POLL_SECONDS * 1000);
 }
 
+let listFailed = false; // the last poll failed: its error is on the status line
+
 async function refresh() {
   if (!session) return;
   try {
     const { messages } = await session.messages();
     draw(messages);
+    if (listFailed) say("");
+    listFailed = false;
   } catch (error) {
     failed(error, "Loading the messages");
+    listFailed = true;
   }
+}
+
+// A redraw replaces the rows: give the keyboard focus back to the same message's
+// button (the read/new toggle becomes its counterpart), or to the list's heading.
+function refocus(name, action) {
+  const twin = { read: "unread", unread: "read" }[action] || action;
+  const row = [...document.querySelectorAll("li.message")].find((li) => li.dataset.name === name);
+  const target = row && row.querySelector(`button[data-action="${twin}"]`);
+  (target || $("inbox-title")).focus();
 }
 
 function sortKey(a, b) {
@@ -239,6 +260,7 @@ async function onMessageAction(event) {
         await session.setNew(name, target.dataset.action === "unread");
         say(target.dataset.action === "read" ? "Marked as read." : "Marked as new.");
         await refresh();
+        refocus(name, target.dataset.action);
         break;
       case "delete":
         if (!window.confirm(`Delete the message from ${label}?`)) break;
@@ -246,6 +268,7 @@ async function onMessageAction(event) {
         if ($("player").dataset.name === name) stopPlayer();
         say("Message deleted.");
         await refresh();
+        refocus(name, "delete");
         break;
       default:
         break;
@@ -275,6 +298,7 @@ async function playMessage(name, label, isNew) {
   if (isNew) {
     await session.setNew(name, false);
     await refresh();
+    refocus(name, "play");
   }
 }
 
