@@ -21,6 +21,7 @@ import yaml
 from kemi.app_param import AppName, Mode
 from kemi.signing import check_secret
 from media_worker.api.config import ApiConfig
+from media_worker.config_errors import ConfigError as ConfigError
 from media_worker.mail.outbox import SmtpSettings
 from media_worker.mwi import MIN_EXPIRES
 from media_worker.sip.address import Peer, SipUri
@@ -35,10 +36,6 @@ T = TypeVar("T")
 DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
 DEFAULT_MAX_CALLS = 250  # sip.max_calls: beyond, 503 and the proxy tries the next worker
 DEFAULT_SIGNATURE_MAX_AGE = 30
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message starts with its key."""
 
 
 @dataclass(frozen=True)
@@ -142,13 +139,42 @@ class AppsConfig:
             raise ConfigError(f"{key}.retry_max_delay: must be at least retry_delay")
 
 
+# How the recording goes with its email: as it is stored (SEMS), compressed, or not at all.
+Attachment = Literal["wav", "mp3", "opus", "none"]
+
+
+@dataclass(frozen=True)
+class EmailDomainConfig:
+    """``email.domains.<domain>``: what differs for one domain's mailboxes."""
+
+    attachment: Attachment | None = None  # None: email.attachment
+
+
 @dataclass(frozen=True)
 class EmailConfig:
     templates: str | None = None  # directory of *.template files; None: the shipped default
     extra_variables: tuple[str, ...] = ()
+    attachment: Attachment = "wav"
+    domains: dict[str, EmailDomainConfig] = field(default_factory=dict)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)  # what the outbox sends with
 
+    def attachment_for(self, *domains: str | None) -> Attachment:
+        """The attachment of the first of ``domains`` that has its own, else the default."""
+        for domain in domains:
+            override = self.domains.get(domain) if domain else None
+            if override is not None and override.attachment is not None:
+                return override.attachment
+        return self.attachment
+
     def check(self, key: str) -> None:
+        if "audio_url" in self.extra_variables:
+            raise ConfigError(
+                f"{key}.extra_variables: audio_url is the link to the message's audio, "
+                "not a P-App-Param key"
+            )
+        for domain in self.domains:
+            if not domain.strip() or domain != domain.strip():
+                raise ConfigError(f"{key}.domains: {domain!r} is not a domain")
         smtp, where = self.smtp, f"{key}.smtp"
         _port(smtp.port, f"{where}.port")
         if smtp.starttls and smtp.tls:
@@ -348,6 +374,14 @@ def _convert(hint: Any, value: object, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        key_hint, value_hint = args
+        return {
+            _convert(key_hint, name, key): _convert(value_hint, inner, f"{key}.{name}")
+            for name, inner in value.items()
+        }
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

@@ -19,10 +19,13 @@ from media_worker.config import (
 )
 
 
-def test_the_sample_states_the_defaults_but_its_secret() -> None:
+def test_the_sample_states_the_defaults_but_its_secret_and_the_recommended_attachment() -> None:
     data = yaml.safe_load(SAMPLE.read_text())
     assert data["sip"]["secret"] == SAMPLE_SECRET
     data["sip"]["secret"] = None
+    # The default keeps SEMS' WAV attachment; the sample recommends MP3.
+    assert (data["email"]["attachment"], WorkerConfig().email.attachment) == ("mp3", "wav")
+    data["email"]["attachment"] = "wav"
     assert parse_config(data) == WorkerConfig()
 
 

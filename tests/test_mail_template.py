@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import media_worker
-from media_worker.mail.message import build_email
+from media_worker.mail.message import AudioAttachment, build_email
 from media_worker.mail.template import (
     TemplateError,
     load_templates,
@@ -112,9 +112,8 @@ def test_header_injection_is_flattened() -> None:
 def test_mime_message() -> None:
     rendered = parse_template(SEMS_STYLE, "t").render(VARIABLES)
     wav = make_wav(0.5)
-    message = build_email(
-        rendered, wav, "1700000000+juergen.wav", sent_at=1700000000, id_domain="lab.example"
-    )
+    audio = AudioAttachment(wav, "audio/wav", "1700000000+juergen.wav")
+    message = build_email(rendered, audio, sent_at=1700000000, id_domain="lab.example")
     parsed = email.message_from_bytes(message.as_bytes(), policy=default_policy)
     assert isinstance(parsed, EmailMessage)
     assert parsed["Subject"] == "Voice message from: Jürgen <sip:juergen@lab.example>"

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 
-from media_worker.mail.message import build_email
+from media_worker.mail.message import AudioAttachment, build_email
 from media_worker.mail.template import load_templates, parse_template, select_template
 from storage.testing import make_wav
 
@@ -61,7 +61,8 @@ def test_sems_sample_template_with_two_headers_and_length() -> None:
 def test_sems_default_template_as_mime() -> None:
     rendered = load_templates(SEMS)["default"].render(VARIABLES)
     wav = make_wav(0.5)
-    message = build_email(rendered, wav, "1700000000.wav", sent_at=1e9, id_domain="lab.example")
+    audio = AudioAttachment(wav, "audio/wav", "1700000000.wav")
+    message = build_email(rendered, audio, sent_at=1e9, id_domain="lab.example")
     parsed = email.message_from_bytes(message.as_bytes(), policy=default_policy)
     assert isinstance(parsed, EmailMessage)
     assert parsed["Subject"] == rendered.subject

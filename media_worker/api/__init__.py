@@ -2,7 +2,8 @@
 
 Modules: ``config`` (the ``api:`` section), ``auth`` (credentials, tokens, lockout),
 ``accounts`` (Kamailio's subscriber and usr_preferences), ``ranges`` (HTTP Range),
-``audio`` (formats), ``access`` (who may reach which mailbox), ``routes_*`` (resources),
-``app`` (the ASGI factory) and ``cli`` (the command). Importing this package loads none
-of them, so the worker's configuration can use ``config`` without the web stack.
+``access`` (who may reach which mailbox), ``routes_*`` (resources), ``app`` (the ASGI
+factory) and ``cli`` (the command); audio conversion is ``media_worker.transcode``.
+Importing this package loads none of them, so the worker's configuration can use
+``config`` without the web stack.
 """

@@ -89,6 +89,8 @@ async def mailbox_access(
         check_mailbox(store_domain, store_user)
     except BadIdentity as exc:
         raise HTTPException(400, f"the account's uid/did: {exc}") from None
+    if (store_domain, store_user) != (domain, user):
+        state.learn_address((store_domain, store_user), (user, domain))
     return Mailbox(domain, user, store_domain, store_user, principal, account)
 
 

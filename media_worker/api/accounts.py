@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kemi.app_param import preferences_from_rows
+from media_worker.config_errors import ConfigError
 from media_worker.provisioning import kamdb
 from media_worker.provisioning.provision import (
     DatabaseUnavailable,
     Preferences,
+    Refused,
     check_preferences,
     parse_db_url,
 )
@@ -56,7 +58,10 @@ class Accounts:
     """Read and update subscribers in the Kamailio database at ``url``."""
 
     def __init__(self, url: str) -> None:
-        self.url = parse_db_url(url)
+        try:
+            self.url = parse_db_url(url)
+        except Refused as exc:
+            raise ConfigError(f"api.kamailio_db: {exc}") from None
         self._db: kamdb.Sql | None = None
         self._lock = asyncio.Lock()
 

@@ -19,6 +19,7 @@ from media_worker.api import routes_mailbox, routes_messages
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
 from media_worker.api.state import API_PREFIX, ApiState
+from media_worker.changes import attach
 from media_worker.config import WorkerConfig
 from media_worker.provisioning.provision import (
     DatabaseUnavailable,
@@ -91,10 +92,20 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_store.open()
-        log.info("api: serving %s with %s", the_store.describe(), api.kamailio_db or "tokens only")
+        # Every change this process makes goes to the worker's change spool: process 0
+        # moves the lamp and sends the webhooks, as for a change made on the phone.
+        state.forwarder = attach(the_store, Path(config.data_dir), address_of=state.address_of)
+        log.info(
+            "api: serving %s with %s; changes to %s",
+            the_store.describe(),
+            accounts.url if accounts else "tokens only",
+            state.forwarder.directory,
+        )
         try:
             yield
         finally:
+            forwarder, state.forwarder = state.forwarder, None
+            await forwarder.stop()
             if accounts is not None:
                 await accounts.close()
             if store is None:

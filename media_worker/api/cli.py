@@ -58,12 +58,17 @@ def run(args: argparse.Namespace) -> int:
     if config.api is None:
         print(f"voicemail: configuration error: {args.config} has no api: section", file=sys.stderr)
         return 2
+    from media_worker.api.app import create_app
+
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        print(f"voicemail: configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.check:
         print(f"{args.config}: configuration is valid")
         return 0
     import uvicorn
-
-    from media_worker.api.app import create_app
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     api = config.api
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config),
+            app,
             host=api.listen,
             port=api.port,
             ssl_certfile=api.tls_certfile,
@@ -87,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server.run()
-    except OSError as exc:
-        print(f"voicemail: cannot serve on {api.listen}:{api.port}: {exc}", file=sys.stderr)
+    except (OSError, SystemExit) as exc:
+        # uvicorn logs why (the address is in use, say) and exits on a failed start.
+        why = exc if isinstance(exc, OSError) else "see the log above"
+        print(f"voicemail: cannot serve on {api.listen}:{api.port}: {why}", file=sys.stderr)
         return 1
     return 0 if server.started else 1

@@ -57,7 +57,7 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
         return ByteRange(max(total - suffix, 0), total - 1)
     start = _number(first)
     end = _number(last) if last else total - 1
-    if start is None or end is None or end < start:
+    if start is None or end is None or (last and end < start):
         return None
     if start >= total:
         raise RangeNotSatisfiable(f"start {start} is beyond the {total}-byte body")

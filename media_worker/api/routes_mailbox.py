@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from media_worker.api import audio
+from media_worker import transcode
 from media_worker.api.access import Mailbox, MailboxAccess
 from media_worker.api.models import MailboxOut, PinIn, Problem, Settings, SettingsPatch
-from media_worker.api.routes_messages import REFUSALS, converted, ranged
+from media_worker.api.routes_messages import FORMATS, REFUSALS, converted, ranged
 from media_worker.api.state import ApiState, api_state
 from media_worker.apps.pin import PinError, check_new_pin, hash_pin
 from media_worker.provisioning.provision import Preferences
@@ -29,7 +29,9 @@ NO_ACCOUNT: dict[int | str, dict[str, object]] = {
     404: {"model": Problem, "description": "no such subscriber in Kamailio's database"},
     501: {"model": Problem, "description": "no Kamailio database configured"},
 }
-EMPTY_SETTINGS: dict[str, str | None] = {"mode": None, "email": None, "language": None, "greeting_type": None}
+EMPTY_SETTINGS: dict[str, str | None] = dict.fromkeys(
+    ("mode", "email", "language", "greeting_type")
+)
 
 
 def _greeting_type(typ: str) -> str:
@@ -85,19 +87,19 @@ async def get_greeting(
 ) -> Response:
     """The greeting's audio (8 kHz 16-bit mono WAV as stored, or converted)."""
     typ = _greeting_type(type)
-    if format not in audio.CONTENT_TYPES:
-        raise HTTPException(422, f"format {format!r}: expected one of {', '.join(audio.FORMATS)}")
+    if format not in transcode.CONTENT_TYPES:
+        raise HTTPException(422, f"format {format!r}: expected one of {FORMATS}")
     state = api_state(request)
     data = await state.store.get_greeting(box.store_domain, box.store_user, typ)
     if data is None:
         raise HTTPException(404, f"no greeting of type {typ!r}")
     try:
         body = await converted(state, data, format)
-    except audio.AudioFormatError as exc:
+    except transcode.AudioFormatError as exc:
         raise HTTPException(422, f"cannot convert this greeting to {format}: {exc}") from None
-    filename = f"greeting-{typ}.{audio.EXTENSIONS[format]}"
+    filename = f"greeting-{typ}.{transcode.EXTENSIONS[format]}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return ranged(request, body, headers, audio.CONTENT_TYPES[format])
+    return ranged(request, body, headers, transcode.CONTENT_TYPES[format])
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -140,12 +142,13 @@ async def put_greeting(request: Request, box: MailboxAccess, type: str) -> Respo
         raise HTTPException(422, "the request body is empty: send the audio file")
     try:
         async with state.conversions:
-            wav = await asyncio.to_thread(audio.normalise, data, max_seconds=limits.max_seconds)
-    except audio.AudioTooLong as exc:
+            wav = await asyncio.to_thread(transcode.normalise, data, max_seconds=limits.max_seconds)
+    except transcode.AudioTooLong as exc:
         raise HTTPException(413, str(exc)) from None
-    except audio.AudioFormatError as exc:
+    except transcode.AudioFormatError as exc:
         raise HTTPException(422, str(exc)) from None
     await state.store.put_greeting(box.store_domain, box.store_user, typ, wav)
+    await state.changed(f"{box} greeting {typ}")
     log.info("api: %s greeting %s stored (%d bytes) by %s", box, typ, len(wav), box.principal)
     return Response(status_code=204)
 
@@ -154,8 +157,10 @@ async def put_greeting(request: Request, box: MailboxAccess, type: str) -> Respo
 async def delete_greeting(request: Request, box: MailboxAccess, type: str) -> Response:
     """Remove the greeting; callers then hear the default one."""
     typ = _greeting_type(type)
-    if not await api_state(request).store.delete_greeting(box.store_domain, box.store_user, typ):
+    state = api_state(request)
+    if not await state.store.delete_greeting(box.store_domain, box.store_user, typ):
         raise HTTPException(404, f"no greeting of type {typ!r}")
+    await state.changed(f"{box} greeting {typ}")
     log.info("api: %s greeting %s deleted by %s", box, typ, box.principal)
     return Response(status_code=204)
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from media_worker.api import audio
+from media_worker import transcode
 from media_worker.api.access import Mailbox, MailboxAccess
 from media_worker.api.models import MessageList, MessagePatch, Problem
 from media_worker.api.ranges import RangeNotSatisfiable, parse_range
@@ -18,6 +18,7 @@ from media_worker.api.state import ApiState, api_state
 from storage.model import MessageInfo, estimated_duration
 
 log = logging.getLogger("voicemail.api")
+FORMATS = ", ".join(transcode.CONTENT_TYPES)
 router = APIRouter(tags=["messages"])
 
 REFUSALS: dict[int | str, dict[str, object]] = {
@@ -81,7 +82,7 @@ async def converted(state: ApiState, wav: bytes, fmt: str) -> bytes:
     if fmt == "wav":
         return wav
     async with state.conversions:  # CPU bound: a few at once, the rest wait their turn
-        return await asyncio.to_thread(audio.encode, wav, fmt)
+        return await asyncio.to_thread(transcode.encode, wav, fmt)
 
 
 def ranged(request: Request, data: bytes, headers: dict[str, str], media_type: str) -> Response:
@@ -118,18 +119,18 @@ async def message_audio(
     format: Annotated[str, Query(description="wav, mp3 or opus")] = "wav",
 ) -> Response:
     """The message's audio. Fetching it does not mark the message read."""
-    if format not in audio.CONTENT_TYPES:
-        raise HTTPException(422, f"format {format!r}: expected one of {', '.join(audio.FORMATS)}")
+    if format not in transcode.CONTENT_TYPES:
+        raise HTTPException(422, f"format {format!r}: expected one of {FORMATS}")
     state = api_state(request)
     message = await state.store.get_message(box.store_domain, box.store_user, name)
     try:
         data = await converted(state, message.audio, format)
-    except audio.AudioFormatError as exc:
+    except transcode.AudioFormatError as exc:
         log.warning("api: %s message %s: cannot convert to %s: %s", box, name, format, exc)
         raise HTTPException(422, f"cannot convert this message to {format}: {exc}") from None
-    filename = download_name(box, message.info, audio.EXTENSIONS[format])
+    filename = download_name(box, message.info, transcode.EXTENSIONS[format])
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return ranged(request, data, headers, audio.CONTENT_TYPES[format])
+    return ranged(request, data, headers, transcode.CONTENT_TYPES[format])
 
 
 @router.patch(BASE + "/{name}", status_code=204, responses={**REFUSALS, **NOT_FOUND})
@@ -137,11 +138,13 @@ async def patch_message(
     request: Request, box: MailboxAccess, name: str, change: MessagePatch
 ) -> Response:
     """Mark the message read (``{"new": false}``) or new again (``{"new": true}``)."""
-    store = api_state(request).store
+    state = api_state(request)
+    store = state.store
     if change.new:
         await store.mark_unread(box.store_domain, box.store_user, name)
     else:
         await store.mark_read(box.store_domain, box.store_user, name)
+    await state.changed(f"{box} {name}")
     flag = "new" if change.new else "read"
     log.info("api: %s marked %s %s by %s", box, name, flag, box.principal)
     return Response(status_code=204)
@@ -150,6 +153,8 @@ async def patch_message(
 @router.delete(BASE + "/{name}", status_code=204, responses={**REFUSALS, **NOT_FOUND})
 async def delete_message(request: Request, box: MailboxAccess, name: str) -> Response:
     """Delete the message."""
-    await api_state(request).store.delete_message(box.store_domain, box.store_user, name)
+    state = api_state(request)
+    await state.store.delete_message(box.store_domain, box.store_user, name)
+    await state.changed(f"{box} {name}")
     log.info("api: %s deleted %s by %s", box, name, box.principal)
     return Response(status_code=204)

@@ -5,7 +5,9 @@ accounts, the authenticator. Built by ``app.create_app``; routes reach it throug
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -15,9 +17,17 @@ from fastapi import Request
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
 from media_worker.api.config import ApiConfig
+from media_worker.changes import ChangeForwarder
 from storage.base import Storage
 
+log = logging.getLogger("voicemail.api")
+
 API_PREFIX = "/api/v1"
+# Seconds a change request waits for its notice to be on disk before it answers anyway
+# (the notice stays queued and is written when the disk lets us).
+NOTICE_WAIT = 5.0
+# uid/did mailboxes whose SIP address the API has seen, remembered for the notices.
+MAX_ADDRESSES = 10_000
 
 
 @dataclass
@@ -28,7 +38,29 @@ class ApiState:
     authenticator: Authenticator
     conversions: asyncio.Semaphore
     clock: Callable[[], float] = time.time
-    started: list[object] = field(default_factory=list)  # things stopped at shutdown
+    forwarder: ChangeForwarder | None = None  # set while the app runs
+    addresses: OrderedDict[tuple[str, str], tuple[str, str]] = field(default_factory=OrderedDict)
+
+    def learn_address(self, store_key: tuple[str, str], sip: tuple[str, str]) -> None:
+        """Remember that the store's (domain, user) is the SIP (user, domain), so that
+        the worker publishes the lamp of a uid/did mailbox under the phone's address."""
+        self.addresses[store_key] = sip
+        self.addresses.move_to_end(store_key)
+        while len(self.addresses) > MAX_ADDRESSES:
+            self.addresses.popitem(last=False)
+
+    def address_of(self, domain: str, user: str) -> tuple[str, str] | None:
+        return self.addresses.get((domain, user))
+
+    async def changed(self, what: str) -> None:
+        """Wait until the notice of the change just made is durable in the spool, so
+        that an answered request has moved (or will move) the lamp."""
+        if self.forwarder is None:
+            return
+        try:
+            await asyncio.wait_for(self.forwarder.flush(), NOTICE_WAIT)
+        except TimeoutError:
+            log.warning("api: %s: change notice not yet written; lamps and webhooks wait", what)
 
     def url(self, *segments: str) -> str:
         """An API URL, absolute when api.public_url is set; each segment is quoted."""

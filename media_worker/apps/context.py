@@ -39,6 +39,9 @@ class ServiceSettings:
     email: EmailConfig = field(default_factory=EmailConfig)  # its extra_variables
     drop_silent: bool = True
     inactivity: Inactivity = field(default_factory=Inactivity)
+    # The HTTP API's public base URL (api.public_url), for the %audio_url% of emails;
+    # None: no API, and the template lines that use %audio_url% are left out.
+    audio_link_base: str | None = None
 
 
 @dataclass(eq=False)

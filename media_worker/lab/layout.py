@@ -204,7 +204,8 @@ def worker_yaml(
         f"sip: {{listen: {host}, port: {port}{sip_secret}}}\n"
         f"rtp: {{ports: [{rtp_ports[0]}, {rtp_ports[1]}]}}\n"
         f"storage: {{url: 'fs://{spool}'}}\n"
-        f"email: {{smtp: {{host: {host}, port: {smtp_port}, timeout: {smtp_timeout:g}}}}}\n"
+        "email: {attachment: mp3, "
+        f"smtp: {{host: {host}, port: {smtp_port}, timeout: {smtp_timeout:g}}}}}\n"
         "apps: {default_mode: box}\n"
         + (f"prompts: {{built: {prompts}}}\n" if prompts else "")
         + (f'mwi: {{proxy: "{mwi_proxy}"}}\n' if mwi_proxy else "")

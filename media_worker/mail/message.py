@@ -1,7 +1,9 @@
-"""The email itself: a UTF-8 text body and the recording as an audio/wav attachment."""
+"""The email itself: a UTF-8 text body and, unless configured away, the recording attached
+(WAV as stored, or MP3 or Ogg/Opus)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -11,10 +13,16 @@ from media_worker.mail.template import RenderedEmail
 _CORE = {"subject", "from", "to", "date", "message-id", "mime-version", "content-type"}
 
 
+@dataclass(frozen=True)
+class AudioAttachment:
+    data: bytes
+    content_type: str  # audio/wav, audio/mpeg, audio/ogg
+    filename: str
+
+
 def build_email(
     rendered: RenderedEmail,
-    audio: bytes,
-    attachment_name: str,
+    attachment: AudioAttachment | None,
     *,
     sent_at: float,
     id_domain: str,
@@ -29,5 +37,9 @@ def build_email(
         if name.lower() not in _CORE:
             message[name] = value
     message.set_content(rendered.body, charset="utf-8")
-    message.add_attachment(audio, maintype="audio", subtype="wav", filename=attachment_name)
+    if attachment is not None:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return message

@@ -2,7 +2,8 @@
 
 A template file is header lines (``subject:``, ``to:``, ``from:``, optional ``header:``
 whose value may hold several header lines separated by a literal ``\\n``), an empty line,
-then the body. ``%name%`` is replaced by a variable and ``%%`` is a literal ``%``. Every
+then the body. ``%name%`` is replaced by a variable and ``%%`` is a literal ``%``; a
+body line using ``%audio_url%`` is left out when there is no link to give. Every
 variable is checked when the file is loaded, so an unknown one is a start-up error that
 names the file and line, never a failed email.
 
@@ -18,8 +19,12 @@ from pathlib import Path
 
 # docs/design.md: the variables a template may use, plus the extra P-App-Param keys configured.
 VARIABLES = frozenset(
-    {"user", "sender", "from", "domain", "email", "uid", "did", "ts", "vmsg_length"}
+    {"user", "sender", "from", "domain", "email", "uid", "did", "ts", "vmsg_length", "audio_url"}
 )
+# Empty when there is nothing to say (no HTTP API configured, a message not stored): a
+# body line that uses one of these is then left out, so "Listen: %audio_url%" never
+# reads "Listen: ".
+OPTIONAL = frozenset({"audio_url"})
 SUFFIX = ".template"
 _FIELDS = ("subject", "to", "from", "header")
 _HEADER_LINE = re.compile(r"([A-Za-z0-9-]+)\s*:\s*(.*)")
@@ -45,6 +50,26 @@ class Part:
         for index, piece in enumerate(self.pieces):
             out.append(variables.get(piece, "") if index % 2 else piece)
         return "".join(out)
+
+    def render_lines(self, variables: Mapping[str, str], optional: frozenset[str]) -> str:
+        """Like render, leaving out each line that uses an ``optional`` variable that is
+        empty. Lines are the template's own: a newline inside a value starts none."""
+        lines: list[list[str]] = [[]]
+        dropped = [False]
+        for index, piece in enumerate(self.pieces):
+            if index % 2:
+                value = variables.get(piece, "")
+                dropped[-1] = dropped[-1] or (piece in optional and not value)
+                lines[-1].append(value)
+                continue
+            first, *rest = piece.split("\n")
+            lines[-1].append(first)
+            for text in rest:
+                lines.append([text])
+                dropped.append(False)
+        return "\n".join(
+            "".join(line) for line, drop in zip(lines, dropped, strict=True) if not drop
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -106,7 +131,7 @@ class EmailTemplate:
             to=one_line(self.to),
             sender=one_line(self.sender),
             headers=tuple(headers),
-            body=self.body.render(variables),
+            body=self.body.render_lines(variables, OPTIONAL),
         )
 
 

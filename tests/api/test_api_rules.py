@@ -1,0 +1,238 @@
+"""The pure parts of the API: Range, Authorization, the lockout table, the api: section."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media_worker.api.auth import (
+    Authenticator,
+    AuthError,
+    BasicCredentials,
+    FailureTable,
+    Operator,
+    User,
+    check_password,
+    match_token,
+    parse_authorization,
+)
+from media_worker.api.config import LockoutConfig, TokenConfig
+from media_worker.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from media_worker.config import ConfigError, parse_config
+from media_worker.provisioning.provision import ha1
+
+
+@pytest.mark.parametrize(
+    ("header", "total", "expected"),
+    [
+        (None, 100, None),
+        ("bytes=0-9", 100, ByteRange(0, 9)),
+        ("bytes=90-200", 100, ByteRange(90, 99)),
+        ("bytes=10-", 100, ByteRange(10, 99)),
+        ("bytes=-10", 100, ByteRange(90, 99)),
+        ("bytes=-500", 100, ByteRange(0, 99)),
+        ("BYTES = 1-1", 100, ByteRange(1, 1)),  # the unit's case and spaces are tolerated
+        ("bytes=5-1", 100, None),
+        ("bytes=0-1,4-5", 100, None),
+        ("items=0-1", 100, None),
+        ("bytes=abc", 100, None),
+        ("bytes=²-3", 100, None),
+        ("bytes=" + "9" * 30 + "-", 100, None),
+    ],
+)
+def test_ranges(header: str | None, total: int, expected: ByteRange | None) -> None:
+    assert parse_range(header, total) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "total"), [("bytes=100-", 100), ("bytes=-0", 100), ("bytes=-5", 0)]
+)
+def test_unsatisfiable_ranges(header: str, total: int) -> None:
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(header, total)
+
+
+@given(st.text(max_size=40), st.integers(min_value=0, max_value=10**6))
+def test_any_range_header_gives_a_slice_inside_the_body_or_a_refusal(
+    header: str, total: int
+) -> None:
+    try:
+        wanted = parse_range(header, total)
+    except RangeNotSatisfiable:
+        return
+    if wanted is not None:
+        assert 0 <= wanted.start <= wanted.end < total
+        assert wanted.content_range(total) == f"bytes {wanted.start}-{wanted.end}/{total}"
+
+
+def basic(text: str) -> str:
+    return "Basic " + base64.b64encode(text.encode()).decode()
+
+
+def test_authorization_headers() -> None:
+    assert parse_authorization(basic("bob@lab.example:pw:with:colons")) == BasicCredentials(
+        "bob", "lab.example", "pw:with:colons"
+    )
+    assert parse_authorization(basic("a@b@lab.example:pw")) == BasicCredentials(
+        "a@b", "lab.example", "pw"
+    )
+    assert parse_authorization("bearer  tok") == "tok"
+    for bad, reason in [
+        (basic("bob:pw"), "user@domain"),
+        (basic("bob@lab.example:"), "user@domain"),
+        (basic("@lab.example:pw"), "user@domain"),
+        ("Basic ***", "base64"),
+        ("Basic " + base64.b64encode(b"\xff\xfe").decode(), "base64"),
+        ("Digest x", "Basic"),
+        ("Bearer", "empty"),
+        ("Basic " + "A" * 2000, "too long"),
+    ]:
+        with pytest.raises(AuthError, match=reason) as caught:
+            parse_authorization(bad)
+        assert caught.value.status == 401
+
+
+@given(st.text(max_size=200))
+def test_any_authorization_header_parses_or_is_a_401(header: str) -> None:
+    try:
+        parse_authorization(header)
+    except AuthError as exc:
+        status = exc.status
+    else:
+        status = 200
+    assert status in (200, 401)
+
+
+def test_tokens_and_passwords_are_matched_by_their_hashes() -> None:
+    tokens = (
+        TokenConfig("a", hashlib.sha256(b"one").hexdigest(), ("x.example",)),
+        TokenConfig("b", hashlib.sha256(b"two").hexdigest(), "*"),
+    )
+    assert match_token("two", tokens) == tokens[1]
+    assert match_token("three", tokens) is None
+    assert match_token("\udcff", tokens) is None  # not encodable as UTF-8 text: no crash
+    assert tokens[0].allows("x.example")
+    assert not tokens[0].allows("y.example")
+    assert tokens[1].allows("anything")
+    creds = BasicCredentials("bob", "lab.example", "bob-pw")
+    assert check_password(creds, ha1("bob", "lab.example", "bob-pw"))
+    assert check_password(creds, ha1("bob", "lab.example", "bob-pw").upper())
+    assert not check_password(creds, ha1("bob", "lab.example", "other"))
+    assert not check_password(creds, None)
+    assert not check_password(BasicCredentials("x", "y", "z"), "")
+
+
+def test_the_failure_table_locks_forgets_and_stays_bounded() -> None:
+    table = FailureTable(limit=3, window=10, lock_for=60, max_entries=2)
+    assert not table.failed("k", 0)
+    assert not table.failed("k", 1)
+    assert not table.failed("k", 20)  # the first two are out of the window by now
+    assert not table.failed("k", 21)
+    assert table.failed("k", 22)
+    assert table.retry_after("k", 30) == 52
+    assert table.retry_after("k", 90) == 0
+    table.failed("a", 100)
+    table.failed("b", 100)
+    assert len(table) == 2  # "k", the least recently failed, was forgotten
+    assert table.retry_after("k", 30) == 0
+    table.succeeded("a")
+    assert len(table) == 1
+
+
+async def test_the_authenticator_order_of_checks() -> None:
+    looked_up: list[tuple[str, str]] = []
+
+    async def lookup(user: str, domain: str) -> str | None:
+        looked_up.append((user, domain))
+        return ha1(user, domain, "right") if user == "bob" else None
+
+    token = TokenConfig("ops", hashlib.sha256(b"secret-token").hexdigest(), "*")
+    auth = Authenticator((token,), LockoutConfig(user_failures=2, source_failures=5), lookup)
+    assert await auth.authenticate(basic("bob@d:right"), "1.1.1.1", 0) == User("bob", "d")
+    assert await auth.authenticate("Bearer secret-token", "1.1.1.1", 0) == Operator(token)
+    with pytest.raises(AuthError) as missing:
+        await auth.authenticate(None, "1.1.1.1", 0)
+    assert missing.value.status == 401
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await auth.authenticate(basic("bob@d:wrong"), "2.2.2.2", 1)
+    looked_up.clear()
+    with pytest.raises(AuthError) as locked:
+        await auth.authenticate(basic("bob@d:right"), "3.3.3.3", 2)
+    assert (locked.value.status, locked.value.retry_after) == (429, 300)
+    assert looked_up == []  # a locked user's password is not even checked
+    for n in range(3):
+        with pytest.raises(AuthError):
+            await auth.authenticate(f"Bearer guess{n}", "2.2.2.2", 3)
+    with pytest.raises(AuthError) as source_locked:
+        await auth.authenticate("Bearer secret-token", "2.2.2.2", 4)
+    assert source_locked.value.status == 429
+    assert await auth.authenticate("Bearer secret-token", "1.1.1.1", 4) == Operator(token)
+
+
+@pytest.mark.parametrize(
+    ("api", "message"),
+    [
+        ({}, r"^api: neither kamailio_db nor tokens"),
+        ({"kamailio_db": "mysql://x/y"}, r"^api\.kamailio_db: expected sqlite"),
+        ({"kamailio_db": "sqlite:///x", "listen": "localhost"}, r"^api\.listen: not an IP"),
+        ({"kamailio_db": "sqlite:///x", "port": 70000}, r"^api\.port: "),
+        ({"kamailio_db": "sqlite:///x", "public_url": "ftp://x"}, r"^api\.public_url: "),
+        ({"kamailio_db": "sqlite:///x", "tls_certfile": "/nonexistent"}, r"^api: tls_certfile and"),
+        (
+            {"kamailio_db": "sqlite:///x", "tls_certfile": "/nonexistent", "tls_keyfile": "/x"},
+            r"^api\.tls_certfile: no such file",
+        ),
+        (
+            {"tokens": [{"name": "a", "sha256": "abc", "domains": "*"}]},
+            r"^api\.tokens\[0\]\.sha256",
+        ),
+        ({"tokens": [{"name": "a", "sha256": "0" * 64}]}, r"^api\.tokens\[0\]\.domains: empty"),
+        (
+            {"tokens": [{"name": "a", "sha256": "0" * 64, "domains": "x"}]},
+            r'^api\.tokens\[0\]\.domains: expected "\*"',
+        ),
+        (
+            {"tokens": [{"name": "a", "sha256": "0" * 64, "domains": "*"}] * 2},
+            r"^api\.tokens\[1\]\.name: 'a' is used twice",
+        ),
+        ({"kamailio_db": "sqlite:///x", "lockout": {"window": 0}}, r"^api\.lockout\.window"),
+        (
+            {"kamailio_db": "sqlite:///x", "greetings": {"types": ["a/b"]}},
+            r"^api\.greetings\.types\[0\]",
+        ),
+        (
+            {"kamailio_db": "sqlite:///x", "greetings": {"max_bytes": 5}},
+            r"^api\.greetings\.max_bytes",
+        ),
+        (
+            {"kamailio_db": "sqlite:///x", "forwarded_allow_ips": ["x"]},
+            r"^api\.forwarded_allow_ips\[0\]",
+        ),
+        ({"kamailio_db": "sqlite:///x", "tokenz": []}, r"^api\.tokenz: unknown key"),
+    ],
+)
+def test_the_api_section_is_checked_with_the_key_named(
+    api: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"api": api})
+
+
+def test_the_api_section_defaults_and_lists() -> None:
+    config = parse_config(
+        {"api": {"tokens": [{"name": "a", "sha256": "0" * 64, "domains": ["x.example"]}]}}
+    ).api
+    assert config is not None
+    assert (config.listen, config.port, config.public_url, config.scheme) == (
+        "127.0.0.1",
+        8080,
+        None,
+        "http",
+    )
+    assert config.tokens[0].domains == ("x.example",)
+    assert parse_config({}).api is None
