@@ -47,9 +47,9 @@ OPUS_LEVEL = 0.96
 MAX_CHANNELS = 8
 MIN_INPUT_RATE = 4000
 MAX_INPUT_RATE = 192000
-# Frames decoded at a time: a multiple of the MP3 frame sizes (576 and 1152 samples);
-# other sizes make libsndfile's MP3 reader print decoder errors (its output is the same).
-BLOCK = 57600
+# Frames decoded at a time. MP3 is read in one go (up to the limit): libsndfile 1.2's MP3
+# reader, asked for part of a file, garbles samples at some read boundaries.
+BLOCK = 65536
 # The length a header states may be an estimate (MP3 without an index): refused at once
 # only when clearly over the limit; the count of decoded frames decides.
 HEADER_MARGIN = 1.05
@@ -128,10 +128,14 @@ def _decode(data: bytes, *, max_seconds: float | None) -> tuple[_FloatArray, int
                     f"the audio lasts {audio.frames / rate:.1f} s, over the limit of "
                     f"{max_seconds:g} s"
                 )
+            step = BLOCK
+            if kind == "MP3":
+                step = -1 if limit is None else limit + 1
             blocks: list[_FloatArray] = []
             frames = 0
             while True:
-                block = audio.read(BLOCK, dtype="float32", always_2d=True)
+                # soundfile reads no further than the length in the header
+                block = audio.read(step, dtype="float32", always_2d=True)
                 if not len(block):
                     break
                 frames += len(block)

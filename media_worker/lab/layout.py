@@ -15,6 +15,7 @@ from pathlib import Path
 
 import media_worker
 from kemi.signing import check_secret
+from media_worker.config import Attachment
 from media_worker.files import write_atomic
 
 
@@ -192,19 +193,21 @@ def worker_yaml(
     secret: str | None = None,
     api: ApiSite | None = None,
     webhooks: WebhookSite | None = None,
+    attachment: Attachment = "mp3",
 ) -> str:
     """A media worker's configuration: its SIP and RTP ports, the spool, the SMTP server,
-    the built prompts, with ``mwi_proxy`` where it PUBLISHes message summaries, and with
-    ``secret`` the proxy's VM_SECRET (``sip.secret``). With ``api``, the same file
-    configures ``voicemail api`` (it shares the worker's store and change spool); with
-    ``webhooks``, the worker delivers every mailbox change there."""
+    the built prompts, with ``mwi_proxy`` where it PUBLISHes message summaries, with
+    ``secret`` the proxy's VM_SECRET (``sip.secret``), and the email attachment (the lab
+    sends the recommended MP3). With ``api``, the same file configures ``voicemail api``
+    (it shares the worker's store and change spool); with ``webhooks``, the worker
+    delivers every mailbox change there."""
     sip_secret = f", secret: '{check_secret(secret)}'" if secret else ""
     return (
         (f"{header}\n" if header else "") + f"data_dir: {data_dir}\n"
         f"sip: {{listen: {host}, port: {port}{sip_secret}}}\n"
         f"rtp: {{ports: [{rtp_ports[0]}, {rtp_ports[1]}]}}\n"
         f"storage: {{url: 'fs://{spool}'}}\n"
-        "email: {attachment: mp3, "
+        f"email: {{attachment: {attachment}, "
         f"smtp: {{host: {host}, port: {smtp_port}, timeout: {smtp_timeout:g}}}}}\n"
         "apps: {default_mode: box}\n"
         + (f"prompts: {{built: {prompts}}}\n" if prompts else "")

@@ -140,6 +140,9 @@ class MediaWorker(LoggedProcess):
                 secret=secret,
                 api=api,
                 webhooks=webhooks,
+                # The end-to-end tests compare the emailed recording with the stored one
+                # sample by sample: the lab's MP3 has the encoder's delay and padding.
+                attachment="wav",
             )
         )
 
