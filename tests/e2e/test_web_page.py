@@ -132,6 +132,7 @@ def test_bob_plays_and_deletes_alices_message_in_the_browser_and_his_lamp_follow
     browser.click(f"li.message[data-name='{message.name}'] button[data-action=play]")
     browser.wait(lambda: played(player(browser)), 20)
     assert player(browser)["src"] == "blob:"
+    assert browser.js("return document.getElementById('player').dataset.format") == "mp3"
     wait_until(lambda: light.last() == (False, 0, 1), 15, logs)
     assert not mailbox(stack, "bob")[0].new
     browser.wait(lambda: not rows(browser)[0]["new"])
