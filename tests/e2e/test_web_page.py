@@ -1,18 +1,23 @@
 """The web page in a real browser (headless Chromium): bob signs in with his SIP
 credentials, sees the message alice left by a real call through Kamailio, plays it,
-deletes it, and his phone's message-waiting lamp follows each change; then he records a
-greeting with the browser's (fake) microphone and changes his PIN and his mode."""
+downloads it, deletes it, and his phone's message-waiting lamp follows each change, also
+one made elsewhere (the page shows it without a reload); then he records a greeting
+with the browser's (fake) microphone, uploads another, and changes his PIN and mode."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
+from selenium.webdriver.common.by import By
 
 from media_worker.apps.pin import verify_pin
 from media_worker.audio import read_wav
@@ -137,9 +142,24 @@ def test_bob_plays_and_deletes_alices_message_in_the_browser_and_his_lamp_follow
     assert not mailbox(stack, "bob")[0].new
     browser.wait(lambda: not rows(browser)[0]["new"])
 
+    # Download: the MP3, under the name the server gives it.
+    browser.click(f"li.message[data-name='{message.name}'] button[data-action=download]")
+    browser.wait(lambda: len(browser.downloaded()) == 1)
+    [download] = browser.downloaded()
+    assert download.suffix == ".mp3"
+    assert download.stat().st_size > 0
+
     # Mark it new again from the page: the lamp comes back on.
     browser.click(f"li.message[data-name='{message.name}'] button[data-action=unread]")
     wait_until(lambda: light.last() == (True, 1, 0), 15, logs)
+    browser.wait(lambda: rows(browser)[0]["new"])
+
+    # Marked read by another client: the page follows without a reload, and the lamp.
+    url = f"{stack.api.url}/api/v1/mailboxes/{DOMAIN}/bob/messages/{quote(message.name, safe='')}"
+    bobs = (f"bob@{DOMAIN}", USERS["bob"][0])
+    assert httpx.patch(url, json={"new": False}, auth=bobs).status_code == 204
+    browser.wait(lambda: not rows(browser)[0]["new"], 15)
+    wait_until(lambda: light.last() == (False, 0, 1), 15, logs)
 
     # Delete: confirmed in a dialog, gone from the page, the store and the lamp.
     browser.click(f"li.message[data-name='{message.name}'] button[data-action=delete]")
@@ -161,6 +181,32 @@ def test_bob_plays_and_deletes_alices_message_in_the_browser_and_his_lamp_follow
     browser.wait(lambda: browser.js("return !document.getElementById('greeting-play').disabled"))
     browser.click("#greeting-play")
     browser.wait(lambda: played(player(browser, "greeting-player")), 15)
+
+    # An uploaded file of another rate and channel count replaces it, normalised.
+    upload = tmp_path / "greeting-16k-stereo.wav"
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "16000",
+            "-c",
+            "2",
+            "-b",
+            "16",
+            str(upload),
+            "synth",
+            "1",
+            "sine",
+            "400",
+        ],
+        check=True,
+    )
+    browser.page.find_element(By.ID, "greeting-file").send_keys(str(upload))
+    browser.wait(lambda: browser.js("return !document.getElementById('greeting-new').hidden"))
+    browser.click("#greeting-save")
+    browser.wait(lambda: abs(read_wav(greeting(stack) or b"").duration - 1.0) < 0.05)
+    browser.wait(lambda: browser.status() == "Greeting saved.")
 
     # PIN and mode, as `voicemail pin` and `voicemail user set` would store them.
     browser.type("pin", "2468")

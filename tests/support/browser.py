@@ -41,6 +41,7 @@ class Browser(Managed):
 
     def __init__(self, size: tuple[int, int] = PHONE_SIZE) -> None:
         self.profile = Path(tempfile.mkdtemp(prefix="vm-chromium-"))
+        self.downloads = self.profile / "downloads"
         self.size = size
         self.driver: webdriver.Chrome | None = None
 
@@ -52,6 +53,13 @@ class Browser(Managed):
         options.add_argument(f"--user-data-dir={self.profile}")
         options.add_argument(f"--window-size={self.size[0]},{self.size[1]}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        options.add_experimental_option(
+            "prefs",
+            {
+                "download.default_directory": str(self.downloads),
+                "download.prompt_for_download": False,
+            },
+        )
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
     def stop(self) -> None:
@@ -115,6 +123,12 @@ class Browser(Managed):
             return f"status {self.status()!r}; console {self.console()}"
         except WebDriverException as exc:
             return f"(the browser does not answer: {exc.msg})"
+
+    def downloaded(self) -> list[Path]:
+        """Files the browser has finished downloading."""
+        if not self.downloads.is_dir():
+            return []
+        return sorted(p for p in self.downloads.iterdir() if p.suffix != ".crdownload")
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

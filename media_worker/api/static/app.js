@@ -448,6 +448,7 @@ function guessType(filename) {
 async function saveGreeting() {
   if (!pending) return;
   $("greeting-save").disabled = true;
+  say("Saving the greeting…");
   try {
     await session.putGreeting(greetingType(), pending.blob, pending.type);
     discardGreeting();
