@@ -218,6 +218,13 @@ def test_bob_plays_and_deletes_alices_message_in_the_browser_and_his_lamp_follow
     browser.wait(lambda: browser.status() == "Settings saved.")
     assert preferences(stack)["voicemail"] == "box"
 
+    # Signing out forgets the credentials: they lived in this tab's sessionStorage only.
+    assert browser.js("return sessionStorage.length") == 1
+    browser.click("#logout")
+    browser.wait(lambda: browser.js("return !document.getElementById('login').hidden"))
+    assert browser.js("return sessionStorage.length") == 0
+    assert browser.js("return document.cookie") == ""
+
     errors = [e for e in browser.console() if e["level"] == "SEVERE" and e["source"] != "network"]
     assert errors == [], errors
     bob.hangup()
