@@ -4,6 +4,7 @@
 
 const STORE_KEY = "voicemail.login";
 const BASE = "api/v1"; // relative: the page works behind a reverse proxy's path prefix
+const TIMEOUT_MS = 60_000; // a server that stops answering fails the request, not the page
 
 export class ApiError extends Error {
   constructor(status, message, retryAfter = null) {
@@ -25,7 +26,11 @@ export function parseAddress(text) {
   const address = text.trim().replace(/^sips?:/i, "");
   const at = address.lastIndexOf("@");
   if (at <= 0 || at === address.length - 1) return null;
-  return { user: address.slice(0, at), domain: address.slice(at + 1).toLowerCase() };
+  const user = address.slice(0, at);
+  const domain = address.slice(at + 1).toLowerCase();
+  // "." and ".." would be path steps in the URL, not a mailbox
+  if ([user, domain].some((part) => part === "." || part === "..")) return null;
+  return { user, domain };
 }
 
 export class Session {
@@ -85,7 +90,7 @@ export class Session {
       method,
       headers,
       body,
-      signal,
+      signal: signal || AbortSignal.timeout(TIMEOUT_MS),
       credentials: "omit",
       cache: "no-store",
     });
