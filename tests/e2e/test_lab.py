@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import socket
@@ -57,6 +58,8 @@ def test_lab_up_twice_demo_status_and_down(tmp_path: Path) -> None:
         # The worker signed and delivered the new message's event to the lab's catcher.
         deliveries = tmp_path / "lab" / "webhooks"
         wait_until(lambda: any(deliveries.glob("*.json")), 15, lambda: lab("status").stdout)
+        delivery = json.loads(sorted(deliveries.glob("*.json"))[0].read_text())
+        assert delivery["signature_verified"] is True  # the lab's secret, on both sides
         assert (tmp_path / "lab" / "demo" / "bob-heard.wav").stat().st_size > 44
         status = lab("status")
         assert status.stdout.count("answers") == 6

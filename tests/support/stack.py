@@ -25,7 +25,6 @@ from media_worker.lab.layout import (
     LAB_BAN_TIME,
     USERS,
     ApiSite,
-    WebhookSite,
     account,
     dispatcher_list,
     install_cfg,
@@ -119,7 +118,6 @@ class MediaWorker(LoggedProcess):
         mwi_proxy: str | None = None,
         secret: str | None = None,
         api: ApiSite | None = None,
-        webhooks: WebhookSite | None = None,
     ) -> None:
         self.name = f"worker{index}"
         super().__init__(directory)
@@ -139,7 +137,6 @@ class MediaWorker(LoggedProcess):
                 mwi_proxy=mwi_proxy,
                 secret=secret,
                 api=api,
-                webhooks=webhooks,
                 # The end-to-end tests compare the emailed recording with the stored one
                 # sample by sample: the lab's MP3 has the encoder's delay and padding.
                 attachment="wav",
@@ -287,7 +284,6 @@ class Stack(Managed):
         mwi: bool = False,
         signing: bool = True,
         api: bool = False,
-        webhooks: WebhookSite | None = None,
     ) -> None:
         """``prompts``: a directory `voicemail prompts build` filled (the menu prompts
         Debian's English set lacks); ``mwi``: Kamailio WITH_MWI, workers publishing;
@@ -295,8 +291,7 @@ class Stack(Managed):
         hop, as a site without VM_SECRET runs). Kamailio runs WITH_ANTIFLOOD with the lab's ban
         time; the phones and workers come from 127.0.0.1, an address of Kamailio's own,
         which is never banned. ``api``: ``voicemail api`` on a free port with the first
-        worker's configuration (``self.api``); ``webhooks``: every worker delivers its
-        mailbox changes to that endpoint."""
+        worker's configuration (``self.api``)."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
         self.secret = lab_secret(self.dir) if signing else None
         self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
@@ -309,7 +304,7 @@ class Stack(Managed):
         self.workers = [
             MediaWorker(
                 self.dir, i + 1, self.smtp.port, self.spool, prompts, mwi_proxy, self.secret,
-                api=site if i == 0 else None, webhooks=webhooks,
+                api=site if i == 0 else None,
             )
             for i in range(workers)
         ]  # fmt: skip
