@@ -1,7 +1,7 @@
 """The web page's JavaScript modules in headless Chromium, without a server behind them:
-the parsers of what a user types and of what the server sends (a caller's From header,
-Content-Disposition), the URLs the page builds from them, and the WAV the greeting
-recorder writes. The page's files are served as `voicemail api` serves them (static
+the parsers of what a user types and of what the server sends (a caller's From header),
+the URLs the page builds from them, the WAV the greeting recorder writes, and that
+every control of the page has a name a screen reader can say. The page's files are served as `voicemail api` serves them (static
 files over HTTP: ES modules do not load from file:)."""
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def page() -> Iterator[Browser]:
     thread.start()
     try:
         with Browser() as browser:
-            # A page of this origin without the app itself: only its modules are tried.
-            browser.open(f"http://127.0.0.1:{server.server_address[1]}/style.css")
+            # The page itself, signed out: with nothing in sessionStorage it asks nothing
+            # of the (absent) API.
+            browser.open(f"http://127.0.0.1:{server.server_address[1]}/")
             yield browser
     finally:
         server.shutdown()
@@ -132,3 +133,20 @@ def test_the_recorders_wav_is_what_the_worker_plays(page: Browser) -> None:
     samples = struct.unpack(f"<{8000}h", wav[44:])
     assert max(samples) == 32767  # 1.5 is clipped, not wrapped around
     assert min(samples) == -32768
+
+
+def test_every_control_has_a_label_and_nothing_comes_from_elsewhere(page: Browser) -> None:
+    unnamed = page.js(
+        "return [...document.querySelectorAll('input, select, button, audio')]"
+        ".filter(e => !e.hidden && e.type !== 'hidden')"
+        ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')"
+        " && !e.textContent.trim())"
+        ".map(e => e.id || e.outerHTML);"
+    )
+    assert unnamed == []
+    assert page.js("return document.activeElement.id") == "login-user"
+    foreign = page.js(
+        "return performance.getEntriesByType('resource').map(r => r.name)"
+        ".filter(u => !u.startsWith(location.origin));"
+    )
+    assert foreign == []
