@@ -4,7 +4,7 @@
 #   make unit             set-up, then the pure tests only (no servers, no daemons): seconds
 #   make lint             ruff check, ruff format --check and mypy --strict
 #   make pytest           set-up, then the whole test suite without the lint gates
-#   make bench            media, load, storage and audio benchmark figures (docs/benchmarks.md)
+#   make bench            media, load, storage, audio and API benchmark figures (docs/benchmarks.md)
 #   make setup            system-packages and venv
 #   make system-packages  the Debian packages below (installs them when run as root)
 #   make venv             .venv/ with the project and its dev and lab extras
@@ -86,12 +86,14 @@ unit: setup
 	$(BIN)/pytest -m "$(UNIT_MARKS)" -q
 
 # Benchmark figures (docs/benchmarks.md): 500 calls against one worker, real voicemail
-# calls from outside at 100 and 200 at once (bench/README.md), then storage and audio.
+# calls from outside at 100 and 200 at once (bench/README.md), then storage, audio, then
+# the HTTP API (a 10,000-message mailbox listed by 50 clients, audio, MP3 conversion).
 bench: setup
 	$(BIN)/python -m bench.media --calls 500 --seconds 15
 	$(BIN)/python -m bench.load --calls 100,200 --seconds 20
 	$(BIN)/python -m bench.storage
 	$(BIN)/python -m bench.audio
+	$(BIN)/python -m bench.api
 
 # Generated data and caches; .venv/ stays.
 clean:

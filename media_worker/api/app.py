@@ -18,6 +18,7 @@ from media_worker import __version__
 from media_worker.api import routes_mailbox, routes_messages
 from media_worker.api.accounts import Accounts
 from media_worker.api.auth import Authenticator
+from media_worker.api.limits import BodyLimit
 from media_worker.api.state import API_PREFIX, ApiState
 from media_worker.changes import attach
 from media_worker.config import WorkerConfig
@@ -148,6 +149,7 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
 
     app.mount("/api/docs/", StaticFiles(directory=APIDOCS), name="apidocs")
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="static")
+    app.add_middleware(BodyLimit, greeting_limit=api.greetings.max_bytes)
 
     @app.middleware("http")
     async def security_headers(

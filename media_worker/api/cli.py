@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             access_log=args.log_level == "debug",
             server_header=False,
             timeout_graceful_shutdown=10,
+            limit_concurrency=api.max_connections,
         )
     )
     try:

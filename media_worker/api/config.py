@@ -103,6 +103,7 @@ class ApiConfig:
     lockout: LockoutConfig = field(default_factory=LockoutConfig)
     greetings: GreetingLimits = field(default_factory=GreetingLimits)
     max_conversions: int = 2  # MP3/Opus encodings at once (CPU bound)
+    max_connections: int = 1000  # connections and requests at once; beyond, 503
 
     def check(self, key: str) -> None:
         try:
@@ -147,6 +148,8 @@ class ApiConfig:
             raise _error(f"{key}: neither kamailio_db nor tokens: nobody could log in")
         if not 1 <= self.max_conversions <= 64:
             raise _error(f"{key}.max_conversions: must be 1..64")
+        if self.max_connections < 1:
+            raise _error(f"{key}.max_connections: must be at least 1")
 
     @property
     def scheme(self) -> str:

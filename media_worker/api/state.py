@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,6 +27,9 @@ API_PREFIX = "/api/v1"
 # Seconds a change request waits for its notice to be on disk before it answers anyway
 # (the notice stays queued and is written when the disk lets us).
 NOTICE_WAIT = 5.0
+# What a path segment may hold unescaped (RFC 3986 pchar): message names such as
+# 1700000000+sip:alice@example.com then go as they are, and cost no quote() call.
+_PCHAR = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]*")
 # uid/did mailboxes whose SIP address the API has seen, remembered for the notices.
 MAX_ADDRESSES = 10_000
 
@@ -65,8 +69,15 @@ class ApiState:
     def url(self, *segments: str) -> str:
         """An API URL, absolute when api.public_url is set; each segment is quoted."""
         base = (self.config.public_url or "").rstrip("/")
-        path = "/".join(quote(segment, safe="") for segment in segments)
-        return f"{base}{API_PREFIX}/{path}"
+        return f"{base}{API_PREFIX}/{'/'.join(map(path_segment, segments))}"
+
+
+def path_segment(text: str) -> str:
+    """``text`` as one URL path segment ('/' and everything outside pchar escaped)."""
+    if _PCHAR.fullmatch(text):
+        return text
+    # SEMS file names may hold undecodable bytes (surrogate escapes): they go as bytes.
+    return quote(text, safe="!$&'()*+,;=:@", errors="surrogateescape")
 
 
 def api_state(request: Request) -> ApiState:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 
+from media_worker.api.state import path_segment
 from media_worker.provisioning.provision import Preferences
 from storage import open_storage
 from tests.api.conftest import ALL_TOKEN, DOMAIN, LAB_TOKEN, OTHER, Api, as_bob, wav
@@ -69,7 +69,7 @@ async def test_the_mailbox_is_the_one_the_proxy_gives_uid_and_did(api: Api) -> N
     async with httpx.AsyncClient(base_url=api.url, auth=(f"carol@{DOMAIN}", "carol-pw")) as client:
         listed = (await client.get(f"/mailboxes/{DOMAIN}/carol/messages")).json()["messages"]
         assert [m["name"] for m in listed] == [name]
-        audio_path = f"/mailboxes/{DOMAIN}/carol/messages/{quote(name, safe='')}/audio"
+        audio_path = f"/mailboxes/{DOMAIN}/carol/messages/{path_segment(name)}/audio"
         assert listed[0]["audio_url"].endswith(audio_path)
         assert (await client.get(audio_path)).content == wav(1)
         # The store's keys are not a way in for carol (not her SIP identity) ...

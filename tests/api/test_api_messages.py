@@ -127,3 +127,18 @@ async def test_path_like_and_hostile_names_are_400(api: Api) -> None:
             ):
                 assert reply.status_code == 400, (name, reply.status_code, reply.text)
         assert (await client.get(f"/mailboxes/{DOMAIN}/bob/nothing")).status_code == 404
+
+
+async def test_a_polling_client_gets_304_until_the_listing_changes(api: Api) -> None:
+    name = await put(api, "bob", 1.0, 1_700_000_600, "sip:alice@api.example")
+    async with httpx.AsyncClient(base_url=api.url, auth=as_bob()) as client:
+        url = f"/mailboxes/{DOMAIN}/bob/messages"
+        first = await client.get(url)
+        tag = first.headers["etag"]
+        same = await client.get(url, headers={"If-None-Match": tag})
+        assert (same.status_code, same.content, same.headers["etag"]) == (304, b"", tag)
+        await client.patch(f"{url}/{name}", json={"new": False})
+        changed = await client.get(url, headers={"If-None-Match": tag})
+        assert changed.status_code == 200
+        assert changed.headers["etag"] != tag
+        assert changed.json()["messages"]

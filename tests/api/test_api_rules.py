@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import time
 
 import pytest
 from hypothesis import given
@@ -22,8 +24,10 @@ from media_worker.api.auth import (
 )
 from media_worker.api.config import LockoutConfig, TokenConfig
 from media_worker.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from media_worker.api.routes_messages import message_json
 from media_worker.config import ConfigError, parse_config
 from media_worker.provisioning.provision import ha1
+from storage import MessageInfo
 
 
 @pytest.mark.parametrize(
@@ -236,3 +240,26 @@ def test_the_api_section_defaults_and_lists() -> None:
     )
     assert config.tokens[0].domains == ("x.example",)
     assert parse_config({}).api is None
+
+
+@given(
+    st.text(min_size=1, max_size=30),
+    st.booleans(),
+    st.integers(min_value=0, max_value=2**40),
+    st.integers(min_value=0, max_value=2**33),
+    st.text(max_size=30),
+    st.none() | st.floats(min_value=0, max_value=1e6),
+)
+def test_a_listed_message_is_the_json_of_its_fields(
+    name: str, new: bool, size: int, received_at: int, sender: str, duration: float | None
+) -> None:
+    info = MessageInfo(name, new, size, received_at, sender, duration)
+    parsed = json.loads(message_json(info, "/api/v1/mailboxes/d/u/messages"))
+    assert parsed["name"] == name
+    assert parsed["sender"] == sender
+    assert (parsed["new"], parsed["size"], parsed["received_at_unix"]) == (new, size, received_at)
+    expected = duration if duration is not None else max(size - 44, 0) / 16000
+    assert parsed["duration_s"] == round(expected, 3)
+    assert parsed["received_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(received_at))
+    assert parsed["audio_url"].startswith("/api/v1/mailboxes/d/u/messages/")
+    assert "/" not in parsed["audio_url"].removeprefix("/api/v1/mailboxes/d/u/messages/")[:-6]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import ssl
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -130,3 +131,22 @@ def test_https_when_certificate_and_key_are_configured(tmp_path: Path) -> None:
         assert reply.status_code == 200
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{server.port}/api/v1/openapi.json", timeout=5)
+
+
+def test_request_bodies_are_bounded_before_anyone_is_asked(fs_api: Api) -> None:
+    url = f"{fs_api.url}/mailboxes/{DOMAIN}/bob/messages/x"
+    with httpx.Client() as client:
+        # Anonymous, with a declared length or streamed in chunks: refused unread.
+        big = client.patch(url, content=b"{" + b" " * 70_000 + b"}")
+        assert big.status_code == 413
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(100):
+                yield b" " * 1000
+
+        streamed = client.patch(url, content=chunks())
+        assert streamed.status_code == 413
+        # A small body goes on to the authentication as usual.
+        assert client.patch(url, json={"new": False}).status_code == 401
+        greeting = f"{fs_api.url}/mailboxes/{DOMAIN}/bob/greetings/vm"
+        assert client.put(greeting, content=b"\0" * 200_001, auth=as_bob()).status_code == 413
