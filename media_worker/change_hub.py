@@ -13,6 +13,7 @@ publishes nothing, so each mailbox has one publication and one entity tag.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from media_worker.changes import ChangeConsumer, ChangeForwarder, Notice, process_token
@@ -20,9 +21,10 @@ from media_worker.config import WorkerConfig
 from media_worker.mwi_publisher import AddressBook, LearningApplication, MwiPublisher
 from media_worker.webhooks.outbox import WebhookOutbox
 from media_worker.worker import Worker
-from storage import Storage
+from storage import ChangeEvent, Storage
 
 log = logging.getLogger("voicemail.changes")
+STOP_WAIT = 5.0  # seconds the last notices get to reach the spool at shutdown
 
 
 class ChangeHub:
@@ -40,6 +42,9 @@ class ChangeHub:
         self.outbox: WebhookOutbox | None = None
         self.consumer: ChangeConsumer | None = None
         self.forwarder: ChangeForwarder | None = None
+        self._early: set[tuple[str, str]] = set()  # mailboxes changed before start()
+        self._unheard: Callable[[], None] | None = None
+        self._begun = False
         webhooks = config.webhooks is not None and bool(config.webhooks.endpoints)
         if index == 0:
             if config.mwi is not None:
@@ -63,13 +68,35 @@ class ChangeHub:
                     store, spool, origin=self.origin, address_of=book.address
                 )
 
+    def begin(self) -> None:
+        """Hear the store's changes from now on, before the worker delivers what a crash
+        left behind: those messages are changes too. Their lamps move once ``start()``
+        has started the publisher."""
+        self._begun = True
+        if self.forwarder is not None:
+            self.forwarder.start()
+        if self.publisher is not None:
+            self._unheard = self.publisher.store.subscribe(self._note_early)
+
+    def _note_early(self, event: ChangeEvent) -> None:
+        if event.kind.moves_lamp:
+            self._early.add((event.domain, event.user))
+
     async def start(self) -> None:
+        """Start the outbox, the publisher (it sends from the worker's socket: after the
+        worker) and the spool's reader."""
+        if not self._begun:
+            self.begin()
         if self.outbox is not None:
             await self.outbox.start()
         if self.publisher is not None:
             await self.publisher.start()
-        if self.forwarder is not None:
-            self.forwarder.start()
+            if self._unheard is not None:
+                self._unheard()
+                self._unheard = None
+            for domain, user in sorted(self._early):
+                self.publisher.changed(domain, user)
+            self._early.clear()
         if self.consumer is not None:
             await self.consumer.start()
 
@@ -83,7 +110,8 @@ class ChangeHub:
     async def stop(self) -> None:
         """Write the last changes to the spool and stop the webhook outbox."""
         if self.forwarder is not None:
-            await self.forwarder.stop()
+            # A broken disk must not hold the shutdown: what is lost is logged.
+            await self.forwarder.stop(give_up_after=STOP_WAIT)
         if self.outbox is not None:
             await self.outbox.stop()
 

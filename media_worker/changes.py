@@ -40,7 +40,8 @@ log = logging.getLogger("voicemail.changes")
 NOTICE_VERSION = 1
 SUFFIX = ".chg"
 POLL = 0.2  # seconds between two scans of the spool by process 0
-WRITE_RETRY = 1.0  # seconds before a failed notice write is tried again
+WRITE_RETRY = 1.0  # seconds before a failed notice write is tried again, doubling ...
+MAX_WRITE_RETRY = 30.0  # ... up to this
 MAX_NOTICE_BYTES = 64 * 1024  # a notice is a few hundred bytes; anything larger is damage
 BATCH = 500  # notices taken per scan, so that a backlog never starves the event loop
 
@@ -162,8 +163,9 @@ def _info(value: object) -> MessageInfo | None:
 
 
 def write_notice(directory: Path, notice: Notice) -> Path:
-    """Write one notice durably into the spool ``directory`` (created if need be)."""
-    directory.mkdir(mode=0o775, parents=True, exist_ok=True)
+    """Write one notice durably into the spool ``directory``, created if need be inside
+    an existing data_dir (a mistyped data_dir fails, rather than grow a tree of its own)."""
+    directory.mkdir(mode=0o775, exist_ok=True)
     path = directory / notice.file_name()
     write_atomic(path, notice.serialize())
     return path
@@ -174,8 +176,8 @@ class ChangeForwarder:
 
     ``start()`` (on the running event loop) subscribes; ``flush()`` waits until every
     change so far is on disk; ``stop()`` unsubscribes, flushes and ends. A write that
-    fails (disk full, permissions) is logged and tried again every second: notices are
-    kept in memory meanwhile, never dropped.
+    fails (disk full, permissions, no data_dir) is logged and tried again after 1 s,
+    doubling up to 30 s: notices are kept in memory meanwhile, never dropped.
     """
 
     def __init__(
@@ -253,17 +255,20 @@ class ChangeForwarder:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            retry = WRITE_RETRY
             while self._queue:
                 batch = list(self._queue)
                 try:
                     await asyncio.to_thread(self._write, batch)
-                except OSError as exc:
+                except Exception as exc:  # the disk, mostly: keep the notices, try again
                     log.error(
                         "cannot write %d change notice(s) to %s (%s): trying again in %g s; "
                         "lamps and webhooks wait",
-                        len(batch), self.directory, exc, WRITE_RETRY,
+                        len(batch), self.directory, exc, retry,
+                        exc_info=not isinstance(exc, OSError),
                     )  # fmt: skip
-                    await asyncio.sleep(WRITE_RETRY)
+                    await asyncio.sleep(retry)
+                    retry = min(retry * 2, MAX_WRITE_RETRY)
                     continue
                 del self._queue[: len(batch)]
                 self.written += len(batch)
@@ -355,7 +360,9 @@ class ChangeConsumer:
 
     def _read(self, path: Path) -> Notice | None:
         try:
-            return Notice.parse(path.read_bytes())
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_NOTICE_BYTES + 1)  # never a whole stray large file
+            return Notice.parse(data)
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:

@@ -50,8 +50,9 @@ up its calls cleanly. Recordings a crash left behind are delivered at start-up.
 With --processes N (default: one per core) it starts N worker processes and restarts
 any that dies: process i listens on sip.port + i and takes the i-th of N equal slices of
 rtp.ports; list every port in Kamailio's dispatcher set. Process 0 keeps its journal,
-outbox and MWI state in data_dir, process i in data_dir/process<i>. With --processes 1
-the worker runs in this process, without a supervisor.
+email outbox, MWI state, the change spool and the webhook outbox in data_dir; process i
+its journal and email outbox in data_dir/process<i>. With --processes 1 the worker runs
+in this process, without a supervisor.
 
 Process 0 alone publishes MWI and sends webhooks. The other processes, `voicemail api`
 and the `voicemail mailbox` commands (given --config) write each change they make to

@@ -226,6 +226,7 @@ class MwiConfig:
 
 WEBHOOK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MIN_WEBHOOK_SECRET = 16
+SAMPLE_WEBHOOK_SECRET = "REPLACE-WITH-A-SECRET"  # noqa: S105 - the sample's, refused
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,11 @@ class WebhookEndpoint:
             )
         if not re.fullmatch(r"https?://[^/\s?#]+(/\S*)?", self.url):
             raise ConfigError(f"{key}.url: expected an http:// or https:// URL, got {self.url!r}")
+        if self.secret == SAMPLE_WEBHOOK_SECRET:
+            raise ConfigError(
+                f"{key}.secret: still the sample's placeholder: set the secret the "
+                "endpoint checks signatures with (e.g. from 'openssl rand -hex 32')"
+            )
         if len(self.secret) < MIN_WEBHOOK_SECRET:
             raise ConfigError(
                 f"{key}.secret: at least {MIN_WEBHOOK_SECRET} characters "
@@ -269,6 +275,8 @@ class WebhooksConfig:
     retry_max_delay: float = 3600.0  # ... doubling up to this
     give_up_after: float = 259200.0  # seconds (3 days): then the job is set aside
     max_in_flight: int = 8  # POSTs at once, over all endpoints (2 at most per endpoint)
+    max_backlog: int = 10000  # deliveries waiting per endpoint; beyond, set aside at once
+    ca_file: str | None = None  # PEM CA certificates to trust for https; None: the system's
 
     def check(self, key: str) -> None:
         names = [endpoint.name for endpoint in self.endpoints]
@@ -285,6 +293,10 @@ class WebhooksConfig:
             raise ConfigError(f"{key}.give_up_after: must be at least retry_max_delay")
         if not 1 <= self.max_in_flight <= 256:
             raise ConfigError(f"{key}.max_in_flight: {self.max_in_flight} is outside 1..256")
+        if not 1 <= self.max_backlog <= 1_000_000:
+            raise ConfigError(f"{key}.max_backlog: {self.max_backlog} is outside 1..1000000")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ConfigError(f"{key}.ca_file: no such file: {self.ca_file}")
 
 
 @dataclass(frozen=True)

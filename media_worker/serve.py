@@ -53,6 +53,7 @@ async def serve(config: WorkerConfig, *, index: int = 0, spool: Path | None = No
         service,
     )
     changes = ChangeHub(config, store, worker, data_dir, spool, index)
+    changes.begin()  # the recordings delivered next are changes too
     recovered = await service.recover()
     if recovered:
         log.info("delivered %d recording(s) left by an earlier run", recovered)

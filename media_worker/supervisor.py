@@ -3,10 +3,12 @@ parent that keeps them running.
 
 Process ``i`` of ``N`` listens on ``sip.port + i`` and takes the ``i``-th of ``N`` equal
 slices of ``rtp.ports``; all serve the same store. What a process must not share with
-another (its recording journal, which it recovers at start-up; its email outbox; its MWI
-state) lives in its own data directory: ``data_dir`` for process 0, as with one process,
-and ``data_dir/process<i>`` for the others. A restarted process recovers the journal of
-the one it replaces, so each journal is recovered once, by its only owner."""
+another (its recording journal, which it recovers at start-up; its email outbox) lives in
+its own data directory: ``data_dir`` for process 0, as with one process, and
+``data_dir/process<i>`` for the others. Process 0 alone publishes MWI and sends webhooks;
+the others write their changes to its change spool (media_worker/change_hub.py). A
+restarted process recovers the journal of the one it replaces, so each journal is
+recovered once, by its only owner."""
 
 from __future__ import annotations
 

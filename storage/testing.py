@@ -13,20 +13,13 @@ Import this module only from tests: it needs pytest.
 
 from __future__ import annotations
 
-import asyncio
-import io
-import multiprocessing
 import random
-import time
-import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from storage import (
     BadIdentity,
-    ChangeEvent,
-    ChangeKind,
     Counts,
     InvalidMessage,
     MailboxNotFound,
@@ -35,114 +28,23 @@ from storage import (
     Storage,
     open_storage,
 )
+from storage.testing_changes import ChangeContract
+from storage.testing_support import (
+    DOMAIN,
+    HOSTILE_VALUES,
+    SENDERS,
+    TS,
+    USER,
+    fail_pins,
+    hammer,
+    make_wav,
+    run_processes,
+)
 
-DOMAIN = "example.com"
-USER = "bob"
-TS = 1_700_000_000
-
-# Every form an identity value must never take (docs/design.md: opaque keys, not paths).
-HOSTILE_VALUES = [
-    "",
-    ".",
-    "..",
-    "/",
-    "a/b",
-    "../etc",
-    "..\\..\\windows",
-    "a\\b",
-    "a\0b",
-    "a\nb",
-    "a\rb",
-    "tab\there",
-    "esc\x1b[0m",
-    "del\x7f",
-    "x" * 256,
-]
-SENDERS = [
-    "alice",
-    '"Bob" <sip:bob@example.com>',
-    "sip:+4930123456@example.com",
-    "Jürgen Müller <sip:j@example.de>",
-    "a/b\\c..%41%%",
-    "",
-    "line\nbreak\ttab",
-]
+__all__ = ["DOMAIN", "HOSTILE_VALUES", "SENDERS", "TS", "USER", "StorageContract", "make_wav"]
 
 
-def make_wav(seconds: float, rate: int = 8000, level: int = 1000) -> bytes:
-    """A 16-bit mono PCM WAV of a square wave, ``seconds`` long."""
-    frames = int(seconds * rate)
-    pcm = b"".join(
-        (level if (i // 20) % 2 else -level).to_bytes(2, "little", signed=True)
-        for i in range(frames)
-    )
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm)
-    return buf.getvalue()
-
-
-def _add_failure(record: PinRecord) -> PinRecord:
-    return PinRecord(record.hash, (*record.failures, float(len(record.failures))), 0.0)
-
-
-def _fail_pins(url: str, count: int) -> None:
-    """Child process body: record ``count`` PIN failures, one update at a time."""
-
-    async def run() -> None:
-        store = await open_storage(url)
-        try:
-            for _ in range(count):
-                await store.update_pin(DOMAIN, USER, _add_failure)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
-
-
-def _hammer(url: str, worker: int, count: int) -> None:
-    """Child process body: put ``count`` messages (same ts, same sender) and mark half read."""
-
-    async def run() -> None:
-        store = await open_storage(url)
-        try:
-            for i in range(count):
-                name = await store.put_message(
-                    DOMAIN,
-                    USER,
-                    f"worker {worker} message {i}".encode(),
-                    sender="x",
-                    received_at=TS,
-                )
-                if i % 2:
-                    await store.mark_read(DOMAIN, USER, name)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
-
-
-async def _run_processes(target: Callable[..., None], arguments: list[tuple[object, ...]]) -> None:
-    """Run ``target`` in one spawned process per argument tuple; all must succeed."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=args) for args in arguments]
-    for proc in procs:
-        proc.start()
-    try:
-        for proc in procs:
-            await asyncio.to_thread(proc.join, 120)
-            assert proc.exitcode == 0
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-
-
-class StorageContract:
+class StorageContract(ChangeContract):
     """Behaviour every backend must show; subclass it and provide the two fixtures."""
 
     @pytest.fixture
@@ -318,93 +220,9 @@ class StorageContract:
         self, storage_url: str, store: Storage
     ) -> None:
         per_worker = 25
-        await _run_processes(_fail_pins, [(storage_url, per_worker)] * 2)
+        await run_processes(fail_pins, [(storage_url, per_worker)] * 2)
         record = await store.get_pin(DOMAIN, USER)
         assert record.failures == tuple(float(i) for i in range(2 * per_worker))
-
-    # ----- change events -----
-
-    async def test_change_events(self, store: Storage) -> None:
-        events: list[ChangeEvent] = []
-        unsubscribe = store.subscribe(events.append)
-
-        def broken(event: ChangeEvent) -> None:
-            raise RuntimeError("listener bug")
-
-        store.subscribe(broken)  # must not break the operation or other listeners
-        name = await store.put_message(DOMAIN, USER, b"x", sender="a", received_at=TS)
-        await store.mark_read(DOMAIN, USER, name)
-        await store.mark_read(DOMAIN, USER, name)  # no change, no event
-        await store.mark_unread(DOMAIN, USER, name)
-        await store.mark_unread(DOMAIN, USER, name)  # no change, no event
-        await store.put_greeting(DOMAIN, USER, "vm", b"g")
-        await store.delete_greeting(DOMAIN, USER, "vm")
-        assert await store.delete_greeting(DOMAIN, USER, "vm") is False  # no event
-        await store.delete_message(DOMAIN, USER, name)
-        with pytest.raises(MessageNotFound):
-            await store.delete_message(DOMAIN, USER, name)  # failed: no event
-        with pytest.raises(MessageNotFound):
-            await store.mark_unread(DOMAIN, USER, name)  # failed: no event
-        assert events == [
-            ChangeEvent(ChangeKind.NEW, DOMAIN, USER, name),
-            ChangeEvent(ChangeKind.READ, DOMAIN, USER, name),
-            ChangeEvent(ChangeKind.UNREAD, DOMAIN, USER, name),
-            ChangeEvent(ChangeKind.GREETING, DOMAIN, USER, "vm"),
-            ChangeEvent(ChangeKind.GREETING_DELETED, DOMAIN, USER, "vm"),
-            ChangeEvent(ChangeKind.DELETED, DOMAIN, USER, name),
-        ]
-        unsubscribe()
-        await store.put_message(DOMAIN, USER, b"y", sender="a", received_at=TS)
-        assert len(events) == 6
-
-    async def test_change_events_carry_the_message_and_the_time(self, store: Storage) -> None:
-        events: list[ChangeEvent] = []
-        store.subscribe(events.append)
-        audio = make_wav(0.5)
-        before = time.time()
-        name = await store.put_message(DOMAIN, USER, audio, sender="alice", received_at=TS)
-        await store.mark_read(DOMAIN, USER, name)
-        await store.mark_unread(DOMAIN, USER, name)
-        await store.delete_message(DOMAIN, USER, name)
-        await store.put_greeting(DOMAIN, USER, "vm", b"g")
-        after = time.time()
-        created, read, unread, deleted, greeting = events
-        for event in events:
-            assert before <= event.occurred_at <= after
-        assert greeting.info is None
-        assert created.info is not None
-        assert created.info.new is True
-        assert (created.info.name, created.info.size) == (name, len(audio))
-        assert (created.info.received_at, created.info.sender) == (TS, "alice")
-        assert created.info.duration == pytest.approx(0.5, abs=0.01)
-        # A backend may not know the message after a change; when it does, it is right.
-        for event, new in ((read, False), (unread, True), (deleted, True)):
-            if event.info is not None:
-                assert (event.info.name, event.info.new) == (name, new)
-                assert (event.info.size, event.info.received_at) == (len(audio), TS)
-                assert event.info.sender == "alice"
-
-    async def test_mark_unread(self, store: Storage) -> None:
-        first = await store.put_message(DOMAIN, USER, b"one", sender="a", received_at=TS)
-        second = await store.put_message(DOMAIN, USER, b"two", sender="a", received_at=TS + 1)
-        await store.mark_unread(DOMAIN, USER, first)  # already new: harmless
-        await store.mark_read(DOMAIN, USER, first)
-        await store.mark_read(DOMAIN, USER, second)
-        assert await store.count(DOMAIN, USER) == Counts(new=0, saved=2)
-        await store.mark_unread(DOMAIN, USER, first)
-        assert await store.count(DOMAIN, USER) == Counts(new=1, saved=1)
-        flags = {m.name: m.new for m in await store.list_mailbox(DOMAIN, USER)}
-        assert flags == {first: True, second: False}
-        message = await store.get_message(DOMAIN, USER, first)
-        assert (message.info.new, message.audio) == (True, b"one")
-        # New again is new like any other: reading it back and forth keeps working.
-        await store.mark_read(DOMAIN, USER, first)
-        await store.mark_unread(DOMAIN, USER, first)
-        assert await store.count(DOMAIN, USER) == Counts(new=1, saved=1)
-        with pytest.raises(MessageNotFound):
-            await store.mark_unread(DOMAIN, USER, "1700000099+a")
-        with pytest.raises(MailboxNotFound):
-            await store.mark_unread(DOMAIN, "nobody", "1700000000+a")
 
     # ----- hostile identities -----
 
@@ -457,7 +275,7 @@ class StorageContract:
 
     async def test_two_processes_lose_nothing(self, storage_url: str, store: Storage) -> None:
         per_worker = 40
-        await _run_processes(_hammer, [(storage_url, w, per_worker) for w in (1, 2)])
+        await run_processes(hammer, [(storage_url, w, per_worker) for w in (1, 2)])
         listed = await store.list_mailbox(DOMAIN, USER)
         assert len({m.name for m in listed}) == 2 * per_worker
         counts = await store.count(DOMAIN, USER)

@@ -45,7 +45,7 @@ class CatcherHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()) or len(length) > 12:
             self._answer(411, "Content-Length required")
             return
         if int(length) > MAX_BODY:

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import logging
 import os
+import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +115,13 @@ class WebhookOutbox:
         self._endpoints = {endpoint.name: endpoint for endpoint in config.endpoints}
         self._transport = transport
         self._jobs: dict[str, Delivery] = {}
+        # Per endpoint, a heap of (next attempt, created, delivery id): a wake costs a few
+        # heap operations, never a pass over a backlog of thousands.
+        self._queues: dict[str, list[tuple[float, float, str]]] = {}
+        self._backlog: Counter[str] = Counter()  # deliveries waiting, per endpoint
         self._busy: dict[str, asyncio.Task[None]] = {}  # delivery id -> its POST
+        self._in_flight: Counter[str] = Counter()  # POSTs running, per endpoint
+        self._overflow_logged: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -120,15 +130,19 @@ class WebhookOutbox:
     # ----- life cycle -----
 
     async def start(self) -> None:
-        self._jobs = {job.id: job for job in await asyncio.to_thread(self._load)}
+        for job in await asyncio.to_thread(self._load):
+            self._add(job)
         if self._jobs:
             log.info("webhooks: %d delivery(ies) waiting from an earlier run", len(self._jobs))
+        # Loading the CA store takes a while: not on the event loop.
+        tls = await asyncio.to_thread(ssl.create_default_context, cafile=self.config.ca_file)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self.config.timeout),
             follow_redirects=False,  # a moved endpoint is the operator's to fix
             trust_env=False,  # no proxy or netrc taken from the environment
             transport=self._transport,
             limits=httpx.Limits(max_connections=self.config.max_in_flight),
+            verify=tls,
             headers={"User-Agent": f"kamailio-voicemail/{__version__}"},
         )
         self._task = asyncio.create_task(self._run(), name="webhooks")
@@ -143,6 +157,7 @@ class WebhookOutbox:
             post.cancel()
         await asyncio.gather(*posts, return_exceptions=True)
         self._busy.clear()
+        self._in_flight.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -162,6 +177,13 @@ class WebhookOutbox:
                 log.error("webhook job %s is unreadable (%s): moved to corrupt/", path.name, exc)
                 os.replace(path, self.directory / "corrupt" / path.name)
                 continue
+            if job.endpoint not in self._endpoints:
+                log.error(
+                    "webhook %s %s to %s: its endpoint is no longer configured: moved to "
+                    "rejected/", job.event, job.id, job.endpoint,
+                )  # fmt: skip
+                os.replace(path, self.directory / "rejected" / path.name)
+                continue
             jobs.append(job)
         return jobs
 
@@ -180,10 +202,16 @@ class WebhookOutbox:
         ]
         if not jobs:
             return []
-        await _durably(self._write_all, jobs)
+        full = [job for job in jobs if self._backlog[job.endpoint] >= self.config.max_backlog]
+        for job in full:
+            job.last_error = f"more than {self.config.max_backlog} deliveries waiting"
+        await _durably(self._write_all, jobs, {job.id for job in full})
         for job in jobs:
-            # A re-queued delivery (same id) being POSTed now keeps its running attempt.
-            self._jobs.setdefault(job.id, job)
+            if job in full:
+                self._log_overflow(job)
+                continue
+            if job.id not in self._jobs:  # a re-queued delivery keeps its running attempt
+                self._add(job)
             log.info(
                 "webhook %s for %s@%s queued for %s as %s",
                 event, notice.event.user, notice.event.domain, job.endpoint, job.id,
@@ -191,9 +219,35 @@ class WebhookOutbox:
         self._wake.set()
         return [job.id for job in jobs]
 
-    def _write_all(self, jobs: list[Delivery]) -> None:
+    def _write_all(self, jobs: list[Delivery], set_aside: set[str]) -> None:
         for job in jobs:
-            write_atomic(self.directory / f"{job.id}{SUFFIX}", job.record())
+            path = self.directory / f"{job.id}{SUFFIX}"
+            if job.id in set_aside:
+                path = self.directory / "rejected" / path.name
+            write_atomic(path, job.record())
+
+    def _log_overflow(self, job: Delivery) -> None:
+        """An endpoint down for long: one line a minute, not one per event."""
+        now = self.clock()
+        if now - self._overflow_logged.get(job.endpoint, -3600.0) >= 60:
+            self._overflow_logged[job.endpoint] = now
+            log.error(
+                "webhooks to %s: %d deliveries waiting, new ones go straight to rejected/ "
+                "(e.g. %s %s)", job.endpoint, self._backlog[job.endpoint], job.event, job.id,
+            )  # fmt: skip
+
+    def _add(self, job: Delivery) -> None:
+        self._jobs[job.id] = job
+        self._backlog[job.endpoint] += 1
+        self._schedule(job)
+
+    def _schedule(self, job: Delivery) -> None:
+        heap = self._queues.setdefault(job.endpoint, [])
+        heapq.heappush(heap, (job.next_attempt, job.created, job.id))
+
+    def _forget(self, job: Delivery) -> None:
+        if self._jobs.pop(job.id, None) is not None:
+            self._backlog[job.endpoint] -= 1
 
     def pending(self) -> list[str]:
         """Ids of the deliveries waiting (in memory; the directory holds the same)."""
@@ -205,36 +259,43 @@ class WebhookOutbox:
         while True:
             self._wake.clear()
             now = self.clock()
-            per_endpoint: dict[str, int] = {}
-            for job in self._busy_jobs():
-                per_endpoint[job.endpoint] = per_endpoint.get(job.endpoint, 0) + 1
-            waits = []
-            for job in sorted(self._jobs.values(), key=lambda j: (j.next_attempt, j.created)):
-                if job.id in self._busy:
-                    continue
-                if job.next_attempt > now:
-                    waits.append(job.next_attempt - now)
-                    continue
-                if len(self._busy) >= self.config.max_in_flight:
-                    break
-                if per_endpoint.get(job.endpoint, 0) >= PER_ENDPOINT:
-                    continue
-                per_endpoint[job.endpoint] = per_endpoint.get(job.endpoint, 0) + 1
-                post = asyncio.create_task(self._attempt_safely(job), name=f"webhook {job.id}")
-                self._busy[job.id] = post
-                post.add_done_callback(self._done)
-            delay = max(min(waits), 0.05) if waits else None
+            soonest: float | None = None
+            for endpoint, heap in list(self._queues.items()):
+                while heap and not self._saturated(endpoint):
+                    at, _, job_id = heap[0]
+                    job = self._jobs.get(job_id)
+                    if job is None or job_id in self._busy or job.next_attempt != at:
+                        heapq.heappop(heap)  # delivered, set aside or rescheduled meanwhile
+                        continue
+                    if at > now:
+                        soonest = at if soonest is None else min(soonest, at)
+                        break
+                    heapq.heappop(heap)
+                    self._launch(job)
+                if not heap:
+                    del self._queues[endpoint]
+            # A saturated endpoint or outbox wakes this loop when one of its POSTs ends.
+            delay = None if soonest is None else max(soonest - now, 0.05)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
 
-    def _busy_jobs(self) -> list[Delivery]:
-        return [self._jobs[job_id] for job_id in self._busy if job_id in self._jobs]
+    def _saturated(self, endpoint: str) -> bool:
+        return (
+            len(self._busy) >= self.config.max_in_flight
+            or self._in_flight[endpoint] >= PER_ENDPOINT
+        )
 
-    def _done(self, post: asyncio.Task[None]) -> None:
-        for job_id, running in list(self._busy.items()):
-            if running is post:
-                del self._busy[job_id]
+    def _launch(self, job: Delivery) -> None:
+        post = asyncio.create_task(self._attempt_safely(job), name=f"webhook {job.id}")
+        self._busy[job.id] = post
+        self._in_flight[job.endpoint] += 1
+        post.add_done_callback(functools.partial(self._done, job.id, job.endpoint))
+
+    def _done(self, job_id: str, endpoint: str, post: asyncio.Task[None]) -> None:
+        if self._busy.get(job_id) is post:
+            del self._busy[job_id]
+            self._in_flight[endpoint] -= 1
         self._wake.set()
 
     async def _attempt_safely(self, job: Delivery) -> None:
@@ -242,6 +303,8 @@ class WebhookOutbox:
             await self._attempt(job)
         except Exception:  # the disk, most likely: the job stays queued, in memory and on disk
             job.next_attempt = self.clock() + self.config.retry_delay
+            if job.id in self._jobs:
+                self._schedule(job)
             log.exception("webhook %s %s to %s: attempt failed", job.event, job.id, job.endpoint)
 
     async def _attempt(self, job: Delivery) -> None:
@@ -260,7 +323,7 @@ class WebhookOutbox:
             return
         if 200 <= status < 300:
             await _durably((self.directory / f"{job.id}{SUFFIX}").unlink, True)
-            self._jobs.pop(job.id, None)
+            self._forget(job)
             self.delivered += 1
             log.info("webhook %s %s delivered to %s (%d)", job.event, job.id, job.endpoint, status)
         elif 400 <= status < 500 and status not in RETRYABLE:
@@ -290,6 +353,7 @@ class WebhookOutbox:
         job.next_attempt = self.clock() + delay
         job.last_error = error[:500]
         await _durably(write_atomic, self.directory / f"{job.id}{SUFFIX}", job.record())
+        self._schedule(job)
         log.warning(
             "webhook %s %s to %s not delivered (attempt %d: %s); next try in %.0f s",
             job.event, job.id, job.endpoint, job.attempts, job.last_error, delay,
@@ -304,7 +368,7 @@ class WebhookOutbox:
             os.replace(path, self.directory / where / path.name)
 
         await _durably(move)
-        self._jobs.pop(job.id, None)
+        self._forget(job)
         log.error(
             "webhook %s %s to %s %s: moved to %s/", job.event, job.id, job.endpoint, why, where
         )
@@ -312,9 +376,11 @@ class WebhookOutbox:
 
 def _retry_after(value: str | None) -> float | None:
     """Retry-After in seconds (the delta form; a date is ignored)."""
-    if value is None or not value.strip().isdigit():
+    seconds = None if value is None else value.strip()
+    # ASCII digits only (str.isdigit() takes "²"), and few: beyond that it is damage.
+    if not seconds or not (seconds.isascii() and seconds.isdigit()) or len(seconds) > 9:
         return None
-    return float(value.strip())
+    return float(seconds)
 
 
 async def _durably(write: Callable[..., object], *args: Any) -> None:

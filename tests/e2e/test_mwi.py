@@ -1,6 +1,7 @@
 """Message-waiting lights end to end: bob's baresip (with its mwi module) subscribes at
 Kamailio; the worker publishes bob's mailbox state when alice leaves a message, when bob
-listens to it and when he deletes it through the voicebox, and Kamailio NOTIFYs bob's
+listens to it and when he deletes it through the voicebox, and when an operator
+imports and deletes one with ``voicemail mailbox --config``; Kamailio NOTIFYs bob's
 phone each time. The phone reports each NOTIFY's body as an MWI_NOTIFY event of its
 ctrl_tcp module (baresip 1.0's mwi module logs nothing about it)."""
 
@@ -21,6 +22,7 @@ from tests.e2e.conftest import PhoneFactory, StackFactory
 from tests.e2e.test_calls import mailbox
 from tests.support.baresip import MODULES, Baresip
 from tests.support.procs import free_udp_tcp_port, wait_until
+from tests.support.stack import voicemail
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +140,13 @@ def test_bobs_light_follows_a_message_left_read_and_deleted_and_a_new_phone_gets
     wait_until(lambda: mailbox(stack, "bob") == [], 20, logs)
     wait_until(lambda: light.last() == (False, 0, 0), 15, logs)
     bob.hangup()
+
+    # The operator's commands, given the worker's configuration, move the light too:
+    # they tell the worker through its change spool.
+    config = str(stack.workers[0].config)
+    voicemail("mailbox", "import", "--config", config, "--sender", "alice", DOMAIN, "bob",
+              str(message_speech))  # fmt: skip
+    wait_until(lambda: light.last() == (True, 1, 0), 15, logs)
+    [left] = mailbox(stack, "bob")
+    voicemail("mailbox", "delete", "--config", config, DOMAIN, "bob", left.name)
+    wait_until(lambda: light.last() == (False, 0, 0), 15, logs)

@@ -122,6 +122,7 @@ async def test_corrupt_notices_are_set_aside(
     directory = spool_dir(tmp_path)
     directory.mkdir()
     (directory / "00000000000000000001-bad.chg").write_bytes(b"\x93garbage")
+    (directory / "00000000000000000002-big.chg").write_bytes(b"\0" * (1 << 20))
     good = Notice.of(ChangeEvent(ChangeKind.NEW, DOMAIN, USER, "1700000000+a"), "o")
     changes.write_notice(directory, good)
     seen: list[Notice] = []
@@ -133,6 +134,7 @@ async def test_corrupt_notices_are_set_aside(
         assert await ChangeConsumer(directory, handle).scan() == 1
     assert seen == [good]
     assert (directory / "corrupt" / "00000000000000000001-bad.chg").exists()
+    assert (directory / "corrupt" / "00000000000000000002-big.chg").exists()
     assert any("unreadable" in r.getMessage() for r in caplog.records)
 
 
@@ -149,6 +151,7 @@ async def test_a_failed_write_is_retried_not_dropped(
         await asyncio.sleep(0.06)  # a few failed attempts
         if blocker.is_file():
             blocker.unlink()  # the operator fixes the directory
+            blocker.mkdir()
     await asyncio.wait_for(forwarder.flush(), 10)
     await forwarder.stop()
     assert forwarder.written == 1

@@ -9,14 +9,14 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
+import ssl
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+import httpx
 import pytest
 
 from media_worker.changes import Notice
@@ -44,12 +44,13 @@ def settings(port: int, **extra: object) -> WebhooksConfig:
 
 
 @pytest.fixture
-def catcher(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
-    """``catcher(port=None, secret=SECRET)``: start a catcher process; all are stopped."""
+def catcher(tmp_path: Path) -> Iterator[Callable[..., Awaitable[tuple[int, Path]]]]:
+    """``await catcher(port=None, secret=SECRET)``: start a catcher process, return once it
+    listens; all are stopped."""
     procs: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
 
-    def start(port: int | None = None, secret: str = SECRET) -> tuple[int, Path]:
+    async def start(port: int | None = None, secret: str = SECRET) -> tuple[int, Path]:
         port = port or free_port()
         directory = tmp_path / f"caught-{port}"
         log = (tmp_path / f"catcher-{port}.log").open("ab")
@@ -62,12 +63,15 @@ def catcher(tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
         procs.append(proc)
         for _ in range(200):
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 if proc.poll() is not None:
                     raise AssertionError((tmp_path / f"catcher-{port}.log").read_text()) from None
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            break
         return port, directory
 
     try:
@@ -100,10 +104,10 @@ def saved(directory: Path) -> list[dict[str, object]]:
 
 
 async def test_a_delivery_is_signed_and_complete(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
     outboxes: Callable[[WebhooksConfig], WebhookOutbox],
 ) -> None:
-    port, directory = catcher()
+    port, directory = await catcher()
     box = outboxes(settings(port))
     await box.start()
     change = notice()
@@ -142,7 +146,7 @@ def test_the_signature_is_hmac_sha256_of_the_body() -> None:
 
 
 async def test_retried_after_the_receiver_was_down_and_across_a_restart(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
     outboxes: Callable[[WebhooksConfig], WebhookOutbox],
 ) -> None:
     port = free_port()  # nobody listens yet
@@ -157,7 +161,7 @@ async def test_retried_after_the_receiver_was_down_and_across_a_restart(
     await eventually(attempted, 10)
     await first.stop()  # the worker stops with both undelivered ...
     assert sorted(p.stem for p in first.directory.glob("*.job")) == sorted([job, other])
-    _, directory = catcher(port)  # ... the receiver comes back ...
+    _, directory = await catcher(port)  # ... the receiver comes back ...
     second = outboxes(settings(port))
     await second.start()  # ... and so does the worker
     await eventually(lambda: len(list(directory.glob("*.json"))) == 2, 10)
@@ -166,11 +170,11 @@ async def test_retried_after_the_receiver_was_down_and_across_a_restart(
 
 
 async def test_a_refusal_is_set_aside_with_a_log_line(
-    catcher: Callable[..., tuple[int, Path]],
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
     outboxes: Callable[[WebhooksConfig], WebhookOutbox],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    port, directory = catcher(secret="the-receivers-other-secret")  # answers 401
+    port, directory = await catcher(secret="the-receivers-other-secret")  # answers 401
     box = outboxes(settings(port))
     await box.start()
     with caplog.at_level(logging.ERROR, logger="voicemail.webhooks"):
@@ -182,7 +186,7 @@ async def test_a_refusal_is_set_aside_with_a_log_line(
 
 
 async def test_a_hanging_or_chatty_endpoint_holds_nobody(
-    catcher: Callable[..., tuple[int, Path]], tmp_path: Path
+    catcher: Callable[..., Awaitable[tuple[int, Path]]], tmp_path: Path
 ) -> None:
     accepted: list[asyncio.StreamWriter] = []
 
@@ -196,7 +200,7 @@ async def test_a_hanging_or_chatty_endpoint_holds_nobody(
 
     hanging = await asyncio.start_server(hang, "127.0.0.1", 0)
     talking = await asyncio.start_server(chatty, "127.0.0.1", 0)
-    port, directory = catcher()
+    port, directory = await catcher()
     endpoints = (
         WebhookEndpoint("slow", f"http://127.0.0.1:{_port(hanging)}/", SECRET),
         WebhookEndpoint("huge", f"http://127.0.0.1:{_port(talking)}/", SECRET),
@@ -254,8 +258,145 @@ def test_filters_and_configuration_errors() -> None:
             {"endpoints": [{"name": "a", "url": "http://x/", "secret": SECRET}] * 2},
             r"endpoints\[1\]\.name: 'a' is used twice",
         ),
+        (
+            {"endpoints": [{"name": "a", "url": "http://x/", "secret": "REPLACE-WITH-A-SECRET"}]},
+            r"secret: still the sample's placeholder",
+        ),
         ({"timeout": 0}, r"timeout: 0 is outside"),
         ({"retry_delay": 10, "retry_max_delay": 5}, r"retry_max_delay"),
     ]:  # fmt: skip
         with pytest.raises(ConfigError, match=r"^webhooks\..*" + error):
             parse_config({"webhooks": data})
+
+
+async def test_the_catcher_refuses_what_is_not_a_delivery(
+    catcher: Callable[..., Awaitable[tuple[int, Path]]],
+) -> None:
+    port, directory = await catcher()
+    url = f"http://127.0.0.1:{port}/"
+    body = b'{"id": "x"}'
+    good = {"X-Voicemail-Delivery": "abc123", "X-Voicemail-Signature": sign(body)}
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert (await client.post(url, content=body)).status_code == 400  # no delivery id
+        bad_id = {**good, "X-Voicemail-Delivery": "../../etc/passwd"}
+        assert (await client.post(url, content=body, headers=bad_id)).status_code == 400
+        forged = {**good, "X-Voicemail-Signature": "sha256=" + "0" * 64}
+        assert (await client.post(url, content=body, headers=forged)).status_code == 401
+        assert await raw_post(port, "²".encode(), body) == b"411"
+        assert await raw_post(port, str(2 << 20).encode(), body) == b"413"
+        assert saved(directory) == []
+        assert (await client.post(url, content=body, headers=good)).status_code == 200
+    [record] = saved(directory)
+    assert record["body"] == {"id": "x"}
+    assert record["signature_verified"] is True
+
+
+async def raw_post(port: int, length: bytes, body: bytes) -> bytes:
+    """POST with a Content-Length no HTTP client would send; returns the status code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Voicemail-Delivery: abc\r\n"
+            b"Content-Length: " + length + b"\r\n\r\n" + body
+        )
+        await writer.drain()
+        status = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return status.split()[1]
+
+
+def sign(body: bytes) -> str:
+    return "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_the_samples_webhooks_section_uncommented_is_valid_but_for_its_secret() -> None:
+    from media_worker.config import SAMPLE
+
+    lines = SAMPLE.read_text().splitlines()
+    start = lines.index("webhooks: null") + 1
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("#  "):
+            break
+        block.append(line[1:])
+    text = "webhooks:\n" + "\n".join(block) + "\n"
+    import yaml
+
+    with pytest.raises(ConfigError, match="still the sample's placeholder"):
+        parse_config(yaml.safe_load(text))
+    config = parse_config(yaml.safe_load(text.replace("REPLACE-WITH-A-SECRET", SECRET)))
+    assert config.webhooks is not None
+    assert config.webhooks == WebhooksConfig(endpoints=config.webhooks.endpoints)  # defaults
+    [endpoint] = config.webhooks.endpoints
+    assert (endpoint.name, endpoint.events) == ("crm", ("message.*",))
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made by openssl; the certificate is its own CA."""
+    out = tmp_path_factory.mktemp("tls")
+    cert, key = out / "cert.pem", out / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_endpoints_are_verified_against_the_configured_ca(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    bodies: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            bodies.append(await reader.readexactly(length))
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the client refused our certificate
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    endpoint = WebhookEndpoint("tls", url, SECRET)
+    untrusting = WebhookOutbox(
+        tmp_path / "a", WebhooksConfig(endpoints=(endpoint,), retry_delay=60, retry_max_delay=60)
+    )
+    trusting = WebhookOutbox(
+        tmp_path / "b",
+        WebhooksConfig(
+            endpoints=(endpoint,), retry_delay=60, retry_max_delay=60, ca_file=str(cert)
+        ),
+    )
+    try:
+        await untrusting.start()
+        [refused] = await untrusting.enqueue(notice())
+        await eventually(lambda: untrusting._jobs[refused].attempts == 1, 10)
+        await eventually(
+            lambda: "CERTIFICATE_VERIFY_FAILED" in untrusting._jobs[refused].last_error, 10
+        )
+        assert bodies == []
+        await trusting.start()
+        await trusting.enqueue(notice())
+        await eventually(lambda: trusting.delivered == 1, 10)
+        assert len(bodies) == 1
+    finally:
+        await untrusting.stop()
+        await trusting.stop()
+        server.close()
+        await server.wait_closed()
