@@ -9,15 +9,17 @@ Choices, measured on a 60 s spoken message (docs/operator.md has the figures):
 
 - MP3 is written at 16 kHz (MPEG-2), 24 kbit/s constant bit rate. 8 kHz MP3 exists only
   as the unofficial MPEG-2.5 extension, which some players refuse; a constant rate lets
-  players seek from byte offsets (HTTP Range) without an index.
+  players seek from byte offsets (HTTP Range) without an index. Its frames are too small
+  for LAME's gapless tag, so decoders play the encoder's delay (69 ms) before the message.
 - Opus is written at 8 kHz (narrowband, what a phone call carries), about 16 kbit/s.
-- Resampling is a windowed-sinc (Kaiser) polyphase filter in numpy: flat to about
-  3.1 kHz, at least 80 dB down from 4 kHz on, so nothing above the new Nyquist
-  frequency folds back into the voice band.
+- Resampling is a windowed-sinc (Kaiser) polyphase filter in numpy: flat to 3.2 kHz
+  (-1.3 dB at 3.4 kHz), 70 dB down just below 4 kHz and 80 dB or more above, so nothing
+  above the new Nyquist frequency folds back into the voice band.
 
 Uploads are hostile input: only WAV, MP3 and Ogg are handed to libsndfile (recognised by
-their first bytes, then checked against what libsndfile found), audio is decoded a block
-at a time and refused as soon as it runs over the duration limit, and every failure is
+their first bytes, then checked against what libsndfile found), audio is refused from
+its header's length when that is over the duration limit, else decoded no further than
+the limit (a block at a time; MP3 in one read), and every failure is
 an ``AudioFormatError`` whose message says why.
 """
 

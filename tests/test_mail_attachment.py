@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import email
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -21,7 +23,7 @@ from aiosmtpd.controller import Controller
 import media_worker
 from media_worker import transcode
 from media_worker.apps.context import ServiceSettings
-from media_worker.apps.delivery import LINK_FORMAT, audio_link
+from media_worker.apps.delivery import LINK_FORMAT, audio_link, file_stem
 from media_worker.apps.params import AppRequest
 from media_worker.apps.service import VoicemailService
 from media_worker.audio import read_wav
@@ -112,7 +114,7 @@ async def test_the_default_attaches_the_stored_wav_as_sems_does(
     [info] = await store.list_mailbox("lab.example", "bob")
     [attachment] = list(message.iter_attachments())
     assert attachment.get_content_type() == "audio/wav"
-    assert attachment.get_filename() == f"{info.name}.wav"
+    assert attachment.get_filename() == f"{file_stem(info.name)}.wav"
     stored = await store.get_message("lab.example", "bob", info.name)
     assert attachment.get_content() == stored.audio
 
@@ -128,7 +130,7 @@ async def test_compressed_attachments_have_their_type_name_and_the_recording(
     [info] = await store.list_mailbox("lab.example", "bob")
     [attachment] = list(message.iter_attachments())
     assert attachment.get_content_type() == content_type
-    assert attachment.get_filename() == f"{info.name}.{fmt}"
+    assert attachment.get_filename() == f"{file_stem(info.name)}.{fmt}"
     data = attachment.get_content()
     assert data.startswith(start)
     wav = (await store.get_message("lab.example", "bob", info.name)).audio
@@ -136,6 +138,31 @@ async def test_compressed_attachments_have_their_type_name_and_the_recording(
     assert read_wav(transcode.normalise(data, max_seconds=10)).duration == pytest.approx(
         SECONDS, abs=0.1
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("1700000000+sip:alice@lab.example", "1700000000+sip_alice@lab.example"),
+        ("1700000000+J%C3%BCrgen <sip:j/x?>", "1700000000+J%C3%BCrgen__sip_j_x__"),
+        ("x" * 300, "x" * 100),
+        ("", "message"),
+    ],
+)
+def test_the_file_name_is_one_every_system_saves_under(name: str, stem: str) -> None:
+    assert file_stem(name) == stem
+
+
+async def test_a_sender_with_a_colon_makes_a_plain_file_name(
+    tmp_path: Path, store: Storage
+) -> None:
+    message = await queued_email(
+        tmp_path, store, EmailConfig(attachment="mp3"), ask(sender="sip:alice@lab.example")
+    )
+    [info] = await store.list_mailbox("lab.example", "bob")
+    assert ":" in info.name
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == info.name.replace(":", "_") + ".mp3"
 
 
 async def test_none_sends_the_email_without_the_recording(tmp_path: Path, store: Storage) -> None:
@@ -200,6 +227,17 @@ async def test_a_recording_that_cannot_be_converted_goes_as_wav_with_a_warning(
     assert caplog.messages == [
         "[call-1] recording for bob@lab.example not converted to mp3 (encoder out of order): attached as WAV"
     ]
+
+
+def test_a_worker_loads_the_audio_libraries_only_to_convert() -> None:
+    code = (
+        "import sys, media_worker.serve, media_worker.apps.delivery; "
+        "print(sorted({'numpy', 'soundfile'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # ----- %audio_url% -----

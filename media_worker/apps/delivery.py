@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-from media_worker import transcode
 from media_worker.apps.context import AppContext
 from media_worker.apps.params import AppRequest
 from media_worker.audio import is_silent, trim_trailing_silence, write_wav
@@ -23,6 +23,8 @@ log = logging.getLogger("voicemail.mail")
 
 Remember = Callable[[dict[str, str]], Awaitable[None]]
 LINK_FORMAT = "mp3"  # what %audio_url% asks for when no audio is attached: plays everywhere
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@=%-]")
+MAX_STEM = 100
 
 
 def audio_link(base: str | None, domain: str, user: str, name: str | None, fmt: str) -> str:
@@ -33,26 +35,39 @@ def audio_link(base: str | None, domain: str, user: str, name: str | None, fmt: 
     return f"{base.rstrip('/')}/api/v1/mailboxes/{path}/audio?format={fmt}"
 
 
+def file_stem(name: str) -> str:
+    """A message name as the attachment's file name: what Windows, macOS and phones all
+    save under (a stored name may hold the sender's ':', '/' or '?')."""
+    return _UNSAFE.sub("_", name)[:MAX_STEM] or "message"
+
+
 async def attachment(
-    wav: bytes, fmt: Attachment, stem: str, *, call_id: str, mailbox: str
+    wav: bytes, fmt: Attachment, name: str, *, call_id: str, mailbox: str
 ) -> AudioAttachment | None:
     """The recording as configured; WAV, with a warning, if it cannot be converted: the
     email must not be lost over its attachment."""
+    stem = file_stem(name)
     if fmt == "none":
         return None
     if fmt != "wav":
         try:
-            data = await asyncio.to_thread(transcode.encode, wav, fmt)
+            data, content_type, extension = await asyncio.to_thread(_encode, wav, fmt)
         except (ValueError, RuntimeError, OSError, MemoryError) as exc:
             log.warning(
                 "[%s] recording for %s not converted to %s (%s): attached as WAV",
                 call_id, mailbox, fmt, exc,
             )  # fmt: skip
         else:
-            return AudioAttachment(
-                data, transcode.CONTENT_TYPES[fmt], f"{stem}.{transcode.EXTENSIONS[fmt]}"
-            )
-    return AudioAttachment(wav, transcode.CONTENT_TYPES["wav"], f"{stem}.wav")
+            return AudioAttachment(data, content_type, f"{stem}.{extension}")
+    return AudioAttachment(wav, "audio/wav", f"{stem}.wav")
+
+
+def _encode(wav: bytes, fmt: str) -> tuple[bytes, str, str]:
+    # Imported here, in the converting thread: numpy and libsndfile would cost a worker
+    # that attaches WAV 14 MB, and loading them in the event loop would stall its calls.
+    from media_worker import transcode
+
+    return transcode.encode(wav, fmt), transcode.CONTENT_TYPES[fmt], transcode.EXTENSIONS[fmt]
 
 
 async def deliver(
