@@ -218,6 +218,16 @@ def test_bob_plays_and_deletes_alices_message_in_the_browser_and_his_lamp_follow
     browser.wait(lambda: browser.status() == "Settings saved.")
     assert preferences(stack)["voicemail"] == "box"
 
+    # Polling an unchanged list costs a 304 (the page sends the list's ETag back).
+    def list_statuses() -> list[int]:
+        found: list[int] = browser.js(
+            "return performance.getEntriesByType('resource')"
+            ".filter(r => r.name.endsWith('/messages')).map(r => r.responseStatus);"
+        )
+        return found
+
+    browser.wait(lambda: 304 in list_statuses(), 15)
+
     # Signing out forgets the credentials: they lived in this tab's sessionStorage only.
     assert browser.js("return sessionStorage.length") == 1
     browser.click("#logout")

@@ -78,8 +78,9 @@ export class Session {
 
   // credentials "omit": the browser adds no cookie and never opens its own password
   // dialog on a 401; the Authorization header set here still goes.
-  async request(path, { method = "GET", json, body, contentType, signal } = {}) {
+  async request(path, { method = "GET", json, body, contentType, signal, etag } = {}) {
     const headers = { Authorization: this.authorization };
+    if (etag) headers["If-None-Match"] = etag;
     if (json !== undefined) {
       headers["Content-Type"] = "application/json";
       body = JSON.stringify(json);
@@ -94,7 +95,7 @@ export class Session {
       credentials: "omit",
       cache: "no-store",
     });
-    if (!response.ok) throw await errorOf(response);
+    if (!response.ok && !(etag && response.status === 304)) throw await errorOf(response);
     return response;
   }
 
@@ -107,8 +108,13 @@ export class Session {
     return this.json(this.mailboxPath());
   }
 
-  messages() {
-    return this.json(this.mailboxPath("messages"));
+  // The list is polled: with the last answer's ETag, an unchanged list costs a 304.
+  async messages() {
+    const response = await this.request(this.mailboxPath("messages"), { etag: this.listTag });
+    if (response.status === 304 && this.list) return this.list;
+    this.list = await response.json();
+    this.listTag = response.headers.get("ETag");
+    return this.list;
   }
 
   // The audio of a message as a Blob, MP3 first (small, plays everywhere); WAV when the
