@@ -19,7 +19,6 @@ from media_worker.lab.layout import (
     LAB_BAN_TIME,
     LOCAL_CFG,
     SECRET_FILE,
-    WEBHOOK_EVENTS,
     WEBHOOK_SECRET_FILE,
     Lab,
     Ports,
@@ -27,6 +26,7 @@ from media_worker.lab.layout import (
     lab_secret,
     worker_yaml,
 )
+from media_worker.lab.sites import WEBHOOK_EVENTS
 
 
 def test_a_lab_directory_keeps_one_secret(tmp_path: Path) -> None:

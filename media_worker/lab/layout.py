@@ -17,6 +17,7 @@ import media_worker
 from kemi.signing import check_secret
 from media_worker.config import Attachment
 from media_worker.files import write_atomic
+from media_worker.lab.sites import ApiSite, WebhookSite
 
 
 def _on_disk(resource: Traversable) -> Path:
@@ -44,17 +45,7 @@ USERS: dict[str, tuple[str, str]] = {
 DEFAULT_SWITCHES = ("WITH_AUTH", "WITH_VOICEMAIL", "WITH_RTPENGINE", "WITH_MWI", "WITH_ANTIFLOOD")
 LAB_BAN_TIME = 60  # seconds: a demo or test that trips a ban recovers within a minute
 SECRET_FILE = "secret"  # noqa: S105 - the name of the lab directory's secret file
-WEBHOOK_NAME = "lab-catcher"  # the endpoint's name in the worker's logs and queued jobs
 WEBHOOK_SECRET_FILE = "webhook-secret"  # noqa: S105 - the catcher checks signatures with it
-# The events every lab webhook endpoint gets (all of them: the catcher shows each kind).
-WEBHOOK_EVENTS = (
-    "message.created",
-    "message.read",
-    "message.unread",
-    "message.deleted",
-    "greeting.updated",
-    "greeting.deleted",
-)
 
 
 def lab_secret(directory: Path, name: str = SECRET_FILE) -> str:
@@ -139,43 +130,6 @@ def install_cfg(directory: Path) -> Path:
 def dispatcher_list(host: str, ports: Iterable[int]) -> str:
     """Kamailio's dispatcher.list of a worker set (set 1) on ``host``."""
     return "".join(f"1 sip:{host}:{port};transport=udp\n" for port in ports)
-
-
-@dataclass(frozen=True)
-class ApiSite:
-    """What the ``api:`` section of a lab's configuration needs: where ``voicemail api``
-    listens and the Kamailio database it checks passwords against."""
-
-    host: str
-    port: int
-    kamailio_db: str
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def yaml(self) -> str:
-        return (
-            f"api: {{listen: {self.host}, port: {self.port}, public_url: '{self.url}', "
-            f"kamailio_db: '{self.kamailio_db}'}}\n"
-        )
-
-
-@dataclass(frozen=True)
-class WebhookSite:
-    """One webhook endpoint (the lab's catcher) with its signing secret."""
-
-    url: str
-    secret: str
-
-    def yaml(self) -> str:
-        events = ", ".join(WEBHOOK_EVENTS)
-        return (
-            "webhooks:\n"
-            "  endpoints:\n"
-            f"    - {{name: {WEBHOOK_NAME}, url: '{self.url}', secret: '{self.secret}',\n"
-            f"       events: [{events}]}}\n"
-        )
 
 
 def worker_yaml(

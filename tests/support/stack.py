@@ -24,7 +24,6 @@ from media_worker.lab.layout import (
     DOMAIN,
     LAB_BAN_TIME,
     USERS,
-    ApiSite,
     account,
     dispatcher_list,
     install_cfg,
@@ -35,6 +34,7 @@ from media_worker.lab.layout import (
     worker_yaml,
 )
 from media_worker.lab.probes import API_PROBE, answers_http, answers_ng, answers_options
+from media_worker.lab.sites import ApiSite
 from tests.support.procs import (
     Managed,
     free_port,
