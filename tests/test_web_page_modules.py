@@ -150,3 +150,23 @@ def test_every_control_has_a_label_and_nothing_comes_from_elsewhere(page: Browse
         ".filter(u => !u.startsWith(location.origin));"
     )
     assert foreign == []
+
+
+def test_the_list_shows_new_messages_first_then_the_newest_and_a_page_at_a_time(
+    page: Browser,
+) -> None:
+    messages: list[dict[str, Any]] = [
+        {"name": f"m{i}", "new": i % 3 == 0, "received_at_unix": 1_700_000_000 + i}
+        for i in range(250)
+    ]
+    shown = call(
+        page,
+        "messages.js",
+        "const r = m.arrange(arguments[0], 100);"
+        "return {names: r.rows.map(x => x.name), fresh: r.fresh, total: r.total};",
+        messages,
+    )
+    fresh = sorted((m for m in messages if m["new"]), key=lambda m: -m["received_at_unix"])
+    saved = sorted((m for m in messages if not m["new"]), key=lambda m: -m["received_at_unix"])
+    assert shown["names"] == [m["name"] for m in [*fresh, *saved][:100]]
+    assert (shown["fresh"], shown["total"]) == (len(fresh), 250)

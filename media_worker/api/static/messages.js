@@ -4,20 +4,26 @@
 import { $, current, duration, failed, play, say } from "./ui.js";
 
 const POLL_SECONDS = 5; // a new message shows within this long, without a reload
+const PAGE = 100; // rows drawn at first and per "Show more": a phone stays responsive
 
 let timer = null;
 let shown = ""; // the last list drawn, to redraw only on a change
 let listFailed = false; // the last poll failed: its error is on the status line
+let limit = PAGE; // rows drawn
+let last = []; // the last list the server gave
 
 export function startPolling() {
   shown = "";
+  limit = PAGE;
   schedule();
 }
 
 export function stopPolling() {
   clearTimeout(timer);
   shown = "";
+  last = [];
   $("messages").replaceChildren();
+  $("more").hidden = true;
   stopPlayer();
 }
 
@@ -58,19 +64,35 @@ function sortKey(a, b) {
   return b.received_at_unix - a.received_at_unix; // then newest first
 }
 
-function draw(messages) {
+// What the list shows: new first, then newest first, the first ``limit`` of them.
+export function arrange(messages, limit) {
   const sorted = [...messages].sort(sortKey);
-  const key = JSON.stringify(sorted.map((m) => [m.name, m.new]));
-  const fresh = sorted.filter((m) => m.new).length;
-  $("counts").textContent = `${fresh} new, ${sorted.length - fresh} saved`;
-  $("empty").hidden = sorted.length > 0;
+  const rows = sorted.slice(0, limit);
+  return { rows, fresh: sorted.filter((m) => m.new).length, total: sorted.length };
+}
+
+function draw(messages) {
+  last = messages;
+  const { rows, fresh, total } = arrange(messages, limit);
+  $("counts").textContent = `${fresh} new, ${total - fresh} saved`;
+  $("empty").hidden = total > 0;
+  const rest = total - rows.length;
+  $("more").hidden = rest === 0;
+  $("more").textContent = `Show ${Math.min(PAGE, rest)} more (${rest} not shown)`;
+  const key = JSON.stringify(rows.map((m) => [m.name, m.new]));
   if (key === shown) return;
   const had = shown;
   shown = key;
-  $("messages").replaceChildren(...sorted.map(row));
-  if (had && sorted.some((m) => m.new && !had.includes(JSON.stringify(m.name)))) {
+  $("messages").replaceChildren(...rows.map(row));
+  if (had && rows.some((m) => m.new && !had.includes(JSON.stringify(m.name)))) {
     say("A new message arrived.");
   }
+}
+
+function showMore() {
+  limit += PAGE;
+  draw(last);
+  if ($("more").hidden) $("inbox-title").focus();
 }
 
 export function caller(sender) {
@@ -244,6 +266,7 @@ async function download(name) {
 
 export function wireMessages() {
   $("refresh").addEventListener("click", refresh);
+  $("more").addEventListener("click", showMore);
   $("messages").addEventListener("click", onMessageAction);
   $("player").addEventListener("error", playerFailed);
   document.addEventListener("visibilitychange", () => {
