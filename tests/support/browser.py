@@ -61,6 +61,12 @@ class Browser(Managed):
             },
         )
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        # Headless windows are at least 500 pixels wide: emulate the phone's own viewport.
+        width, height = self.size
+        self.driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True},
+        )
 
     def stop(self) -> None:
         if self.driver is not None:
