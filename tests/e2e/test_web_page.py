@@ -217,9 +217,16 @@ def test_bob_plays_and_deletes_alices_message_in_the_browser_and_his_lamp_follow
     browser.wait(lambda: browser.status() == "PIN changed.")
     assert verify_pin("2468", pin_hash(stack) or "")
     browser.js("document.getElementById('setting-mode').value = 'box'")
+    browser.type("setting-email", "bob.work@lab.example")
     browser.click("#settings-form button[type=submit]")
     browser.wait(lambda: browser.status() == "Settings saved.")
-    assert preferences(stack)["voicemail"] == "box"
+    prefs = preferences(stack)
+    assert (prefs["voicemail"], prefs["email"]) == ("box", "bob.work@lab.example")
+    # A value `voicemail user set` refuses is refused here too, with the reason.
+    browser.type("setting-email", "not-an-address")
+    browser.click("#settings-form button[type=submit]")
+    browser.wait(lambda: browser.status().startswith("Saving the settings failed"))
+    assert preferences(stack)["email"] == "bob.work@lab.example"
 
     # Polling an unchanged list costs a 304 (the page sends the list's ETag back).
     def list_statuses() -> list[int]:
