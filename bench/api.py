@@ -34,6 +34,7 @@ from storage.testing import make_wav
 from tests.support.api import ApiServer, kamailio_database
 
 PASSWORD = "bench-pw"  # noqa: S105 - a throw-away account in a temporary database
+SMALL, SMALL_COUNT = "small", 100  # a mailbox of a more usual size
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -91,6 +92,15 @@ async def measure(server: ApiServer, args: argparse.Namespace, audio_name: str) 
         )
         print(line(f"list ?folder=new, {args.clients} clients", times, wall, got))
 
+        small = f"/mailboxes/{DOMAIN}/{SMALL}/messages"
+        async with httpx.AsyncClient(
+            base_url=client.base_url, auth=(f"{SMALL}@{DOMAIN}", PASSWORD), limits=limits
+        ) as other:
+            times, wall, got = await clients_at_once(
+                other, small, args.clients, args.requests * 10, {}
+            )
+        print(line(f"list of {SMALL_COUNT}, {args.clients} clients", times, wall, got))
+
         audio = f"{messages}/{audio_name}/audio"
         times, wall, got = await clients_at_once(client, audio, args.clients, args.requests * 4, {})
         print(line(f"60 s WAV audio, {args.clients} clients", times, wall, got))
@@ -115,12 +125,18 @@ def conversion_times() -> None:
 
 
 async def fill_store(url: str, messages: int) -> str:
-    async with open_storage(url) as store:
-        await store.init()
+    store = open_storage(url)
+    await store.init()  # before the first use: PostgreSQL checks its schema on opening
+    async with store:
         await fill(store, messages)
         name = await store.put_message(
             DOMAIN, USER, make_wav(60), sender="sip:long@example.com", received_at=1_600_000_000
         )
+        short = make_wav(5)
+        for i in range(SMALL_COUNT):
+            await store.put_message(
+                DOMAIN, SMALL, short, sender=f"sip:c{i}@example.com", received_at=1_700_000_000 + i
+            )
     await asyncio.to_thread(os.sync)  # measure the API, not the write-back of the fill
     return name
 
@@ -150,7 +166,7 @@ def main() -> int:
         stack.callback(shutil.rmtree, work, ignore_errors=True)
         print(f"store: {storage_url.split('://')[0]}")
         print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
-        users = {f"{USER}@{DOMAIN}": (PASSWORD, Preferences())}
+        users = {f"{who}@{DOMAIN}": (PASSWORD, Preferences()) for who in (USER, SMALL)}
         db = kamailio_database(work / "kamailio.sqlite", users)
         started = time.perf_counter()
         audio_name = asyncio.run(fill_store(storage_url, args.messages))

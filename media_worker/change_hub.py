@@ -99,6 +99,14 @@ class ChangeHub:
             self._early.clear()
         if self.consumer is not None:
             await self.consumer.start()
+            log.info(
+                "changes: reading the spool %s; MWI %s; webhooks to %s",
+                self.consumer.directory,
+                "published here" if self.publisher is not None else "off",
+                ", ".join(e.name for e in self.outbox.config.endpoints) if self.outbox else "none",
+            )
+        elif self.forwarder is not None:
+            log.info("changes: written to the spool %s for process 0", self.forwarder.directory)
 
     async def stop_publishing(self) -> None:
         """Stop reading the spool and publishing (notices wait for the next start)."""

@@ -43,6 +43,7 @@ POLL = 0.2  # seconds between two scans of the spool by process 0
 WRITE_RETRY = 1.0  # seconds before a failed notice write is tried again, doubling ...
 MAX_WRITE_RETRY = 30.0  # ... up to this
 MAX_NOTICE_BYTES = 64 * 1024  # a notice is a few hundred bytes; anything larger is damage
+MAX_SENDER = 1024  # characters of a message's sender a notice carries
 BATCH = 500  # notices taken per scan, so that a backlog never starves the event loop
 
 Address = tuple[str, str]  # (user, domain): the SIP address of a uid/did mailbox
@@ -90,7 +91,7 @@ class Notice:
                     "user": event.user,
                     "name": event.name,
                     "at": event.occurred_at,
-                    "info": None if event.info is None else list(event.info),
+                    "info": None if event.info is None else _bounded(event.info),
                     "origin": self.origin,
                     "address": None if self.address is None else list(self.address),
                 }
@@ -109,8 +110,11 @@ class Notice:
         if not isinstance(record, dict) or record.get("v") != NOTICE_VERSION:
             raise ValueError("not a version 1 notice")
         notice_id = _text(record, "id")
-        if not notice_id.isalnum() or len(notice_id) > 64:
+        if not (notice_id.isascii() and notice_id.isalnum()) or len(notice_id) > 64:
             raise ValueError(f"bad id {notice_id!r}")
+        origin = _text(record, "origin")
+        if not (origin.isascii() and origin.isprintable()) or len(origin) > 64:
+            raise ValueError(f"bad origin {origin!r}")
         try:
             kind = ChangeKind(record.get("kind"))
         except ValueError:
@@ -135,7 +139,13 @@ class Notice:
             ):
                 raise ValueError(f"bad address {address!r}")
             address = (address[0], address[1])
-        return cls(notice_id, event, _text(record, "origin"), address)
+        return cls(notice_id, event, origin, address)
+
+
+def _bounded(info: MessageInfo) -> list[object]:
+    """The info's fields, the sender cut to MAX_SENDER chars: it comes from the caller's
+    From header, and a notice (and the webhook made of it) stays small whatever it says."""
+    return list(info._replace(sender=info.sender[:MAX_SENDER]))
 
 
 def _text(record: dict[str, object], key: str) -> str:
@@ -199,6 +209,10 @@ class ChangeForwarder:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.written = 0  # notices written since start (for logs and tests)
+        self._queued = 0  # notices queued since start
+        # flush() callers: (notices that must be written, their future), so that a
+        # caller waits for its own changes, not for a queue that steady traffic refills.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     @property
     def pending(self) -> int:
@@ -216,6 +230,7 @@ class ChangeForwarder:
     def _on_change(self, event: ChangeEvent) -> None:
         address = None if self._address_of is None else self._address_of(event.domain, event.user)
         self._queue.append(Notice.of(event, self.origin, address))
+        self._queued += 1
         self._idle.clear()
         self._wake.set()
 
@@ -225,7 +240,21 @@ class ChangeForwarder:
             if self._queue:
                 raise RuntimeError("change forwarder not running: notices are pending")
             return
-        await self._idle.wait()
+        if self.written >= self._queued:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._queued, waiter))
+        await waiter
+
+    def _wake_flushers(self) -> None:
+        waiting = []
+        for target, waiter in self._waiters:
+            if self.written >= target:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif not waiter.done():  # one that gave up (wait_for) is dropped
+                waiting.append((target, waiter))
+        self._waiters = waiting
 
     async def stop(self, *, give_up_after: float | None = None) -> None:
         """Unsubscribe and write what is queued; with ``give_up_after``, stop trying after
@@ -250,6 +279,13 @@ class ChangeForwarder:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            for target, waiter in self._waiters:
+                if not waiter.done():
+                    if self.written >= target:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(RuntimeError("change forwarder stopped"))
+            self._waiters = []
 
     async def _run(self) -> None:
         while True:
@@ -257,26 +293,31 @@ class ChangeForwarder:
             self._wake.clear()
             retry = WRITE_RETRY
             while self._queue:
-                batch = list(self._queue)
+                batch, done = list(self._queue), [0]
                 try:
-                    await asyncio.to_thread(self._write, batch)
+                    await asyncio.to_thread(self._write, batch, done)
                 except Exception as exc:  # the disk, mostly: keep the notices, try again
                     log.error(
                         "cannot write %d change notice(s) to %s (%s): trying again in %g s; "
                         "lamps and webhooks wait",
-                        len(batch), self.directory, exc, retry,
+                        len(batch) - done[0], self.directory, exc, retry,
                         exc_info=not isinstance(exc, OSError),
                     )  # fmt: skip
                     await asyncio.sleep(retry)
                     retry = min(retry * 2, MAX_WRITE_RETRY)
                     continue
-                del self._queue[: len(batch)]
-                self.written += len(batch)
+                finally:
+                    # Those written leave the queue: written again, process 0 could take
+                    # one of them twice.
+                    del self._queue[: done[0]]
+                    self.written += done[0]
+                    self._wake_flushers()
             self._idle.set()
 
-    def _write(self, batch: list[Notice]) -> None:
+    def _write(self, batch: list[Notice], done: list[int]) -> None:
         for notice in batch:
             write_notice(self.directory, notice)
+            done[0] += 1
 
 
 Handler = Callable[[Notice], Awaitable[None]]

@@ -1,9 +1,9 @@
 """File-system spool, laid out and flagged exactly as SEMS msg_storage does.
 
 ``<root>/<domain>/<user>/<ts>+<sender>.wav`` holds a message; it is new while its atime
-equals its mtime (whole seconds) and read once atime = mtime + 1. Greetings live at
-``<root>/<domain>-prompts/<user>/<typ>.wav``. Dot files are never messages (SEMS skips
-them; our temporary files start with a dot).
+equals its mtime (whole seconds) and read once atime = mtime + 1 (new again: atime back
+to mtime). Greetings live at ``<root>/<domain>-prompts/<user>/<typ>.wav``. Dot files are
+never messages (SEMS skips them; our temporary files start with a dot).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ running the tests (a .pth file), so no network is needed."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -15,9 +16,12 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from media_worker.lab.layout import KAMAILIO_CFG_DIR, LOCAL_CFG, cfg_files
+from tests.support.procs import free_port, start_process, stop_process, wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -165,3 +169,42 @@ def test_the_installed_kemi_script_loads_as_kamailio_loads_it(
         f"runpy.run_path({str(script)!r}, run_name='kamailio')\n"
     )
     installed.run(str(python), "-I", "-S", "-c", code)
+
+
+def test_the_installed_api_serves_its_pages_from_the_package(installed: Installed) -> None:
+    for name in ("static/index.html", "apidocs/index.html", "apidocs/docs.js", "apidocs/docs.css"):
+        assert (installed.site / "media_worker" / "api" / name).is_file(), name
+    port = free_port()
+    token = {"name": "t", "sha256": hashlib.sha256(b"tok").hexdigest(), "domains": "*"}
+    config = installed.cwd / "api.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(installed.cwd / "data"),
+                "storage": {"url": f"fs://{installed.cwd / 'spool'}"},
+                "api": {"port": port, "tokens": [token]},
+            }
+        )
+    )
+    assert "configuration is valid" in installed.voicemail(
+        "api", "--check", "--config", str(config)
+    )
+    log = installed.cwd / "api.log"
+    with log.open("wb") as out:
+        proc = start_process(
+            [str(installed.venv / "bin" / "voicemail"), "api", "--config", str(config)], out
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(base + "/api/docs", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(up, 30, log.read_text)
+        assert httpx.get(base + "/").status_code == 200
+        assert httpx.get(base + "/api/docs/docs.js").status_code == 200
+    finally:
+        stop_process(proc)

@@ -102,6 +102,12 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
             accounts.url if accounts else "tokens only",
             state.forwarder.directory,
         )
+        if accounts is not None:
+            try:
+                await accounts.ha1("", "")
+            except ProvisionError as exc:
+                # Tokens still work, and the database may come back: serve, but say so.
+                log.error("api: %s; user logins get 503 until it answers", exc)
         try:
             yield
         finally:

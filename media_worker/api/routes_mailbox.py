@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from media_worker import transcode
 from media_worker.api.access import Mailbox, MailboxAccess
 from media_worker.api.models import MailboxOut, PinIn, Problem, Settings, SettingsPatch
-from media_worker.api.routes_messages import FORMATS, REFUSALS, converted, ranged
+from media_worker.api.routes_messages import FORMATS, REFUSALS, converted, file_safe, ranged
 from media_worker.api.state import ApiState, api_state
 from media_worker.apps.pin import PinError, check_new_pin, hash_pin
 from media_worker.provisioning.provision import Preferences
@@ -97,7 +97,7 @@ async def get_greeting(
         body = await converted(state, data, format)
     except transcode.AudioFormatError as exc:
         raise HTTPException(422, f"cannot convert this greeting to {format}: {exc}") from None
-    filename = f"greeting-{typ}.{transcode.EXTENSIONS[format]}"
+    filename = f"greeting-{file_safe(typ)}.{transcode.EXTENSIONS[format]}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return ranged(request, body, headers, transcode.CONTENT_TYPES[format])
 

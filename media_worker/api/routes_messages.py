@@ -90,10 +90,14 @@ async def list_messages(
     return Response(body.encode("ascii"), media_type="application/json", headers={"ETag": tag})
 
 
+def file_safe(text: str) -> str:
+    """``text`` for a Content-Disposition file name: ASCII letters, digits and . _ -."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in text)
+
+
 def download_name(box: Mailbox, info: MessageInfo, ext: str) -> str:
     stamp = datetime.fromtimestamp(info.received_at, UTC).strftime("%Y%m%d-%H%M%S")
-    user = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in box.user)
-    return f"voicemail-{user}-{stamp}.{ext}"
+    return f"voicemail-{file_safe(box.user)}-{stamp}.{ext}"
 
 
 async def converted(state: ApiState, wav: bytes, fmt: str) -> bytes:

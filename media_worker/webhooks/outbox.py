@@ -67,6 +67,7 @@ class Delivery:
     attempts: int = 0
     next_attempt: float = 0.0
     last_error: str = ""
+    set_aside: bool = False  # written so when moved to rejected/
 
     def record(self) -> bytes:
         return bytes(
@@ -75,7 +76,7 @@ class Delivery:
                     "v": JOB_VERSION, "id": self.id, "endpoint": self.endpoint,
                     "event": self.event, "body": self.body, "created": self.created,
                     "attempts": self.attempts, "next_attempt": self.next_attempt,
-                    "last_error": self.last_error,
+                    "last_error": self.last_error, "set_aside": self.set_aside,
                 }
             )
         )  # fmt: skip
@@ -97,6 +98,7 @@ class Delivery:
             attempts=int(fields["attempts"]),
             next_attempt=float(fields["next_attempt"]),
             last_error=str(fields["last_error"]),
+            set_aside=bool(fields.get("set_aside", False)),
         )
 
 
@@ -177,11 +179,24 @@ class WebhookOutbox:
                 log.error("webhook job %s is unreadable (%s): moved to corrupt/", path.name, exc)
                 os.replace(path, self.directory / "corrupt" / path.name)
                 continue
+            if job.set_aside:
+                # The operator moved it back from rejected/: a fresh start, so that an
+                # expired delivery is not set aside again at once.
+                log.info("webhook %s %s to %s: sent again", job.event, job.id, job.endpoint)
+                job.set_aside, job.created, job.attempts, job.next_attempt = (
+                    False,
+                    self.clock(),
+                    0,
+                    0.0,
+                )
+                write_atomic(path, job.record())
             if job.endpoint not in self._endpoints:
                 log.error(
                     "webhook %s %s to %s: its endpoint is no longer configured: moved to "
                     "rejected/", job.event, job.id, job.endpoint,
                 )  # fmt: skip
+                job.last_error, job.set_aside = "its endpoint is no longer configured", True
+                write_atomic(path, job.record())
                 os.replace(path, self.directory / "rejected" / path.name)
                 continue
             jobs.append(job)
@@ -205,6 +220,7 @@ class WebhookOutbox:
         full = [job for job in jobs if self._backlog[job.endpoint] >= self.config.max_backlog]
         for job in full:
             job.last_error = f"more than {self.config.max_backlog} deliveries waiting"
+            job.set_aside = True
         await _durably(self._write_all, jobs, {job.id for job in full})
         for job in jobs:
             if job in full:
@@ -360,7 +376,7 @@ class WebhookOutbox:
         )  # fmt: skip
 
     async def _set_aside(self, job: Delivery, where: str, why: str) -> None:
-        job.last_error = why
+        job.last_error, job.set_aside = why, True
         path = self.directory / f"{job.id}{SUFFIX}"
 
         def move() -> None:

@@ -127,3 +127,21 @@ def test_repeated_failures_lock_the_source_out(tmp_path: Path) -> None:
         assert "retry-after" in locked.headers
         # Bearer guesses from a locked address are not even looked at.
         assert client.get(url, headers=bearer("x")).status_code == 429
+
+
+def test_an_unreachable_kamailio_database_is_503_and_no_failed_login(tmp_path: Path) -> None:
+    database = tmp_path / "kamailio.sqlite"
+    settings = {"kamailio_db": f"sqlite://{database}", "lockout": {"user_failures": 2}}
+    with (
+        ApiServer(tmp_path, f"fs://{tmp_path / 'spool'}", settings) as server,
+        httpx.Client(base_url=server.base_url + "/api/v1") as client,
+    ):
+        url = f"/mailboxes/{DOMAIN}/bob"
+        for _ in range(3):
+            reply = client.get(url, auth=as_bob())
+            assert reply.status_code == 503
+            assert "sqlite" not in reply.text  # the log has the details, not the client
+        assert "user logins get 503" in server.log()
+        # The database comes back: bob was not locked out by the outage.
+        kamailio_database(database, {f"bob@{DOMAIN}": ("bob-pw", Preferences())})
+        assert client.get(url, auth=as_bob()).status_code == 200

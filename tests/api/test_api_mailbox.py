@@ -123,3 +123,12 @@ async def test_settings_are_written_to_usr_preferences_with_the_cli_checks(api: 
         ):
             assert (await client.patch(url, json=body)).status_code == 422, body
         assert rows() == {"voicemail": "box", "lang": "de", "vm_greeting_type": "busy"}
+
+
+async def test_a_greeting_type_with_quotes_makes_a_plain_file_name(api: Api) -> None:
+    async with httpx.AsyncClient(base_url=api.url, auth=as_bob()) as client:
+        url = f"/mailboxes/{DOMAIN}/bob/greetings/" + "%22x%22%3B a"
+        assert (await client.put(url, content=wav(1))).status_code == 204
+        reply = await client.get(url)
+        assert reply.headers["content-disposition"] == 'attachment; filename="greeting-_x___a.wav"'
+        assert (await client.delete(url)).status_code == 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -37,6 +38,27 @@ def test_notice_round_trip() -> None:
     greeting = Notice.of(ChangeEvent(ChangeKind.GREETING_DELETED, DOMAIN, USER, "vm"), "o")
     assert Notice.parse(greeting.serialize()) == greeting
     assert greeting.file_name().endswith(f"-{greeting.id}.chg")
+
+
+def test_a_huge_sender_leaves_a_small_notice() -> None:
+    info = MessageInfo("1700000000+x", True, 10, TS, "😀" * 100_000, None)
+    notice = Notice.of(ChangeEvent(ChangeKind.NEW, DOMAIN, USER, info.name, info), "o")
+    data = notice.serialize()
+    assert len(data) < changes.MAX_NOTICE_BYTES
+    parsed = Notice.parse(data).event.info
+    assert parsed is not None
+    assert parsed.sender == "😀" * changes.MAX_SENDER
+
+
+def test_ids_and_origins_are_plain_ascii() -> None:
+    good = Notice.of(ChangeEvent(ChangeKind.NEW, DOMAIN, USER, "1700000000+a"), "42-ab")
+    for bad in (
+        Notice("١٢٣", good.event, good.origin),
+        Notice(good.id, good.event, "line\nbreak"),
+        Notice(good.id, good.event, "x" * 65),
+    ):
+        with pytest.raises(ValueError, match=r"bad (id|origin)"):
+            Notice.parse(bad.serialize())
 
 
 @given(st.binary(max_size=300))
@@ -174,3 +196,30 @@ async def test_consumer_runs_and_kick_scans_at_once(tmp_path: Path, store: Stora
         await asyncio.wait_for(got.wait(), 10)
     finally:
         await consumer.stop()
+
+
+async def test_flush_waits_for_the_changes_made_so_far_not_for_later_ones(
+    tmp_path: Path, store: Storage
+) -> None:
+    forwarder = attach(store, tmp_path)
+    gates = [threading.Event(), threading.Event()]
+    calls = iter(gates)
+    write = forwarder._write
+
+    def gated(batch: list[Notice], done: list[int]) -> None:
+        next(calls).wait(10)
+        write(batch, done)
+
+    forwarder._write = gated  # type: ignore[method-assign]
+    try:
+        await store.put_message(DOMAIN, USER, b"mine", sender="a", received_at=TS)
+        flushing = asyncio.create_task(forwarder.flush())
+        await asyncio.sleep(0)
+        await store.put_message(DOMAIN, USER, b"later", sender="b", received_at=TS)
+        gates[0].set()  # the first write ends; the second waits
+        await asyncio.wait_for(flushing, 10)
+        assert (forwarder.written, forwarder.pending) == (1, 1)
+    finally:
+        gates[1].set()
+        await forwarder.stop()
+    assert forwarder.written == 2

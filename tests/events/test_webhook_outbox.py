@@ -134,3 +134,36 @@ async def test_a_job_of_an_endpoint_no_longer_configured_is_set_aside(tmp_path: 
     finally:
         await second.stop()
     assert second.pending() == []
+
+
+async def test_a_delivery_moved_back_from_rejected_is_sent_again(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    answers = [httpx.Response(500), httpx.Response(200)]
+    endpoints = Endpoints(lambda request: answers.pop(0))
+    settings = config("a", retry_delay=1, retry_max_delay=1, give_up_after=1)
+    box = WebhookOutbox(
+        tmp_path / "webhooks", settings, clock=lambda: now[0],
+        transport=httpx.MockTransport(endpoints),
+    )  # fmt: skip
+    await box.start()
+    try:
+        [job] = await box.enqueue(notice())
+        await eventually(lambda: len(endpoints.requests) == 1, 10)
+        now[0] += 5  # past give_up_after: the next attempt sets it aside
+        box._wake.set()
+        rejected = tmp_path / "webhooks" / "rejected" / f"{job}.job"
+        await eventually(rejected.exists, 10)
+    finally:
+        await box.stop()
+    assert "undelivered after 1 attempts" in Delivery.from_record(rejected.read_bytes()).last_error
+    rejected.rename(tmp_path / "webhooks" / rejected.name)  # the operator sends it again
+    again = WebhookOutbox(
+        tmp_path / "webhooks", settings, clock=lambda: now[0],
+        transport=httpx.MockTransport(endpoints),
+    )  # fmt: skip
+    await again.start()
+    try:
+        await eventually(lambda: again.delivered == 1, 10)
+    finally:
+        await again.stop()
+    assert [r.headers["X-Voicemail-Delivery"] for r in endpoints.requests] == [job, job]

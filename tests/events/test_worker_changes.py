@@ -246,3 +246,42 @@ async def test_recordings_delivered_before_the_publisher_starts_move_the_lamp(
         finally:
             await hub.stop_publishing()
             await hub.stop()
+
+
+async def test_with_two_processes_process_zero_alone_publishes(
+    tmp_path: Path, presence: tuple[Presence, int]
+) -> None:
+    from media_worker.lab.probes import answers_options
+    from tests.support.procs import free_udp_tcp_port
+
+    server, presence_port = presence
+    base = free_udp_tcp_port(count=2)
+    config = write_config(tmp_path, f"mwi: {{proxy: 'sip:127.0.0.1:{presence_port}'}}\n")
+    config.write_text(config.read_text().replace("port: 0", f"port: {base}"))
+    async with open_storage(f"fs://{tmp_path}/spool") as store:
+        name = await store.put_message(DOMAIN, USER, b"x", sender="alice", received_at=1)
+    log = tmp_path / "worker.log"
+    with log.open("ab") as out:
+        proc = start_process(
+            [VOICEMAIL, "worker", "--processes", "2", "--config", str(config)], out
+        )
+    try:
+        spool = tmp_path / "data" / "changes"
+        both = lambda: all(answers_options("127.0.0.1", p, 0.5) for p in (base, base + 1))  # noqa: E731
+        await eventually(both, 20, log.read_text)
+        await eventually(
+            lambda: (
+                f"changes: written to the spool {spool} for process 0" in log.read_text()
+                and f"changes: reading the spool {spool}" in log.read_text()
+            ),
+            10,
+            log.read_text,
+        )
+        deleted = await asyncio.to_thread(
+            mailbox_command, "delete", "--config", str(config), DOMAIN, USER, name
+        )
+        assert deleted.returncode == 0, deleted.stderr
+        await eventually(lambda: server.last() == (0, 0), 10, log.read_text)
+        assert server.sources == {("127.0.0.1", base)}  # process 0's socket only
+    finally:
+        stop_process(proc)

@@ -44,16 +44,23 @@ def kamailio_database(path: Path, users: Mapping[str, tuple[str, Preferences]]) 
 
 class ApiServer(Managed):
     """``voicemail api --config`` with ``api`` as its api: section (listen and port are
-    set here), the given storage URL and data_dir under ``directory``."""
+    set here), the given storage URL and data_dir (under ``directory`` unless given)."""
 
-    def __init__(self, directory: Path, storage_url: str, api: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        storage_url: str,
+        api: dict[str, Any],
+        *,
+        data_dir: Path | None = None,  # a worker's, to share its change spool
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config_path = directory / "voicemail.yaml"
         self.log_path = directory / "api.log"
         self.config: dict[str, Any] = {
-            "data_dir": str(directory / "data"),
+            "data_dir": str(data_dir or directory / "data"),
             "storage": {"url": storage_url},
             "api": {"listen": "127.0.0.1", "port": self.port, **api},
         }
@@ -61,7 +68,8 @@ class ApiServer(Managed):
         self.verify: ssl.SSLContext | bool = True  # for an HTTPS base_url
 
     def start(self) -> None:
-        (self.directory / "data").mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        Path(self.config["data_dir"]).mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config))
         with self.log_path.open("ab") as log:
             self.proc = start_process([VOICEMAIL, "api", "--config", str(self.config_path)], log)

@@ -1,0 +1,86 @@
+"""Changes made through the API reach the phone and the webhooks: a real ``voicemail
+worker`` (process 0) beside a real ``voicemail api`` sharing its data_dir reads the
+notices, PUBLISHes the mailbox's counts (to a presence server of this test) and POSTs
+signed webhooks (to the lab's catcher)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from media_worker.provisioning.provision import Preferences
+from storage import open_storage
+from storage.testing import make_wav
+from tests.events.test_worker_changes import Presence, presence
+from tests.integration.test_worker_command import _start, write_config
+from tests.support.api import ApiServer, kamailio_database
+from tests.support.procs import eventually, free_port, start_process, stop_process
+
+pytestmark = pytest.mark.integration
+__all__ = ["presence"]  # the fixture, used by name
+SECRET = "api-webhook-secret-0123"
+DOMAIN = "lab.example"
+
+
+async def test_api_changes_move_the_lamp_and_send_webhooks(
+    tmp_path: Path, presence: tuple[Presence, int]
+) -> None:
+    server, presence_port = presence
+    hook_port = free_port()
+    caught = tmp_path / "caught"
+    config = write_config(
+        tmp_path,
+        f"mwi: {{proxy: 'sip:127.0.0.1:{presence_port}'}}\n"
+        "webhooks:\n"
+        f"  endpoints: [{{name: lab, url: 'http://127.0.0.1:{hook_port}/', secret: {SECRET}}}]\n"
+        "  retry_delay: 0.2\n  retry_max_delay: 1\n",
+    )
+    users = {f"bob@{DOMAIN}": ("bob-pw", Preferences())}
+    db = await asyncio.to_thread(kamailio_database, tmp_path / "kamailio.sqlite", users)
+    async with open_storage(f"fs://{tmp_path}/spool") as store:
+        name = await store.put_message(
+            DOMAIN, "bob", make_wav(0.5), sender="alice", received_at=1_700_000_000
+        )
+    catcher_log = (tmp_path / "catcher.log").open("ab")
+    catcher = start_process(
+        [sys.executable, "-m", "media_worker.lab.webhooks", "--port", str(hook_port),
+         "--dir", str(caught), "--secret", SECRET],
+        catcher_log,
+    )  # fmt: skip
+    log = tmp_path / "worker.log"
+    worker, _ = await asyncio.to_thread(_start, config, log)
+    api = ApiServer(
+        tmp_path / "api", f"fs://{tmp_path}/spool", {"kamailio_db": db}, data_dir=tmp_path / "data"
+    )
+    try:
+        await asyncio.to_thread(api.start)
+        async with httpx.AsyncClient(
+            base_url=api.base_url + "/api/v1", auth=(f"bob@{DOMAIN}", "bob-pw")
+        ) as client:
+            url = f"/mailboxes/{DOMAIN}/bob/messages/{name}"
+            assert (await client.patch(url, json={"new": False})).status_code == 204
+            await eventually(lambda: server.last() == (0, 1), 10, log.read_text)
+            assert (await client.patch(url, json={"new": True})).status_code == 204
+            await eventually(lambda: server.last() == (1, 0), 10, log.read_text)
+            assert (await client.delete(url)).status_code == 204
+            await eventually(lambda: server.last() == (0, 0), 10, log.read_text)
+
+        def types() -> list[str]:
+            return sorted(json.loads(p.read_text())["body"]["type"] for p in caught.glob("*.json"))
+
+        expected = ["message.deleted", "message.read", "message.unread"]
+        await eventually(lambda: types() == expected, 10, log.read_text)
+        records = [json.loads(p.read_text()) for p in caught.glob("*.json")]
+        assert all(record["signature_verified"] is True for record in records)
+        assert {record["body"]["message"]["name"] for record in records} == {name}
+        assert len(server.sources) == 1  # one publisher: the worker's process 0
+    finally:
+        api.stop()
+        stop_process(worker)
+        stop_process(catcher)
+        catcher_log.close()
