@@ -159,12 +159,36 @@ class EmailConfig:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)  # what the outbox sends with
 
     def attachment_for(self, *domains: str | None) -> Attachment:
-        """The attachment of the first of ``domains`` that has its own, else the default."""
+        """The attachment of the first of ``domains`` that has its own, else the default.
+        Domains match whatever their case, as DNS names do."""
+        by_name = {name.lower(): settings for name, settings in self.domains.items()}
         for domain in domains:
-            override = self.domains.get(domain) if domain else None
+            override = by_name.get(domain.lower()) if domain else None
             if override is not None and override.attachment is not None:
                 return override.attachment
         return self.attachment
+
+    def _check_conversions(self, key: str) -> None:
+        """A format this machine's libsndfile cannot write is found at start-up, not by
+        a warning with every email."""
+        wanted = {f"{key}.attachment": self.attachment} | {
+            f"{key}.domains.{name}.attachment": settings.attachment
+            for name, settings in self.domains.items()
+        }
+        converted = {where: fmt for where, fmt in wanted.items() if fmt in ("mp3", "opus")}
+        if not converted:
+            return  # numpy and libsndfile stay unloaded
+        from media_worker import transcode
+
+        missing = transcode.unwritable(sorted(set(converted.values())))
+        for where, fmt in converted.items():
+            if fmt in missing:
+                raise ConfigError(
+                    f"{where}: {fmt} cannot be written here: soundfile uses libsndfile "
+                    f"{transcode.library_version()}, which lacks it (its wheels bundle "
+                    "libsndfile 1.2 with MP3 and Opus; a system libsndfile needs 1.1 or "
+                    "later); use wav"
+                )
 
     def check(self, key: str) -> None:
         if "audio_url" in self.extra_variables:
@@ -172,9 +196,16 @@ class EmailConfig:
                 f"{key}.extra_variables: audio_url is the link to the message's audio, "
                 "not a P-App-Param key"
             )
+        seen: dict[str, str] = {}
         for domain in self.domains:
             if not domain.strip() or domain != domain.strip():
                 raise ConfigError(f"{key}.domains: {domain!r} is not a domain")
+            if domain.lower() in seen:
+                raise ConfigError(
+                    f"{key}.domains: {seen[domain.lower()]!r} and {domain!r} are the same domain"
+                )
+            seen[domain.lower()] = domain
+        self._check_conversions(key)
         smtp, where = self.smtp, f"{key}.smtp"
         _port(smtp.port, f"{where}.port")
         if smtp.starttls and smtp.tls:

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soundfile
+from numpy.lib.stride_tricks import sliding_window_view
 
 from media_worker.audio import write_wav
 
@@ -81,6 +83,21 @@ _WAV_SUBTYPES = frozenset(
 )
 _OGG_SUBTYPES = frozenset({"OPUS", "VORBIS"})
 SUPPORTED = "WAV (PCM, float, µ-law, A-law), MP3, Ogg Opus or Ogg Vorbis"
+
+
+def unwritable(formats: Iterable[str]) -> list[str]:
+    """Those of ``formats`` that the libsndfile soundfile loaded cannot write (a system
+    libsndfile older than 1.1 has no MP3)."""
+    can = {"wav"}
+    if "MP3" in soundfile.available_formats():
+        can.add("mp3")
+    if "OPUS" in soundfile.available_subtypes("OGG"):
+        can.add("opus")
+    return [fmt for fmt in formats if fmt not in can]
+
+
+def library_version() -> str:
+    return str(soundfile.__libsndfile_version__)
 
 
 def encode(wav: bytes, fmt: str) -> bytes:
@@ -205,7 +222,36 @@ def _resample(samples: _FloatArray, rate: int, target: int) -> _FloatArray:
     up, down = target // g, rate // g
     taps, half, phases = _kernel(up, down)
     count = len(samples) * up // down
-    padded = np.concatenate([np.zeros(half, np.float32), samples, np.zeros(half + 1, np.float32)])
+    padded = np.concatenate(
+        [np.zeros(half, np.float32), samples, np.zeros(half + 1 + down, np.float32)]
+    )
+    if phases == up:
+        return _by_phase(padded, taps, up, down, count)
+    return _by_position(padded, taps, half, up, down, count)
+
+
+def _by_phase(
+    padded: _FloatArray, taps: _FloatArray, up: int, down: int, count: int
+) -> _FloatArray:
+    """Every phase's outputs at once: output p + m * up starts ``down`` input samples after
+    output p + (m - 1) * up, with the same taps, so each phase is one product of a strided
+    view (no copy) and its taps. Several times faster than _by_position."""
+    windows = sliding_window_view(padded, taps.shape[1])
+    out = np.empty(count, np.float32)
+    for first in range(min(up, count)):
+        base, phase = divmod(first * down, up)
+        outputs = (count - 1 - first) // up + 1
+        rows = windows[base + 1 : base + 1 + outputs * down : down]  # taps from base - half + 1
+        out[first::up] = rows @ taps[phase]
+    return out
+
+
+def _by_position(
+    padded: _FloatArray, taps: _FloatArray, half: int, up: int, down: int, count: int
+) -> _FloatArray:
+    """For ratios with more phases than the table holds (odd rates such as 44101 Hz): each
+    output's position rounded to the nearest phase, a chunk of outputs at a time."""
+    phases = len(taps)
     span = np.arange(2 * half)
     out = np.empty(count, np.float32)
     for start in range(0, count, CHUNK):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pytest
+import soundfile
 import yaml
 from aiosmtpd.controller import Controller
 
@@ -194,6 +196,8 @@ DOMAINS = {
         ({"domain": "d7", "did": "d7"}, "none"),  # a did not listed: dom is tried
         ({"domain": "other.example", "dom": "other.example"}, "mp3"),
         ({"domain": "quiet.example", "dom": "quiet.example"}, "mp3"),
+        ({"domain": "Lab.EXAMPLE", "dom": "Lab.EXAMPLE"}, "none"),  # DNS names: any case
+        ({"domain": "D42", "did": "D42"}, "opus"),
     ],
 )
 def test_a_domain_overrides_the_attachment(request_fields: dict[str, str], expected: str) -> None:
@@ -358,9 +362,43 @@ def test_the_email_settings_parse_and_name_the_bad_key() -> None:
         ({"domains": {" a.example": {}}}, r"^email\.domains: ' a\.example' is not a domain$"),
         ({"domains": {7: {}}}, r"^email\.domains: expected text, got 7$"),
         ({"extra_variables": ["audio_url"]}, r"^email\.extra_variables: audio_url is the link"),
+        (
+            {"domains": {"a.example": {}, "A.example": {}}},
+            r"^email\.domains: 'a\.example' and 'A\.example' are the same domain$",
+        ),
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_config({"email": data})
+
+
+@pytest.mark.parametrize(
+    ("email_config", "key", "fmt"),
+    [
+        ({"attachment": "mp3"}, "email.attachment", "mp3"),
+        (
+            {"domains": {"a.example": {"attachment": "opus"}}},
+            "email.domains.a.example.attachment",
+            "opus",
+        ),
+    ],
+)
+def test_a_format_this_libsndfile_cannot_write_is_a_start_up_error(
+    monkeypatch: pytest.MonkeyPatch, email_config: dict[str, Any], key: str, fmt: str
+) -> None:
+    # As with a system libsndfile older than 1.1: no MP3, no Opus.
+    monkeypatch.setattr(soundfile, "available_formats", lambda: {"WAV": "WAV (Microsoft)"})
+    monkeypatch.setattr(soundfile, "available_subtypes", lambda fmt=None: {"VORBIS": "Vorbis"})
+    assert transcode.unwritable(["wav", "mp3", "opus"]) == ["mp3", "opus"]
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{re.escape(key)}: {fmt} cannot be written here: soundfile uses libsndfile {re.escape(transcode.library_version())}, which lacks it",
+    ):
+        parse_config({"email": email_config})
+    assert parse_config({"email": {"attachment": "wav"}}).email.attachment == "wav"
+
+
+def test_this_machines_libsndfile_writes_every_format() -> None:
+    assert transcode.unwritable(["wav", "mp3", "opus"]) == []
 
 
 def test_the_lab_mails_mp3() -> None:

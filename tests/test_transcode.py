@@ -151,6 +151,34 @@ def test_resampling_does_not_fold_high_frequencies_into_the_voice_band(
     assert level_db(out) < -70
 
 
+@pytest.mark.parametrize("rate", [44101, 7999, 192000, 12345])
+def test_odd_and_high_rates_keep_the_voice_band_and_fold_nothing(rate: int) -> None:
+    for freq, low, high in ((1000, -0.1, 0.1), (3000, -0.1, 0.1), (4500, -200, -70)):
+        if freq >= rate / 2:
+            continue  # not a tone at this rate
+        out = normalise(file_of(tone(freq, rate, 0.5), rate, "WAV", "FLOAT"), max_seconds=1)
+        assert low <= level_db(out) <= high, (rate, freq)
+
+
+@pytest.mark.parametrize(
+    ("rate", "target"), [(44100, 8000), (48000, 8000), (8000, 16000), (11025, 8000)]
+)
+def test_both_ways_of_filtering_give_the_same_samples(rate: int, target: int) -> None:
+    samples = np.random.default_rng(7).uniform(-0.5, 0.5, rate).astype(np.float32)
+    g = math.gcd(rate, target)
+    up, down = target // g, rate // g
+    taps, half, phases = transcode._kernel(up, down)
+    assert phases == up  # the table holds every phase: the fast way applies
+    count = len(samples) * up // down
+    padded = np.concatenate(
+        [np.zeros(half, np.float32), samples, np.zeros(half + 1 + down, np.float32)]
+    )
+    fast = transcode._by_phase(padded, taps, up, down, count)
+    slow = transcode._by_position(padded, taps, half, up, down, count)
+    assert fast.shape == slow.shape == (count,)
+    assert float(np.abs(fast - slow).max()) < 1e-5
+
+
 def test_stereo_is_mixed_down_not_one_channel_taken() -> None:
     left = tone(1000, 8000, 0.5)
     both = np.stack([left, np.zeros_like(left)], axis=1)
