@@ -31,7 +31,6 @@ FLAGS = (
     "--disable-sync",
     "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt
     "--use-fake-device-for-media-stream",  # a beeping fake microphone
-    "--autoplay-policy=no-user-gesture-required",
 )
 PHONE_SIZE = (412, 915)  # CSS pixels of a common phone screen
 
