@@ -86,7 +86,7 @@ unit: setup
 	$(BIN)/pytest -m "$(UNIT_MARKS)" -q
 
 # Benchmark figures (docs/benchmarks.md): 500 calls against one worker, real voicemail
-# calls from outside at 100 and 200 at once (bench/README.md), then storage, audio, then
+# calls from outside at 100 and 200 at once (bench/README.md), then storage, audio and
 # the HTTP API (a 10,000-message mailbox listed by 50 clients, audio, MP3 conversion).
 bench: setup
 	$(BIN)/python -m bench.media --calls 500 --seconds 15

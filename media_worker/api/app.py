@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -148,6 +149,31 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
                 {"detail": "identity values and names must not contain '/' or '\\'"}, 400
             )
         return JSONResponse({"detail": f"no resource {request.url.path}"}, 404)
+
+    describe = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Authentication is our own dependency (lockout first), so FastAPI does not know
+        # it: state it once for every operation.
+        if app.openapi_schema is None:
+            spec = describe()
+            spec.setdefault("components", {})["securitySchemes"] = {
+                "sipUser": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user@domain and the SIP password",
+                },
+                "operatorToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token whose SHA-256 is in api.tokens",
+                },
+            }
+            spec["security"] = [{"sipUser": []}, {"operatorToken": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/api/docs", include_in_schema=False)
     async def docs() -> FileResponse:

@@ -11,6 +11,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -115,6 +117,7 @@ def check_password(credentials: BasicCredentials, stored_ha1: str | None) -> boo
 class _Entry:
     failures: list[float] = field(default_factory=list)
     locked_until: float = 0.0
+    pending: int = 0  # attempts being checked right now (their outcome not known yet)
 
 
 class FailureTable:
@@ -133,9 +136,30 @@ class FailureTable:
         return len(self._entries)
 
     def retry_after(self, key: str, now: float) -> float:
-        """Seconds until ``key`` may try again; 0 when it is not locked."""
+        """Seconds until ``key`` may try again; 0 when it is not locked. Attempts still
+        being checked count as failures until they are known: a burst of guesses sent at
+        once gets no more tries than the same guesses one after another."""
         entry = self._entries.get(key)
-        return max(entry.locked_until - now, 0.0) if entry is not None else 0.0
+        if entry is None:
+            return 0.0
+        if entry.locked_until > now:
+            return entry.locked_until - now
+        recent = sum(1 for t in entry.failures if now - t < self.window)
+        return 1.0 if recent + entry.pending >= self.limit else 0.0
+
+    def begin(self, key: str) -> None:
+        """An attempt for ``key`` is being checked; ``end`` it with its outcome."""
+        entry = self._entries.pop(key, None) or _Entry()
+        entry.pending += 1
+        self._entries[key] = entry
+        self._trim()
+
+    def end(self, key: str, now: float, *, failed: bool) -> None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.pending = max(entry.pending - 1, 0)
+        if failed:
+            self.failed(key, now)
 
     def failed(self, key: str, now: float) -> bool:
         """Record a failure; returns whether ``key`` is now locked."""
@@ -145,12 +169,22 @@ class FailureTable:
             entry.locked_until = now + self.lock_for
             entry.failures = []
         self._entries[key] = entry
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._trim()
         return entry.locked_until > now
 
+    def _trim(self) -> None:
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
     def succeeded(self, key: str) -> None:
-        self._entries.pop(key, None)
+        """The right credentials: forget the failures (attempts still pending stay)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        if entry.pending:
+            entry.failures, entry.locked_until = [], 0.0
+        else:
+            del self._entries[key]
 
 
 HA1Lookup = Callable[[str, str], Awaitable[str | None]]
@@ -170,6 +204,14 @@ class Authenticator:
         self.sources = FailureTable(
             lockout.source_failures, lockout.window, lockout.lock_for, lockout.max_entries
         )
+        # Credentials that passed recently, as keyed hashes (the key never leaves this
+        # process): their requests are still checked against the database every time,
+        # but are not held as pending guesses, so a page's parallel requests and many
+        # clients behind one address are not taken for a burst of guesses.
+        self._key = secrets.token_bytes(32)
+        self._good: OrderedDict[bytes, float] = OrderedDict()
+        self._good_for = lockout.window
+        self._max_good = lockout.max_entries
 
     async def authenticate(self, header: str | None, source: str, now: float) -> Principal:
         """The principal, or AuthError: 401 for missing or wrong credentials, 429 with
@@ -193,11 +235,35 @@ class Authenticator:
         self._refuse_locked(self.users, login, now)
         if self.lookup is None:
             raise AuthError(401, "user logins are not configured (api.kamailio_db)")
-        stored = await self.lookup(parsed.user, parsed.domain)
-        if not check_password(parsed, stored):
-            self._fail(login, source, now)
+        mark = hmac.new(self._key, f"{login}\0{parsed.password}".encode(), "sha256").digest()
+        known = now - self._good.get(mark, -math.inf) < self._good_for
+        # Unknown credentials are pending guesses while the database is asked, so that
+        # guesses sent all at once are held to the limits of guesses sent one by one.
+        if not known:
+            self.users.begin(login)
+            self.sources.begin(source)
+        try:
+            stored = await self.lookup(parsed.user, parsed.domain)
+            ok = check_password(parsed, stored)
+        except BaseException:
+            if not known:  # no answer is no failed login
+                self.users.end(login, now, failed=False)
+                self.sources.end(source, now, failed=False)
+            raise
+        if known:
+            if not ok:
+                self._good.pop(mark, None)
+                self._fail(login, source, now)
+        else:
+            self.users.end(login, now, failed=not ok)
+            self.sources.end(source, now, failed=not ok)
+        if not ok:
             raise AuthError(401, "wrong user or password")
         self.users.succeeded(login)
+        self._good[mark] = now
+        self._good.move_to_end(mark)
+        while len(self._good) > self._max_good:
+            self._good.popitem(last=False)
         return User(parsed.user, parsed.domain)
 
     def _fail(self, login: str | None, source: str, now: float) -> None:

@@ -27,8 +27,8 @@ examples:
   curl -u bob@example.com:PASSWORD http://127.0.0.1:8080/api/v1/mailboxes/example.com/bob/messages
 
 exit status:
-  0 stopped cleanly (or --check passed), 1 it could not start (port in use, TLS files),
-  2 the configuration is invalid or has no api: section"""
+  0 stopped cleanly (or --check passed), 1 it could not start (the port is taken, a
+  TLS key it cannot load), 2 the configuration is invalid or has no api: section"""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     api.add_argument(
         "--config", metavar="FILE", required=True, help="the worker's YAML file, with api:"
     )
-    api.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    api.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log (default info: one line per change; debug adds every request)",
+    )
     api.add_argument("--check", action="store_true", help="validate the configuration and exit")
     api.set_defaults(handler=run)
 

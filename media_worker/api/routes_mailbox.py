@@ -94,7 +94,7 @@ async def get_greeting(
     if data is None:
         raise HTTPException(404, f"no greeting of type {typ!r}")
     try:
-        body = await converted(state, data, format)
+        body = await converted(state, data, format, (box.store_domain, box.store_user, typ))
     except transcode.AudioFormatError as exc:
         raise HTTPException(422, f"cannot convert this greeting to {format}: {exc}") from None
     filename = f"greeting-{file_safe(typ)}.{transcode.EXTENSIONS[format]}"

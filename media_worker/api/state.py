@@ -34,6 +34,43 @@ _PCHAR = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]*")
 MAX_ADDRESSES = 10_000
 
 
+class EncodedCache:
+    """The last MP3/Opus encodings, by (mailbox, name, digest of the WAV, format): an
+    audio element seeks with one Range request after another, and each must not encode
+    the whole message again. Bounded by count and by bytes. The store is still asked
+    first on every request (it may be gone, or another), so an entry is never stale."""
+
+    def __init__(self, max_items: int = 32, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, ...]) -> bytes | None:
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: tuple[str, ...], data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        self._bytes -= len(old) if old is not None else 0
+        self._items[key] = data
+        self._bytes += len(data)
+        while len(self._items) > self.max_items or self._bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def size(self) -> int:
+        return self._bytes
+
+
 @dataclass
 class ApiState:
     config: ApiConfig
@@ -43,6 +80,7 @@ class ApiState:
     conversions: asyncio.Semaphore
     clock: Callable[[], float] = time.time
     forwarder: ChangeForwarder | None = None  # set while the app runs
+    encoded: EncodedCache = field(default_factory=EncodedCache)
     addresses: OrderedDict[tuple[str, str], tuple[str, str]] = field(default_factory=OrderedDict)
 
     def learn_address(self, store_key: tuple[str, str], sip: tuple[str, str]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from media_worker.provisioning.provision import Preferences
-from storage import Storage, open_storage
+from storage import open_storage
 from tests.support.api import ApiServer, kamailio_database, token_hash
 
 DOMAIN = "api.example"
@@ -53,9 +53,6 @@ class Api:
     @property
     def url(self) -> str:
         return self.server.base_url + "/api/v1"
-
-    async def store(self) -> Storage:
-        return await open_storage(self.storage_url)
 
 
 def serve(

@@ -12,6 +12,8 @@ from media_worker.provisioning.provision import Preferences
 from storage import open_storage
 from tests.api.conftest import ALL_TOKEN, DOMAIN, LAB_TOKEN, OTHER, Api, as_bob, wav
 from tests.support.api import ApiServer, kamailio_database
+from tests.support.postgres import PostgresServer
+from tests.support.stack import voicemail
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +147,24 @@ def test_an_unreachable_kamailio_database_is_503_and_no_failed_login(tmp_path: P
         # The database comes back: bob was not locked out by the outage.
         kamailio_database(database, {f"bob@{DOMAIN}": ("bob-pw", Preferences())})
         assert client.get(url, auth=as_bob()).status_code == 200
+
+
+@pytest.mark.postgres
+def test_users_from_kamailio_tables_in_postgresql(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    postgres_server.psql("CREATE DATABASE kamailio_api")
+    db = postgres_server.url("kamailio_api")
+    voicemail("db", "init", db)
+    voicemail("user", "add", f"bob@{DOMAIN}", "--db", db, "--uid", "b-1", stdin="bob-pw\n")
+    with (
+        ApiServer(tmp_path, f"fs://{tmp_path / 'spool'}", {"kamailio_db": db}) as server,
+        httpx.Client(base_url=server.base_url + "/api/v1") as client,
+    ):
+        url = f"/mailboxes/{DOMAIN}/bob"
+        assert client.get(url, auth=as_bob()).status_code == 200
+        assert client.get(url, auth=(f"bob@{DOMAIN}", "wrong")).status_code == 401
+        reply = client.patch(url + "/settings", auth=as_bob(), json={"language": "fr"})
+        assert reply.json()["language"] == "fr"
+        assert "kamailio_api" in server.log()
+        assert "postgresql://" in server.log()

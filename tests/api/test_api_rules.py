@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -25,6 +26,7 @@ from media_worker.api.auth import (
 from media_worker.api.config import LockoutConfig, TokenConfig
 from media_worker.api.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from media_worker.api.routes_messages import message_json
+from media_worker.api.state import EncodedCache
 from media_worker.config import ConfigError, parse_config
 from media_worker.provisioning.provision import ha1
 from storage import MessageInfo
@@ -263,3 +265,79 @@ def test_a_listed_message_is_the_json_of_its_fields(
     assert parsed["received_at"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(received_at))
     assert parsed["audio_url"].startswith("/api/v1/mailboxes/d/u/messages/")
     assert "/" not in parsed["audio_url"].removeprefix("/api/v1/mailboxes/d/u/messages/")[:-6]
+
+
+def test_the_cache_of_encodings_is_bounded_by_count_and_bytes() -> None:
+    cache = EncodedCache(max_items=2, max_bytes=10)
+    cache.put(("a",), b"1234")
+    cache.put(("b",), b"1234")
+    assert cache.get(("a",)) == b"1234"  # now the most recent
+    cache.put(("c",), b"12")
+    assert (cache.get(("b",)), len(cache)) == (None, 2)
+    cache.put(("d",), b"123456789")
+    assert (len(cache), cache.size) == (1, 9)
+    cache.put(("e",), b"x" * 11)  # larger than the whole cache: not kept
+    assert (cache.get(("e",)), cache.get(("d",))) == (None, b"123456789")
+    cache.put(("d",), b"12")
+    assert cache.size == 2
+
+
+async def test_guesses_sent_at_once_get_no_more_tries_than_one_after_another() -> None:
+    release = asyncio.Event()
+    asked = 0
+
+    async def slow_lookup(user: str, domain: str) -> str | None:
+        nonlocal asked
+        asked += 1
+        await release.wait()  # the database answers only once every guess is in
+        return ha1(user, domain, "right")
+
+    auth = Authenticator((), LockoutConfig(user_failures=3, source_failures=100), slow_lookup)
+    guesses = [
+        asyncio.ensure_future(auth.authenticate(basic(f"bob@d:guess{n}"), "9.9.9.9", 0))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*guesses, return_exceptions=True)
+    statuses = sorted(r.status for r in results if isinstance(r, AuthError))
+    assert asked == 3  # the others were refused before the database was asked
+    assert statuses == [401] * 3 + [429] * 17
+    with pytest.raises(AuthError) as locked:
+        await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 1)
+    assert locked.value.status == 429
+
+
+async def test_a_pending_attempt_that_fails_to_get_an_answer_is_no_failure() -> None:
+    async def broken(user: str, domain: str) -> str | None:
+        raise ConnectionError("database down")
+
+    auth = Authenticator((), LockoutConfig(user_failures=1, source_failures=1), broken)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 0)
+    assert auth.users.retry_after("bob@d", 0) == 0
+    assert auth.sources.retry_after("9.9.9.9", 0) == 0
+
+
+async def test_parallel_requests_with_credentials_that_passed_are_no_burst() -> None:
+    async def lookup(user: str, domain: str) -> str | None:
+        await asyncio.sleep(0.01)
+        return ha1(user, domain, "right")
+
+    auth = Authenticator((), LockoutConfig(user_failures=2, source_failures=2), lookup)
+    assert await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 0) == User("bob", "d")
+    parallel = [auth.authenticate(basic("bob@d:right"), "9.9.9.9", 1) for _ in range(10)]
+    assert await asyncio.gather(*parallel) == [User("bob", "d")] * 10
+
+    # Still checked every time: once the password changes, the old one fails and counts.
+    async def changed(user: str, domain: str) -> str | None:
+        return ha1(user, domain, "new")
+
+    auth.lookup = changed
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await auth.authenticate(basic("bob@d:right"), "9.9.9.9", 2)
+    with pytest.raises(AuthError) as locked:
+        await auth.authenticate(basic("bob@d:new"), "9.9.9.9", 3)
+    assert locked.value.status == 429

@@ -39,6 +39,11 @@ def test_the_description_lists_every_resource_and_the_docs_work_offline(fs_api: 
         spec = client.get("/api/v1/openapi.json").json()
         found = {(method, path) for path, item in spec["paths"].items() for method in item}
         assert found == ISSUE_PATHS
+        schemes = spec["components"]["securitySchemes"]
+        assert {(s["type"], s["scheme"]) for s in schemes.values()} == {
+            ("http", "basic"),
+            ("http", "bearer"),
+        }
         page = client.get("/api/docs")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
