@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 # Debian packages the product and its tests run against.
 APT_PACKAGES := postgresql python3-venv sox espeak-ng baresip-core sip-tester asterisk-core-sounds-en-wav \
   kamailio kamailio-python3-modules kamailio-sqlite-modules kamailio-postgres-modules \
-  kamailio-presence-modules rtpengine-daemon docker-compose
+  kamailio-presence-modules rtpengine-daemon docker-compose chromium chromium-driver
 
 .PHONY: help setup system-packages venv lab test unit lint pytest bench clean
 
@@ -61,7 +61,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # The project in .venv/, editable, with the dev and lab extras.
 venv: $(VENV)/.installed
 
-# The lab: Kamailio, rtpengine, a worker and an SMTP catcher on loopback (docs/operator.md),
+# The lab: Kamailio, rtpengine, a worker, the API, SMTP and webhook catchers on loopback,
 # then the demo call. `voicemail lab down` stops it.
 lab: setup
 	$(BIN)/voicemail lab up

@@ -19,7 +19,7 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
     )
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
-    assert set(services) == {"smtp", "rtpengine", "worker1", "kamailio"}
+    assert set(services) == {"smtp", "webhooks", "rtpengine", "worker1", "kamailio", "api"}
 
 
 def test_every_service_runs_a_lab_part_with_the_native_start_command() -> None:

@@ -11,6 +11,7 @@ import yaml
 
 from kemi.signing import check_secret
 from media_worker.cli import main
+from media_worker.config import load_config
 from media_worker.lab.layout import (
     KAMAILIO_CFG,
     KAMAILIO_CFG_DIR,
@@ -18,11 +19,14 @@ from media_worker.lab.layout import (
     LAB_BAN_TIME,
     LOCAL_CFG,
     SECRET_FILE,
+    WEBHOOK_SECRET_FILE,
     Lab,
+    Ports,
     cfg_files,
     lab_secret,
     worker_yaml,
 )
+from media_worker.lab.sites import WEBHOOK_EVENTS
 
 
 def test_a_lab_directory_keeps_one_secret(tmp_path: Path) -> None:
@@ -90,7 +94,9 @@ def test_prepare_names_the_parts_it_knows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["lab", "prepare", "phone", "--dir", str(tmp_path)]) == 2
-    assert "name a part: smtp, rtpengine, worker1, kamailio" in capsys.readouterr().err
+    assert (
+        "name a part: smtp, webhooks, rtpengine, worker1, kamailio, api" in capsys.readouterr().err
+    )
     assert not (tmp_path / "kamailio").exists()
 
 
@@ -104,3 +110,50 @@ def test_the_worker_part_runs_two_processes_and_the_dispatcher_set_lists_both(
     assert lab.commands()["worker1"][-2:] == ["--processes", "2"]
     config = yaml.safe_load(lab.worker_yaml())
     assert (config["sip"]["port"], config["rtp"]["ports"]) == (5080, [20000, 20999])
+
+
+def test_the_api_reads_the_workers_file_and_checks_passwords_in_the_labs_database(
+    tmp_path: Path,
+) -> None:
+    lab = Lab(root=tmp_path, signing=False)
+    config = yaml.safe_load(lab.worker_yaml())
+    assert config["api"] == {
+        "listen": "127.0.0.1",
+        "port": 8080,
+        "public_url": "http://127.0.0.1:8080",
+        "kamailio_db": lab.db_url,
+    }
+    assert lab.commands()["api"][1:] == ["api", "--config", str(lab.worker_config())]
+    lab.write_configs("api")  # the API part alone (a container) writes the same file
+    assert lab.worker_config().read_text() == lab.worker_yaml()
+
+
+def test_the_worker_signs_webhooks_with_the_secret_the_catcher_checks(tmp_path: Path) -> None:
+    lab = Lab(root=tmp_path, ports=Ports(webhooks=18090), signing=False)
+    assert lab.commands()["webhooks"][-2:] == ["--dir", str(tmp_path / "webhooks")]
+    assert not (tmp_path / WEBHOOK_SECRET_FILE).exists()  # listing commands creates nothing
+    command = lab.command("webhooks")
+    secret = (tmp_path / WEBHOOK_SECRET_FILE).read_text().strip()
+    assert command[-2:] == ["--secret", secret]
+    assert command[command.index("--port") + 1] == "18090"
+    [endpoint] = yaml.safe_load(lab.worker_yaml())["webhooks"]["endpoints"]
+    assert endpoint == {
+        "name": "lab-catcher",
+        "url": "http://127.0.0.1:18090/",
+        "secret": secret,
+        "events": list(WEBHOOK_EVENTS),
+    }
+    assert lab.command("worker1") == lab.commands()["worker1"]
+
+
+def test_the_labs_file_is_a_valid_worker_and_api_configuration(tmp_path: Path) -> None:
+    lab = Lab(root=tmp_path)
+    lab.write_configs("worker1")
+    config = load_config(lab.worker_config())
+    assert config.api is not None
+    assert (config.api.listen, config.api.port) == ("127.0.0.1", 8080)
+    assert config.api.kamailio_db == lab.db_url
+    assert config.webhooks is not None
+    [endpoint] = config.webhooks.endpoints
+    assert (endpoint.url, endpoint.secret) == ("http://127.0.0.1:8090/", lab.webhook_secret)
+    assert Path(config.data_dir) == tmp_path / "worker1"  # the API spools its changes there

@@ -12,8 +12,10 @@ from media_worker.lab.layout import DOMAIN, USERS, Lab, Ports
 LAB_EPILOG = f"""\
 The lab runs on loopback: Kamailio (the KEMI home proxy) on 127.0.0.1:5060 UDP and TCP
 for the SIP domain {DOMAIN}, rtpengine (control 127.0.0.1:2223), a media worker of
-two processes (127.0.0.1:5080 and 5081) and an SMTP catcher (127.0.0.1:2525) that saves
-every mail as a .eml file.
+two processes (127.0.0.1:5080 and 5081), an SMTP catcher (127.0.0.1:2525) that saves
+every mail as a .eml file, the HTTP API and web page (`voicemail api`,
+http://127.0.0.1:8080/) and a webhook catcher (127.0.0.1:8090) that saves every
+signed delivery as a .json file.
 Users: {", ".join(f"{u} (password {p}, mode {m})" for u, (p, m) in USERS.items())};
 each one's email is <user>@{DOMAIN}. Dial 1000 for the voicebox, 1001 to record a
 greeting.
@@ -24,21 +26,26 @@ actions:
   down     stop every part by the PID in its file
   status   show each part, its PID and whether it answers
   demo     alice leaves bob a spoken message, bob listens on 1000; prints the email,
-           the mailbox and where the recordings are
-  run P    run one part (smtp, rtpengine, worker1, kamailio) in the foreground, as the
-           containers do
+           bob's message list fetched through the API, the web page's URL and where
+           the recordings are
+  run P    run one part (smtp, webhooks, rtpengine, worker1, kamailio, api) in the
+           foreground, as the containers do
   prepare [P]  write the files a part needs (every part's without P: the cfg, the
            database with the users, the prompts) and start nothing
 
 files (under --dir):
   spool/  messages (SEMS layout)   mail/  received emails   log/  one log per part
+  webhooks/  one <delivery-id>.json per webhook delivery (headers and body)
   run/    PID files, Kamailio's control socket   kamailio/  the cfg Kamailio runs
+  worker1.yaml  the worker's configuration, with the api: and webhooks: sections
   secret  the proxy<->worker signing secret (VM_SECRET and the workers' sip.secret),
           made on the first run and kept
+  webhook-secret  the secret the worker signs webhooks with and the catcher checks
 
 examples:
   voicemail lab up && voicemail lab demo
   voicemail lab status
+  curl -u bob@lab.example:bob-pw http://127.0.0.1:8080/api/v1/mailboxes/lab.example/bob/messages
   voicemail lab prepare kamailio --dir /tmp/lab && kamailio -c -f /tmp/lab/kamailio/kamailio.cfg
   kamcmd -s unix:var/lab/run/kamailio_ctl ul.dump
 
@@ -56,7 +63,9 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     lab.add_argument("action", choices=["up", "down", "status", "demo", "run", "prepare"])
     lab.add_argument(
-        "part", nargs="?", help="with run and prepare: smtp, rtpengine, worker1 or kamailio"
+        "part",
+        nargs="?",
+        help="with run and prepare: smtp, webhooks, rtpengine, worker1, kamailio or api",
     )
     lab.add_argument(
         "--dir",
@@ -77,6 +86,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     ports.add_argument("--rtpengine-port", type=int, default=defaults.rtpengine_ng)
     ports.add_argument("--smtp-port", type=int, default=defaults.smtp)
     ports.add_argument(
+        "--api-port", type=int, default=defaults.api, help="the HTTP API and the web page"
+    )
+    ports.add_argument("--webhook-port", type=int, default=defaults.webhooks)
+    ports.add_argument(
         "--media-base",
         type=int,
         default=defaults.worker_media[0],
@@ -94,6 +107,8 @@ def lab_from(args: argparse.Namespace) -> Lab:
             worker=args.worker_port,
             rtpengine_ng=args.rtpengine_port,
             smtp=args.smtp_port,
+            api=args.api_port,
+            webhooks=args.webhook_port,
             worker_media=(base, base + 999),
             rtpengine_media=(base + 1000, base + 1999),
         ),
@@ -113,6 +128,7 @@ def _run_lab(args: argparse.Namespace) -> int:
         if args.action == "up":
             control.up(_say)
             _say(f"lab is up: SIP domain {DOMAIN} at {lab.host}:{lab.ports.sip}")
+            _say(f"web page: {lab.api_url}/ (sign in as bob@{DOMAIN}, password {USERS['bob'][0]})")
         elif args.action == "down":
             control.down(_say)
         elif args.action == "status":
@@ -164,5 +180,5 @@ def _run_part(control: object, lab: Lab, part: str | None) -> int:
         print(f"voicemail lab run: name a part: {', '.join(commands)}", file=sys.stderr)
         return 2
     control.prepare(_say, part)
-    command = commands[part]
+    command = lab.command(part)
     os.execvp(command[0], command)  # noqa: S606 - the part replaces this process

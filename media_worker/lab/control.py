@@ -10,7 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from media_worker.lab.layout import DOMAIN, USERS, Lab
-from media_worker.lab.probes import answers_ng, answers_options, answers_smtp
+from media_worker.lab.probes import (
+    API_PROBE,
+    answers_http,
+    answers_ng,
+    answers_options,
+    answers_smtp,
+)
 from media_worker.lab.procs import start_process, stop_pid
 from media_worker.provisioning import kamdb
 from media_worker.provisioning.provision import Preferences, UserNotFound, parse_db_url
@@ -28,12 +34,16 @@ class Controller:
 
     def checks(self) -> dict[str, Callable[[], bool]]:
         lab, host = self.lab, self.lab.host
+        # In start order: what a part sends to (mail, webhooks, the proxy's database) is
+        # up before it.
         checks: dict[str, Callable[[], bool]] = {
             "smtp": lambda: answers_smtp(host, lab.ports.smtp),
+            "webhooks": lambda: answers_http(host, lab.ports.webhooks),
             "rtpengine": lambda: answers_ng(host, lab.ports.rtpengine_ng),
         }
         checks["worker1"] = lambda: all(answers_options(host, p) for p in lab.worker_ports())
         checks["kamailio"] = lambda: answers_options(host, lab.ports.sip)
+        checks["api"] = lambda: answers_http(host, lab.ports.api, API_PROBE, ok=200)
         return checks
 
     def pidfile(self, part: str) -> Path:
@@ -84,12 +94,11 @@ class Controller:
     def up(self, say: Callable[[str], None], timeout: float = 30.0) -> None:
         """Start what does not run yet; return once every part answers."""
         self.prepare(say)
-        commands = self.lab.commands()
         for part, check in self.checks().items():
             if self.pid(part) is not None:
                 say(f"{part}: already running (pid {self.pid(part)})")
             else:
-                self._spawn(part, commands[part])
+                self._spawn(part, self.lab.command(part))
             self._wait(part, check, timeout)
             say(f"{part}: up (pid {self.pid(part)}, log {self.logfile(part)})")
 

@@ -7,15 +7,20 @@ receiving the email."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from media_worker.lab.layout import DOMAIN, Lab
+from media_worker.lab.layout import DOMAIN, USERS, Lab
 from media_worker.lab.phone import Phone
 from storage import MailboxNotFound, MessageInfo, open_storage
 
@@ -55,6 +60,24 @@ def mailbox_listing(spool: Path, user: str, domain: str = DOMAIN) -> list[Messag
                 return []
 
     return asyncio.run(listing())
+
+
+def api_messages(lab: Lab, user: str, domain: str = DOMAIN) -> list[dict[str, object]]:
+    """A mailbox's message list as the HTTP API gives it, with the user's own SIP
+    credentials (what the web page does)."""
+    path = "/".join(urllib.parse.quote(part, safe="") for part in (domain, user))
+    url = f"{lab.api_url}/api/v1/mailboxes/{path}/messages"
+    token = base64.b64encode(f"{user}@{domain}:{USERS[user][0]}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - http: only
+            body = json.load(response)
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        raise DemoError(f"GET {url}: {exc}") from exc
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        raise DemoError(f"GET {url}: no message list in the answer")
+    return messages
 
 
 def _wait(what: str, condition: Callable[[], bool], timeout: float) -> None:
@@ -116,11 +139,23 @@ def run_demo(lab: Lab, say: Callable[[str], None]) -> None:
         flag = "new  " if info.new else "saved"
         say(f"  {flag} {info.name}  {info.size} bytes  from {info.sender}")
     say("")
+    url = f"{lab.api_url}/api/v1/mailboxes/{DOMAIN}/bob/messages"
+    say(f"the same list through the HTTP API (GET {url}, as bob@{DOMAIN}):")
+    for item in api_messages(lab, "bob"):
+        flag = "new  " if item.get("new") else "saved"
+        say(
+            f"  {flag} {item.get('name')}  {item.get('received_at')}  "
+            f"{item.get('duration_s')} s  from {item.get('sender')}"
+        )
+    webhooks = sorted(lab.webhooks_dir.glob("*.json"))
+    say("")
     say("where things are:")
+    say(f"  the web page:         {lab.api_url}/ (bob@{DOMAIN}, password {USERS['bob'][0]})")
     say(f"  the recording:        {lab.spool / DOMAIN / 'bob' / (message.name + '.wav')}")
     say(f"  the email:            {mail_path}")
     say(f"  what alice said:      {alice_audio}")
     say(f"  what bob heard:       {heard}")
+    say(f"  webhook deliveries:   {lab.webhooks_dir}/ ({len(webhooks)} so far)")
     say(f"  logs:                 {lab.log_dir}/")
 
 

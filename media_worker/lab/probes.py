@@ -1,5 +1,6 @@
 """Is a part up? One probe per protocol, each a single request with a short timeout:
-SIP OPTIONS (Kamailio, the workers), rtpengine's ng ping, an SMTP banner."""
+SIP OPTIONS (Kamailio, the workers), rtpengine's ng ping, an SMTP banner, an HTTP
+request (the API, the webhook catcher)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import secrets
 import socket
 
 TIMEOUT = 0.5  # seconds: a loopback server that is up answers at once
+API_PROBE = "/api/v1/openapi.json"  # `voicemail api` serves it without credentials
 
 
 def sip_options(host: str, port: int) -> bytes:
@@ -49,3 +51,21 @@ def answers_smtp(host: str, port: int, timeout: float = TIMEOUT) -> bool:
             return sock.recv(512).startswith(b"220")
     except OSError:
         return False
+
+
+def answers_http(
+    host: str, port: int, path: str = "/", ok: int | None = None, timeout: float = TIMEOUT
+) -> bool:
+    """An HTTP server answers a GET of ``path`` with a status line (with ``ok``: with
+    that status, so a page that needs no credentials shows the application is up, not
+    just its socket)."""
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(request.encode())
+            line = sock.recv(512).split(b"\r\n", 1)[0].split()
+    except OSError:
+        return False
+    if len(line) < 2 or not line[0].startswith(b"HTTP/1.") or not line[1].isdigit():
+        return False
+    return ok is None or int(line[1]) == ok

@@ -1,6 +1,7 @@
 """The whole product on loopback for end-to-end tests: Kamailio with the KEMI script,
-rtpengine (userspace), media workers (the ``voicemail worker`` command) and an SMTP
-server, each on free ports in a temporary directory, each stopped by its PID."""
+rtpengine (userspace), media workers (the ``voicemail worker`` command), an SMTP
+server and, when asked, the HTTP API (``voicemail api``), each on free ports in a
+temporary directory, each stopped by its PID."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from media_worker.lab.layout import (
     rtpengine_command,
     worker_yaml,
 )
-from media_worker.lab.probes import answers_ng, answers_options
+from media_worker.lab.probes import API_PROBE, answers_http, answers_ng, answers_options
+from media_worker.lab.sites import ApiSite
 from tests.support.procs import (
     Managed,
     free_port,
@@ -115,6 +117,7 @@ class MediaWorker(LoggedProcess):
         prompts: Path | None,
         mwi_proxy: str | None = None,
         secret: str | None = None,
+        api: ApiSite | None = None,
     ) -> None:
         self.name = f"worker{index}"
         super().__init__(directory)
@@ -133,6 +136,7 @@ class MediaWorker(LoggedProcess):
                 prompts=prompts,
                 mwi_proxy=mwi_proxy,
                 secret=secret,
+                api=api,
                 # The end-to-end tests compare the emailed recording with the stored one
                 # sample by sample: the lab's MP3 has the encoder's delay and padding.
                 attachment="wav",
@@ -144,6 +148,28 @@ class MediaWorker(LoggedProcess):
 
     def ready(self) -> bool:
         return "worker listening on" in self.log()
+
+
+class ApiServer(LoggedProcess):
+    """``voicemail api`` with a worker's configuration file (its ``api:`` section): the
+    same store and the same change spool as that worker, so its changes reach MWI."""
+
+    name = "api"
+
+    def __init__(self, directory: Path, worker: MediaWorker, site: ApiSite) -> None:
+        super().__init__(directory)
+        self.worker = worker
+        self.site = site
+
+    @property
+    def url(self) -> str:
+        return self.site.url
+
+    def command(self) -> list[str]:
+        return [VOICEMAIL, "api", "--config", str(self.worker.config)]
+
+    def ready(self) -> bool:
+        return answers_http(self.site.host, self.site.port, API_PROBE, ok=200)
 
 
 class Kamailio(LoggedProcess):
@@ -257,13 +283,15 @@ class Stack(Managed):
         kamailio_settings: dict[str, str] | None = None,
         mwi: bool = False,
         signing: bool = True,
+        api: bool = False,
     ) -> None:
         """``prompts``: a directory `voicemail prompts build` filled (the menu prompts
         Debian's English set lacks); ``mwi``: Kamailio WITH_MWI, workers publishing;
         ``signing``: a secret for the proxy<->worker hop on both sides (False: an unsigned
         hop, as a site without VM_SECRET runs). Kamailio runs WITH_ANTIFLOOD with the lab's ban
         time; the phones and workers come from 127.0.0.1, an address of Kamailio's own,
-        which is never banned."""
+        which is never banned. ``api``: ``voicemail api`` on a free port with the first
+        worker's configuration (``self.api``)."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-stack-"))
         self.secret = lab_secret(self.dir) if signing else None
         self.db_url = f"sqlite://{self.dir / 'kamailio.sqlite'}"
@@ -272,12 +300,15 @@ class Stack(Managed):
         self.rtpengine = Rtpengine(self.dir)
         sip_port = free_udp_tcp_port()
         mwi_proxy = f"sip:127.0.0.1:{sip_port}" if mwi else None
+        site = ApiSite("127.0.0.1", free_port(), self.db_url) if api else None
         self.workers = [
             MediaWorker(
-                self.dir, i + 1, self.smtp.port, self.spool, prompts, mwi_proxy, self.secret
+                self.dir, i + 1, self.smtp.port, self.spool, prompts, mwi_proxy, self.secret,
+                api=site if i == 0 else None,
             )
             for i in range(workers)
-        ]
+        ]  # fmt: skip
+        self.api = ApiServer(self.dir, self.workers[0], site) if site else None
         self.kamailio = Kamailio(
             self.dir,
             port=sip_port,
@@ -303,7 +334,8 @@ class Stack(Managed):
 
     def start(self) -> None:
         user_database(self.db_url, USERS)
-        for part in (self.smtp, self.rtpengine, *self.workers, self.kamailio):
+        api = (self.api,) if self.api else ()
+        for part in (self.smtp, self.rtpengine, *self.workers, self.kamailio, *api):
             part.start()
             self._started.append(part)
 
@@ -313,7 +345,9 @@ class Stack(Managed):
         self._started.clear()
 
     def logs(self) -> str:
-        parts = [self.kamailio, self.rtpengine, *self.workers]
+        parts: list[LoggedProcess] = [self.kamailio, self.rtpengine, *self.workers]
+        if self.api:
+            parts.append(self.api)
         return "\n".join(f"----- {p.name}\n{p.log()[-6000:]}" for p in parts)
 
     def cleanup(self) -> None:
