@@ -84,3 +84,77 @@ async def test_api_changes_move_the_lamp_and_send_webhooks(
         stop_process(worker)
         stop_process(catcher)
         catcher_log.close()
+
+
+async def test_changes_made_while_the_worker_is_down_survive_an_api_crash_and_arrive(
+    tmp_path: Path, presence: tuple[Presence, int]
+) -> None:
+    """Nothing is lost across an API restart: a change is spooled before its answer, so an
+    API killed right after answering, then started again, loses nothing; the worker,
+    started later, delivers every change to the phone and the webhooks."""
+    server, presence_port = presence
+    hook_port = free_port()
+    caught = tmp_path / "caught"
+    config = write_config(
+        tmp_path,
+        f"mwi: {{proxy: 'sip:127.0.0.1:{presence_port}'}}\n"
+        "webhooks:\n"
+        f"  endpoints: [{{name: lab, url: 'http://127.0.0.1:{hook_port}/', secret: {SECRET}}}]\n"
+        "  retry_delay: 0.2\n  retry_max_delay: 1\n",
+    )
+    users = {f"bob@{DOMAIN}": ("bob-pw", Preferences())}
+    db = await asyncio.to_thread(kamailio_database, tmp_path / "kamailio.sqlite", users)
+    async with open_storage(f"fs://{tmp_path}/spool") as store:
+        kept = await store.put_message(
+            DOMAIN, "bob", make_wav(0.5), sender="alice", received_at=1_700_000_000
+        )
+        gone = await store.put_message(
+            DOMAIN, "bob", make_wav(0.5), sender="carol", received_at=1_700_000_100
+        )
+    api = ApiServer(
+        tmp_path / "api", f"fs://{tmp_path}/spool", {"kamailio_db": db}, data_dir=tmp_path / "data"
+    )
+    catcher_log = (tmp_path / "catcher.log").open("ab")
+    catcher = start_process(
+        [sys.executable, "-m", "media_worker.lab.webhooks", "--port", str(hook_port),
+         "--dir", str(caught), "--secret", SECRET],
+        catcher_log,
+    )  # fmt: skip
+    log = tmp_path / "worker.log"
+    worker = None
+    auth = (f"bob@{DOMAIN}", "bob-pw")
+    messages = f"{api.base_url}/api/v1/mailboxes/{DOMAIN}/bob/messages"
+    try:
+        await asyncio.to_thread(api.start)
+        async with httpx.AsyncClient(auth=auth) as client:
+            reply = await client.patch(f"{messages}/{kept}", json={"new": False})
+            assert reply.status_code == 204
+        assert api.proc is not None
+        api.proc.kill()  # no clean shutdown: whatever was answered must already be spooled
+        await asyncio.to_thread(api.proc.wait)
+        spooled = list((tmp_path / "data" / "changes").glob("*.chg"))
+        assert len(spooled) == 1, spooled
+
+        await asyncio.to_thread(api.start)  # the same server again, on the same port
+        async with httpx.AsyncClient(auth=auth) as client:
+            assert (await client.delete(f"{messages}/{gone}")).status_code == 204
+        api.stop()
+        assert list(caught.glob("*.json")) == []  # no worker yet: nothing delivered
+        assert server.sources == set()  # and nothing published
+
+        worker, _ = await asyncio.to_thread(_start, config, log)
+
+        def types() -> list[str]:
+            return sorted(json.loads(p.read_text())["body"]["type"] for p in caught.glob("*.json"))
+
+        await eventually(lambda: types() == ["message.deleted", "message.read"], 10, log.read_text)
+        await eventually(lambda: server.last() == (0, 1), 10, log.read_text)  # kept, read
+        await eventually(
+            lambda: list((tmp_path / "data" / "changes").glob("*.chg")) == [], 10, log.read_text
+        )
+    finally:
+        api.stop()
+        if worker is not None:
+            stop_process(worker)
+        stop_process(catcher)
+        catcher_log.close()
