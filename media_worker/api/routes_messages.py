@@ -82,11 +82,21 @@ async def list_messages(
         listing = [info for info in listing if info.new is wanted]
     listing.sort(key=lambda info: (info.received_at, info.name), reverse=True)
     tag = listing_tag(listing)
-    if tag in request.headers.get("if-none-match", ""):
+    if none_match(request.headers.get("if-none-match", ""), tag):
         return Response(status_code=304, headers={"ETag": tag})
     base = state.url("mailboxes", box.domain, box.user, "messages")
     body = '{"messages":[' + ",".join([message_json(info, base) for info in listing]) + "]}"
     return Response(body.encode("ascii"), media_type="application/json", headers={"ETag": tag})
+
+
+def none_match(header: str, tag: str) -> bool:
+    """Whether an If-None-Match header names ``tag`` (or ``*``), weakly compared as RFC 9110
+    asks for GET: a listing that did not change is answered 304."""
+    for candidate in header.split(","):
+        candidate = candidate.strip().removeprefix("W/")
+        if candidate in ("*", tag.removeprefix("W/")):
+            return True
+    return False
 
 
 def file_safe(text: str) -> str:

@@ -142,3 +142,9 @@ async def test_a_polling_client_gets_304_until_the_listing_changes(api: Api) -> 
         assert changed.status_code == 200
         assert changed.headers["etag"] != tag
         assert changed.json()["messages"]
+        new_tag = changed.headers["etag"]
+        for header in ("*", f'"x", W/{new_tag}', f"{tag}, {new_tag}"):
+            again = await client.get(url, headers={"If-None-Match": header})
+            assert again.status_code == 304, header
+        other = await client.get(url, headers={"If-None-Match": f'"x", {tag}'})
+        assert other.status_code == 200
