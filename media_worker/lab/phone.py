@@ -20,6 +20,7 @@ from typing import IO
 from media_worker.lab.procs import free_port, free_udp_tcp_port, start_process, stop_process
 
 MODULES = ("g711.so", "aufile.so", "sndfile.so", "cons.so")
+RTP_PORTS = 40  # the size of each phone's RTP port range
 
 
 class Phone:
@@ -37,38 +38,60 @@ class Phone:
         ``sample_rate`` and ``channels`` (G.722 needs 16000 Hz, opus 48000 Hz stereo).
         baresip hangs up a call when the source file ends."""
         self.dir = Path(tempfile.mkdtemp(prefix="vm-baresip-"))
-        self.sip_port = free_udp_tcp_port()  # baresip listens on UDP and TCP
-        self.cons_port = free_udp_tcp_port()
         self.dumps = self.dir / "dumps"
         self.dumps.mkdir()
-        rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1
-        config = [
+        self._settings = [
             "poll_method epoll",
-            f"sip_listen 127.0.0.1:{self.sip_port}",
             "net_interface 127.0.0.1",
             f"audio_source aufile,{source_wav}",
             "audio_alert aufile,/dev/null",
             f"audio_srate {sample_rate}",
             f"audio_channels {channels}",
-            f"rtp_ports {rtp_base}-{rtp_base + 40}",
             "module_path /usr/lib/baresip/modules",
             *(f"module {m}" for m in modules),
             "module_app account.so",
             "module_app menu.so",
-            f"cons_listen 127.0.0.1:{self.cons_port}",
             f"snd_path {self.dumps}",
             extra_config,
         ]
-        (self.dir / "config").write_text("\n".join(config) + "\n")
+        self._pick_ports()
         (self.dir / "accounts").write_text(account + "\n")
         self.log_path = self.dir / "baresip.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    def _pick_ports(self) -> None:
+        """Free SIP, console and RTP ports, distinct from one another, written to the
+        config file baresip reads at start."""
+        self.sip_port = free_udp_tcp_port()  # baresip listens on UDP and TCP
+        self.cons_port = free_udp_tcp_port()
+        while self.cons_port == self.sip_port:
+            self.cons_port = free_udp_tcp_port()
+        rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1
+        while any(rtp_base <= p <= rtp_base + RTP_PORTS for p in (self.sip_port, self.cons_port)):
+            rtp_base = free_port(kind=socket.SOCK_DGRAM) & ~1
+        ports = [
+            f"sip_listen 127.0.0.1:{self.sip_port}",
+            f"cons_listen 127.0.0.1:{self.cons_port}",
+            f"rtp_ports {rtp_base}-{rtp_base + RTP_PORTS}",
+        ]
+        (self.dir / "config").write_text("\n".join(ports + self._settings) + "\n")
+
     def start(self) -> None:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = start_process(["baresip", "-f", str(self.dir)], self._log)
-        self.wait_for_log("baresip is ready", 10)
+        """Start baresip and wait until it is ready. A port handed out free can be taken
+        by another process before baresip binds it; then baresip starts again on fresh
+        ports (up to three times)."""
+        for attempt in range(3):
+            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+            self.proc = start_process(["baresip", "-f", str(self.dir)], self._log)
+            try:
+                self.wait_for_log("baresip is ready", 10)
+                return
+            except AssertionError:
+                if attempt == 2 or "Address already in use" not in self.log():
+                    raise
+                self.stop()
+                self._pick_ports()
 
     def command(self, text: str) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
