@@ -55,6 +55,8 @@ STATIC = PACKAGE / "static"
 APIDOCS = PACKAGE / "apidocs"
 # What the page and the API may load: only our own origin (the page works offline), plus
 # blob: URLs the page makes of fetched audio.
+# How long a browser that once reached us over HTTPS keeps to HTTPS (one year).
+HSTS_MAX_AGE = 365 * 24 * 3600
 CSP = (
     "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; "
     "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; "
@@ -233,6 +235,10 @@ def create_app(config: WorkerConfig, *, store: Storage | None = None) -> FastAPI
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "no-referrer")
         headers.setdefault("Content-Security-Policy", CSP)
+        if api.tls_certfile is not None:
+            # Served over HTTPS by us: the browser keeps to HTTPS for a year (RFC 6797).
+            # Behind a TLS proxy it is the proxy's to send.
+            headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_MAX_AGE}")
         if request.url.path.startswith("/api/v1/"):
             # Private mailboxes: never kept by a shared cache or the browser's disk cache.
             headers.setdefault("Cache-Control", "no-store")

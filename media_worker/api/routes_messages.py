@@ -128,11 +128,28 @@ async def converted(
     return data
 
 
+def audio_tag(data: bytes) -> str:
+    """A strong entity tag of the bytes served: an encoding made again (Opus streams get a
+    new serial number each time) has another one."""
+    return f'"{hashlib.blake2b(data, digest_size=16).hexdigest()}"'
+
+
 def ranged(request: Request, data: bytes, headers: dict[str, str], media_type: str) -> Response:
-    """``data`` whole (200) or the byte range the request asks for (206, or 416)."""
-    headers = {**headers, "Accept-Ranges": "bytes"}
+    """``data`` whole (200) or the byte range the request asks for (206, or 416), with
+    its entity tag. A client that already has these bytes (If-None-Match) gets 304. A
+    range whose If-Range names other bytes (another encoding, or a date: we send no
+    Last-Modified) is answered with the whole body, as RFC 9110 section 13.1.5 asks, so a
+    seeking player never joins pieces of two different files."""
+    tag = audio_tag(data)
+    headers = {**headers, "Accept-Ranges": "bytes", "ETag": tag}
+    if none_match(request.headers.get("if-none-match", ""), tag):
+        return Response(status_code=304, headers={"ETag": tag, "Accept-Ranges": "bytes"})
+    asked = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    if asked is not None and if_range is not None and if_range.strip() != tag:
+        asked = None  # strong comparison: a weak tag never matches
     try:
-        wanted = parse_range(request.headers.get("range"), len(data))
+        wanted = parse_range(asked, len(data))
     except RangeNotSatisfiable as exc:
         headers["Content-Range"] = f"bytes */{len(data)}"
         raise HTTPException(416, str(exc), headers=headers) from None
@@ -150,6 +167,7 @@ def ranged(request: Request, data: bytes, headers: dict[str, str], media_type: s
         **NOT_FOUND,
         200: {"content": {t: {} for t in ("audio/wav", "audio/mpeg", "audio/ogg")}},
         206: {"description": "the byte range asked for"},
+        304: {"description": "the entity tag in If-None-Match is still the audio's"},
         416: {"model": Problem, "description": "the range is outside the audio"},
         422: {"model": Problem, "description": "a format this server cannot produce"},
     },

@@ -84,6 +84,19 @@ async def test_audio_has_its_type_a_file_name_ranges_and_leaves_the_flag(api: Ap
         assert outside.headers["content-range"] == f"bytes */{len(data)}"
         several = await client.get(url, headers={"Range": "bytes=0-1,5-6"})
         assert (several.status_code, several.content) == (200, data)
+        assert "strict-transport-security" not in whole.headers  # plain HTTP here
+
+        # A player resuming with If-Range gets the range only while the bytes are the same.
+        tag = whole.headers["etag"]
+        assert tag.startswith('"')
+        assert part.headers["etag"] == tag
+        same = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": tag})
+        assert (same.status_code, same.content) == (206, data[:10])
+        for other in ('"another"', f"W/{tag}", "Tue, 01 Dec 2026 10:00:00 GMT"):
+            changed = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": other})
+            assert (changed.status_code, changed.content) == (200, data), other
+        kept = await client.get(url, headers={"If-None-Match": tag})
+        assert (kept.status_code, kept.content, kept.headers["etag"]) == (304, b"", tag)
 
         unknown_format = await client.get(url, params={"format": "flac"})
         assert unknown_format.status_code == 422

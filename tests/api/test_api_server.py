@@ -134,6 +134,7 @@ def test_https_when_certificate_and_key_are_configured(tmp_path: Path) -> None:
             verify=trust,
         )
         assert reply.status_code == 200
+        assert reply.headers["strict-transport-security"] == "max-age=31536000"
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{server.port}/api/v1/openapi.json", timeout=5)
 
