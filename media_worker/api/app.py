@@ -55,13 +55,13 @@ STATIC = PACKAGE / "static"
 APIDOCS = PACKAGE / "apidocs"
 # What the page and the API may load: only our own origin (the page works offline), plus
 # blob: URLs the page makes of fetched audio.
-# How long a browser that once reached us over HTTPS keeps to HTTPS (one year).
-HSTS_MAX_AGE = 365 * 24 * 3600
 CSP = (
     "default-src 'self'; media-src 'self' blob:; img-src 'self' data: blob:; "
     "style-src 'self' 'unsafe-inline'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
+# How long a browser that once reached us over HTTPS keeps to HTTPS (one year).
+HSTS_MAX_AGE = 365 * 24 * 3600
 # Exception -> HTTP status, most specific first.
 ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (BadIdentity, 400),
